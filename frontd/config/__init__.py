@@ -1,0 +1,1 @@
+"""The configuration: loading, validation and the frozen model the server runs on."""

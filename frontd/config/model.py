@@ -1,0 +1,100 @@
+"""The configuration as frozen dataclasses: what `config/load.py` builds and the server runs on.
+
+Every size is an int of bytes named `max_*`, every duration a float of seconds named `*_timeout`,
+every path absolute (resolved against the config file's directory at load time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+RouteKind = Literal["static", "cgi", "fastcgi", "scgi", "uwsgi", "proxy"]
+GATEWAY_KINDS: tuple[str, ...] = ("fastcgi", "scgi", "uwsgi")
+ROUTE_KINDS: tuple[str, ...] = ("static", "cgi", "fastcgi", "scgi", "uwsgi", "proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A listener or backend address: TCP (`host`, `port`) or a Unix socket (`path`)."""
+
+    kind: Literal["tcp", "unix"]
+    host: str = ""  # "" = all addresses (":port"); IPv6 without brackets
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTarget:
+    """An HTTP backend: its address and, when the URL had one, the path that replaces the prefix."""
+
+    address: Address
+    path: str | None = None  # "http://h:p/base/" -> "/base/"; None keeps the request path
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_connections: int = 1024
+    max_header_size: int = 16 * 1024
+    max_body_size: int = 16 * 1024 * 1024
+    max_target_size: int = 8 * 1024  # request line over this -> 414
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    send_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One `[[vhost.route]]`: a prefix and exactly one kind, with the options of that kind."""
+
+    prefix: str  # always starts and ends with "/"
+    kind: RouteKind
+    directory: str | None = None  # static = DIR, cgi = DIR
+    backends: tuple[Address, ...] = ()  # fastcgi / scgi / uwsgi
+    proxy: tuple[ProxyTarget, ...] = ()
+    root: str | None = None  # gateway script mode (php-fpm, fcgiwrap)
+    index: tuple[str, ...] = ()
+    timeout: float = 60.0
+    connect_timeout: float = 5.0
+    env: tuple[tuple[str, str], ...] = ()
+    interpreters: tuple[tuple[str, str], ...] = ()  # (".py", "/usr/bin/python3")
+    path_env: str = "/usr/local/bin:/usr/bin:/bin"  # PATH given to CGI scripts
+    max_processes: int = 64  # CGI processes per worker; beyond -> 503
+    pass_authorization: bool = True
+    keepalive: int = 0  # pooled idle backend connections per backend
+    host: str | None = None  # proxy: Host header sent to the backend
+    autoindex: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VHost:
+    names: tuple[str, ...]  # lower case, no trailing dot; "*.example.test" wildcards
+    default: bool = False
+    root: str | None = None
+    index: tuple[str, ...] = ("index.html",)
+    autoindex: bool = False
+    routes: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str  # the config file, absolute
+    listen: tuple[Address, ...]
+    vhosts: tuple[VHost, ...]
+    workers: int = 1
+    pid_file: str | None = None
+    error_log: str = "-"  # "-" = stderr
+    access_log: str = "-"  # "-" = stdout, "off"
+    log_level: str = "info"
+    user: str | None = None
+    group: str | None = None
+    shutdown_timeout: float = 30.0
+    limits: Limits = field(default_factory=Limits)

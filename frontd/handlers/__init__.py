@@ -1,0 +1,1 @@
+"""Request handlers: static files, gateways, proxy, error pages."""

@@ -1,0 +1,1 @@
+"""HTTP semantics as pure functions: targets, ranges, conditionals, dates, headers."""

@@ -1,0 +1,1 @@
+"""Processes, listeners, connections and logs."""
