@@ -1,0 +1,50 @@
+"""The `frontd` command: -c FILE, -t, -s reload|stop|quit|reopen, --version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from frontd import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="frontd", description="HTTP front-end server: static files, CGI, "
+                                     "FastCGI, SCGI, uwsgi and HTTP backends, routed by host and prefix.")
+    parser.add_argument("-c", "--config", default="frontd.conf", metavar="FILE",
+                        help="configuration file (default: ./frontd.conf)")
+    parser.add_argument("-t", "--test", action="store_true",
+                        help="check the configuration, print a summary and exit (0 ok, 1 error)")
+    parser.add_argument("-s", "--signal", choices=["reload", "stop", "quit", "reopen"],
+                        help="send a signal to the running master (pid from the config's pid_file)")
+    parser.add_argument("-v", "--version", action="version", version=f"frontd {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from frontd.config.load import ConfigError, load_config, summary
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"frontd: {exc}", file=sys.stderr)
+        return 1
+    if args.test:
+        print(f"frontd: configuration file {config.path}: configuration ok")
+        print(summary(config))
+        return 0
+    if args.signal:
+        from frontd.server.pidfile import send_signal
+
+        return send_signal(config, args.signal)
+    from frontd.server.listeners import ListenError
+    from frontd.server.master import run
+
+    try:
+        return run(config)
+    except ListenError as exc:
+        print(f"frontd: cannot listen on {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

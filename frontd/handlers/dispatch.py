@@ -1,0 +1,50 @@
+"""From a parsed request to the handler of its route, following local redirects."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from frontd.config.model import Config
+from frontd.errors import InternalServerError, NotFound
+from frontd.handlers.static import StaticHandler
+from frontd.http.target import parse_target
+from frontd.request import EMPTY_BODY, Request
+from frontd.response import LocalRedirect, ResponseSink
+from frontd.routing import Router
+
+Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
+MAX_LOCAL_REDIRECTS = 5
+
+
+class Dispatcher:
+    """Routes each request (vhost, then longest prefix) to the handler of the route's kind."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.router = Router(config)
+        static = StaticHandler(config)
+        self.handlers: dict[str, Handler] = {"static": static.handle}
+
+    async def handle(self, request: Request, sink: ResponseSink) -> None:
+        while True:
+            vhost = self.router.vhost(request.host)
+            route = self.router.route(vhost, request.path)
+            request.vhost, request.route = vhost, route
+            kind = route.kind if route is not None else "static"
+            handler = self.handlers.get(kind)
+            if handler is None:
+                raise NotFound(f"no handler for {kind} routes")
+            result = await handler(request, sink)
+            if result is None:
+                return
+            # RFC 3875 §6.2.2: the server serves the new URL as if it had been requested (a GET).
+            if request.redirects >= MAX_LOCAL_REDIRECTS:
+                raise InternalServerError(f"more than {MAX_LOCAL_REDIRECTS} local redirects")
+            target = parse_target(result.target.encode("latin-1", "replace"), "GET")
+            request.method = "GET"
+            request.target = result.target
+            request.path, request.raw_path, request.query = target.path, target.raw_path, target.query
+            request.body = EMPTY_BODY
+            request.headers = [(k, v) for k, v in request.headers
+                               if k not in (b"content-length", b"content-type", b"transfer-encoding")]
+            request.redirects += 1

@@ -1,0 +1,69 @@
+"""The request as handlers see it: parsed target, headers, peer addresses and a streaming body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from frontd.config.model import Route, VHost
+
+
+class RequestBody(Protocol):
+    """The request body, read in chunks as it arrives (backpressure: nothing is read ahead)."""
+
+    # Declared Content-Length; None for a chunked body (length unknown until its end).
+    length: int | None
+
+    async def read(self) -> bytes:
+        """The next chunk; b"" at the end. Raises ContentTooLarge, RequestTimeout or BadRequest."""
+        ...
+
+
+class EmptyBody:
+    """The body of a request that has none."""
+
+    length: int | None = 0
+
+    async def read(self) -> bytes:
+        return b""
+
+
+EMPTY_BODY = EmptyBody()
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    method: str
+    target: str  # the request-target as sent (latin-1)
+    path: str  # percent-decoded, dot segments resolved, always starting with "/"
+    raw_path: str  # the path as sent, still percent-encoded
+    query: str  # raw, without "?"; "" when there is none
+    http_version: str  # "1.0" or "1.1"
+    headers: list[tuple[bytes, bytes]]  # lower-case names, in order received
+    host: str  # Host (or absolute-form target) name: lower case, no port, no trailing dot
+    client_addr: str
+    client_port: int
+    server_addr: str
+    server_port: int
+    body: RequestBody = EMPTY_BODY
+    scheme: str = "http"
+    vhost: VHost | None = None
+    route: Route | None = None
+    redirects: int = 0  # local redirects followed so far (RFC 3875 §6.2.2)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header (name in lower case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def request_line(self) -> str:
+        return f"{self.method} {self.target} HTTP/{self.http_version}"
+
+    def log_context(self) -> str:
+        """The tail nginx puts on error-log lines, so a line can be traced to its request."""
+        return f', client: {self.client_addr}, request: "{self.request_line}"'

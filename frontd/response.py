@@ -1,0 +1,44 @@
+"""ResponseSink: how handlers send a response without knowing the connection behind it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import BinaryIO, Protocol
+
+
+class ResponseSink(Protocol):
+    """The response side of one request.
+
+    `start` once, then any number of `write`/`sendfile`, then `end`. Framing (Content-Length,
+    chunked, close-delimited for HTTP/1.0) follows the headers given to `start`; a HEAD
+    request's body is discarded here, so handlers can treat HEAD like GET.
+    """
+
+    started: bool
+    status: int
+    bytes_sent: int
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None: ...
+
+    async def end(self) -> None: ...
+
+    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        """Take over the raw connection (non-parsed-header output, Upgrade tunnels).
+
+        Returns the reader, the writer and the bytes already received after the request.
+        The connection is closed once the handler returns.
+        """
+        ...
+
+
+class LocalRedirect:
+    """A handler's answer meaning "serve this local URL instead, as a GET" (RFC 3875 §6.2.2)."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str) -> None:
+        self.target = target  # "/path?query", as the script wrote it

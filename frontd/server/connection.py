@@ -1,0 +1,493 @@
+"""One client connection: HTTP/1.1 on h11 and asyncio streams, timeouts, error rendering.
+
+The request head is framed here before h11 sees it, so that leading empty lines can be skipped
+(RFC 9112 §2.2), an over-long request line is a 414 and an over-large head a 431. Each request
+gets a fresh h11.Connection; bytes that arrived after a request (pipelining) are carried over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from http import HTTPStatus
+from typing import BinaryIO
+
+import h11
+
+from frontd import SERVER_SOFTWARE
+from frontd.config.model import Limits
+from frontd.errors import (
+    BadRequest,
+    ContentTooLarge,
+    HeaderFieldsTooLarge,
+    HTTPError,
+    HTTPVersionNotSupported,
+    MethodNotAllowed,
+    NotImplementedMethod,
+    RequestTimeout,
+    URITooLong,
+    error_for_status,
+)
+from frontd.handlers.dispatch import Dispatcher
+from frontd.handlers.error_page import error_body, error_headers
+from frontd.http.dates import http_date
+from frontd.http.target import host_from_header, parse_target
+from frontd.request import EMPTY_BODY, Request
+from frontd.server.logs import AccessLog
+
+log = logging.getLogger("frontd")
+
+READ_SIZE = 65536
+SENDFILE_CHUNK = 1 << 20
+# Methods frontd knows. Others are 501 (RFC 9110 §9.1); TRACE is never echoed (405).
+KNOWN_METHODS = frozenset({
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH",
+    "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH",
+})
+SERVER_HEADER = (b"server", SERVER_SOFTWARE.encode())
+REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+class _ClientGone(Exception):
+    """The client closed or reset the connection, or stopped reading for send_timeout."""
+
+
+class _FileSlice:
+    """A stand-in for file bytes in h11's data passthrough: h11 frames it, sendfile sends it."""
+
+    __slots__ = ("file", "offset", "count")
+
+    def __init__(self, file: BinaryIO, offset: int, count: int) -> None:
+        self.file, self.offset, self.count = file, offset, count
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _head_end(buf: bytearray) -> int:
+    """Index just past the blank line ending a head (CRLF or bare LF line ends), or -1."""
+    end = -1
+    i = buf.find(b"\n\r\n")
+    if i >= 0:
+        end = i + 3
+    j = buf.find(b"\n\n", 0, end if end >= 0 else len(buf))
+    if j >= 0:
+        end = j + 2
+    return end
+
+
+class Body:
+    """A request body read from h11 as the handler asks for it, with limit and stall timeout."""
+
+    __slots__ = ("length", "_conn", "_h11", "_done", "_received")
+
+    def __init__(self, conn: Connection, h11conn: h11.Connection, length: int | None) -> None:
+        self.length = length
+        self._conn = conn
+        self._h11 = h11conn
+        self._done = False
+        self._received = 0
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    async def read(self) -> bytes:
+        if self._done:
+            return b""
+        conn, h = self._conn, self._h11
+        if h.they_are_waiting_for_100_continue:
+            conn.writer.write(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise BadRequest(f"malformed request body: {exc}") from None
+            if event is h11.NEED_DATA:
+                try:
+                    async with asyncio.timeout(conn.limits.body_timeout):
+                        data = await conn.reader.read(READ_SIZE)
+                except TimeoutError:
+                    raise RequestTimeout(f"request body stalled for {conn.limits.body_timeout:g}s") from None
+                except ConnectionError:
+                    raise _ClientGone() from None
+                h.receive_data(data)
+                continue
+            if type(event) is h11.Data:
+                self._received += len(event.data)
+                if self._received > conn.limits.max_body_size:
+                    raise ContentTooLarge(f"request body over max_body_size ({conn.limits.max_body_size})")
+                return bytes(event.data)
+            if type(event) is h11.EndOfMessage:
+                self._done = True
+                return b""
+            if type(event) is h11.ConnectionClosed:
+                raise BadRequest("client closed the connection inside the request body")
+
+
+class Sink:
+    """The ResponseSink of one request on this connection."""
+
+    __slots__ = ("started", "status", "bytes_sent", "ended", "close_after", "detached",
+                 "_conn", "_h11", "_head_only", "_pending")
+
+    def __init__(self, conn: Connection, h11conn: h11.Connection, head_only: bool) -> None:
+        self.started = False
+        self.ended = False
+        self.detached = False
+        self.close_after = False
+        self.status = 0
+        self.bytes_sent = 0
+        self._conn = conn
+        self._h11 = h11conn
+        self._head_only = head_only
+        self._pending: list[bytes] = []
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
+        headers = [SERVER_HEADER, (b"date", http_date(time.time())), *headers]
+        try:
+            data = self._h11.send(h11.Response(status_code=status, headers=headers,
+                                               reason=reason or REASONS.get(status, b"")))
+        except h11.LocalProtocolError as exc:
+            raise error_for_status(502, f"invalid response head: {exc}") from None
+        self.started = True
+        self.status = status
+        # The head waits for the first body bytes so that small responses leave in one packet.
+        self._pending.append(data)
+
+    async def write(self, data: bytes) -> None:
+        if self._head_only or not data:
+            return
+        self.bytes_sent += len(data)
+        out = self._pending
+        out.extend(self._h11.send_with_data_passthrough(h11.Data(data=data)))
+        self._pending = []
+        await self._conn.send(out)
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        if self._head_only or count <= 0:
+            return
+        pieces = self._h11.send_with_data_passthrough(h11.Data(data=_FileSlice(file, offset, count)))  # type: ignore[arg-type]
+        conn = self._conn
+        for piece in pieces:
+            if isinstance(piece, _FileSlice):
+                if self._pending:
+                    await conn.send(self._pending)
+                    self._pending = []
+                await conn.sendfile(piece.file, piece.offset, piece.count)
+                self.bytes_sent += piece.count
+            else:
+                self._pending.append(piece)
+
+    async def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        out = self._pending
+        self._pending = []
+        out.append(self._h11.send(h11.EndOfMessage()) or b"")
+        await self._conn.send(out)
+
+    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        self.detached = True
+        self.started = True
+        self.close_after = True
+        leftover = bytes(self._h11.trailing_data[0])
+        return self._conn.reader, self._conn.writer, leftover
+
+
+class Connection:
+    """Serves requests on one accepted connection until either side closes or a limit ends it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 dispatcher: Dispatcher, limits: Limits, access_log: AccessLog) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.dispatcher = dispatcher
+        self.limits = limits
+        self.access_log = access_log
+        self.buf = bytearray()
+        self.eof = False
+        self.idle = True  # no request in progress: graceful shutdown may close it
+        sock = writer.get_extra_info("socket")
+        peer = writer.get_extra_info("peername")
+        local = writer.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.client_addr, self.client_port = str(peer[0]), int(peer[1])
+        else:  # Unix socket listener
+            self.client_addr, self.client_port = "unix:", 0
+        if isinstance(local, tuple):
+            self.server_addr, self.server_port = str(local[0]), int(local[1])
+        else:
+            self.server_addr, self.server_port = str(local or ""), 0
+        self._sock = sock
+
+    # -- output ---------------------------------------------------------------------------
+
+    async def send(self, pieces: list[bytes]) -> None:
+        writer = self.writer
+        if writer.is_closing():
+            raise _ClientGone()
+        writer.writelines(pieces)
+        transport = writer.transport
+        if transport.get_write_buffer_size() > 65536:
+            await self.drain()
+
+    async def drain(self) -> None:
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            raise _ClientGone(f"client read nothing for {self.limits.send_timeout:g}s") from None
+        except ConnectionError:
+            raise _ClientGone() from None
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        transport = self.writer.transport
+        end = offset + count
+        try:
+            while offset < end:
+                n = min(SENDFILE_CHUNK, end - offset)
+                async with asyncio.timeout(self.limits.send_timeout):
+                    sent = await loop.sendfile(transport, file, offset, n)
+                if sent <= 0:
+                    raise _ClientGone("file shrank while being sent")
+                offset += sent
+        except TimeoutError:
+            raise _ClientGone(f"client read nothing for {self.limits.send_timeout:g}s") from None
+        except (ConnectionError, RuntimeError):
+            raise _ClientGone() from None
+
+    # -- the request loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            first = True
+            while await self._one_request(first):
+                first = False
+        except (_ClientGone, ConnectionError):
+            pass
+        except Exception:
+            log.exception("connection from %s failed", self.client_addr)
+        finally:
+            self.writer.close()
+
+    async def _read_more(self) -> bool:
+        try:
+            data = await self.reader.read(READ_SIZE)
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    async def _read_head(self, first: bool) -> bytes | None:
+        """The raw head of the next request, or None when the client closed between requests."""
+        limits = self.limits
+        # RFC 9112 §2.2: ignore at least one empty line before a request-line.
+        while True:
+            while self.buf[:1] in (b"\r", b"\n"):
+                del self.buf[:1]
+            if self.buf:
+                break
+            if self.eof:
+                return None
+            wait = limits.header_timeout if first else limits.keepalive_timeout
+            try:
+                async with asyncio.timeout(wait):
+                    if not await self._read_more():
+                        return None
+            except TimeoutError:
+                if first:
+                    raise RequestTimeout(f"no request within header_timeout ({wait:g}s)") from None
+                return None  # an idle keep-alive connection simply ends
+        self.idle = False
+        try:
+            async with asyncio.timeout(limits.header_timeout):
+                while True:
+                    end = _head_end(self.buf)
+                    line_end = self.buf.find(b"\n")
+                    line_len = line_end if line_end >= 0 else len(self.buf)
+                    if line_len > limits.max_target_size + 32:
+                        raise URITooLong(f"request line over {limits.max_target_size} bytes")
+                    if end >= 0:
+                        if end > limits.max_header_size:
+                            raise HeaderFieldsTooLarge(f"request head over max_header_size ({limits.max_header_size})")
+                        head = bytes(self.buf[:end])
+                        del self.buf[:end]
+                        return head
+                    if len(self.buf) > limits.max_header_size:
+                        raise HeaderFieldsTooLarge(f"request head over max_header_size ({limits.max_header_size})")
+                    if self.eof or not await self._read_more():
+                        raise BadRequest("client closed the connection inside the request head")
+        except TimeoutError:
+            raise RequestTimeout(f"request head not complete within header_timeout ({limits.header_timeout:g}s)") from None
+
+    async def _one_request(self, first: bool) -> bool:
+        """Serve one request; True when the connection can carry another."""
+        self.idle = True
+        request: Request | None = None
+        try:
+            head = await self._read_head(first)
+            if head is None:
+                return False
+            h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_size + 1024)
+            h.receive_data(head)
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise error_for_status(exc.error_status_hint, f"malformed request: {exc}") from None
+            assert isinstance(event, h11.Request)
+            request, body = self._make_request(h, event)
+        except HTTPError as exc:
+            await self._send_error(exc, None, None, close=True)
+            return False
+        # Bytes after the head belong to the body or to the next (pipelined) request.
+        if self.buf:
+            h.receive_data(bytes(self.buf))
+            self.buf.clear()
+        if self.eof:
+            h.receive_data(b"")
+        return await self._serve(h, request, body)
+
+    def _make_request(self, h: h11.Connection, event: h11.Request) -> tuple[Request, Body | None]:
+        version = event.http_version.decode()
+        if not version.startswith("1."):
+            raise HTTPVersionNotSupported(f"HTTP/{version} is not supported")
+        method = event.method.decode("ascii")
+        target = event.target
+        if len(target) > self.limits.max_target_size:
+            raise URITooLong(f"request target over {self.limits.max_target_size} bytes")
+        headers = list(event.headers)
+        host_values = [v for k, v in headers if k == b"host"]
+        content_length = None
+        chunked = False
+        for k, v in headers:
+            if k == b"content-length":
+                content_length = int(v)  # h11 has validated it (digits, no conflicting values)
+            elif k == b"transfer-encoding":
+                chunked = True
+        if chunked and content_length is not None:
+            # RFC 9112 §6.1: a server MAY reject this; a front end must, or it invites smuggling.
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        parsed = parse_target(target, method)
+        host = parsed.host
+        if host_values:
+            header_host = host_from_header(host_values[0])
+            if host is None:
+                host = header_host
+        if method not in KNOWN_METHODS:
+            if method in ("TRACE", "CONNECT"):
+                raise MethodNotAllowed(f"method {method} is not allowed",
+                                       headers=((b"allow", b"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),))
+            raise NotImplementedMethod(f"unknown method {method}")
+        if content_length is not None and content_length > self.limits.max_body_size:
+            raise ContentTooLarge(f"Content-Length {content_length} over max_body_size ({self.limits.max_body_size})")
+        body: Body | None = None
+        if chunked or content_length:
+            body = Body(self, h, None if chunked else content_length)
+        request = Request(
+            method=method,
+            target=target.decode("latin-1"),
+            path=parsed.path,
+            raw_path=parsed.raw_path,
+            query=parsed.query,
+            http_version="1.1" if version != "1.0" else "1.0",
+            headers=headers,
+            host=host or "",
+            client_addr=self.client_addr,
+            client_port=self.client_port,
+            server_addr=self.server_addr,
+            server_port=self.server_port,
+            body=body if body is not None else EMPTY_BODY,
+        )
+        return request, body
+
+    async def _serve(self, h: h11.Connection, request: Request, body: Body | None) -> bool:
+        sink = Sink(self, h, request.method == "HEAD")
+        close = False
+        try:
+            await self.dispatcher.handle(request, sink)
+            if sink.detached:
+                return False
+            if not sink.ended:
+                await sink.end()
+        except HTTPError as exc:
+            if sink.detached:
+                return False
+            if sink.started:
+                log.error("%s after the response started; closing%s", exc.detail, request.log_context())
+                return False
+            # A failure while reading the body leaves the rest of it unread: close after the answer.
+            close = body is not None and not body.done
+            await self._send_error(exc, request, h, close=close or exc.status in (400, 408, 413, 414, 431))
+            return not close and exc.status not in (400, 408, 413, 414, 431) and self._reusable(h)
+        except _ClientGone:
+            self._log_access(request, sink.status or 499, sink.bytes_sent)
+            return False
+        except ConnectionError:
+            self._log_access(request, sink.status or 499, sink.bytes_sent)
+            return False
+        except Exception:
+            log.exception("unhandled error%s", request.log_context())
+            if sink.started or sink.detached:
+                return False
+            await self._send_error(error_for_status(500), request, h, close=True, logged=True)
+            return False
+        self._log_access(request, sink.status, sink.bytes_sent)
+        if body is not None and not body.done:
+            # An unread body must not be taken for the next request: read it away, or close.
+            try:
+                while await body.read():
+                    pass
+            except HTTPError:
+                return False
+        return self._reusable(h)
+
+    def _reusable(self, h: h11.Connection) -> bool:
+        if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+            return False
+        data, closed = h.trailing_data
+        self.buf += data
+        if closed:
+            self.eof = True
+        return True
+
+    def _log_access(self, request: Request, status: int, size: int) -> None:
+        self.access_log.record(request, status, size)
+
+    async def _send_error(self, exc: HTTPError, request: Request | None, h: h11.Connection | None,
+                          *, close: bool, logged: bool = False) -> None:
+        status = exc.status
+        if not logged:
+            level = logging.INFO if status in (404, 403, 304) else logging.WARNING if status < 500 else logging.ERROR
+            context = request.log_context() if request else f", client: {self.client_addr}"
+            log.log(level, "%d: %s%s", status, exc.detail, context)
+        if h is None or h.our_state is not h11.SEND_RESPONSE:
+            h = h11.Connection(h11.SERVER)
+            h.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            h.next_event()
+            head_only = False
+        else:
+            head_only = request is not None and request.method == "HEAD"
+        headers = [SERVER_HEADER, (b"date", http_date(time.time())),
+                   *error_headers(status, close=close), *exc.headers]
+        body = error_body(status)
+        try:
+            out = [h.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))]
+            if not head_only:
+                out.append(h.send(h11.Data(data=body)))
+            out.append(h.send(h11.EndOfMessage()))
+            await self.send(out)
+            await self.drain()
+        except (_ClientGone, ConnectionError, h11.LocalProtocolError):
+            pass
+        if request is None:
+            request = Request(method="-", target="-", path="/", raw_path="/", query="", http_version="1.1",
+                              headers=[], host="", client_addr=self.client_addr, client_port=self.client_port,
+                              server_addr=self.server_addr, server_port=self.server_port)
+        self._log_access(request, status, 0 if head_only else len(body))

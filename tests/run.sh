@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run all of it.
+#   bash tests/run.sh            (extra arguments go to pytest)
+# Debian packages (real peers: gcc, php-fpm, fcgiwrap, uWSGI) need root or sudo; the Python
+# packages go into .venv beside this checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES="gcc libc6-dev"
+if command -v apt-get >/dev/null 2>&1; then
+    missing=$(for p in $DEBIAN_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+    if [ -n "$missing" ]; then
+        sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends $missing
+    fi
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
