@@ -98,3 +98,11 @@ class Config:
     group: str | None = None
     shutdown_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
+
+
+class ConfigError(Exception):
+    """A configuration mistake, as one line: `FILE: key.path: what is wrong (did you mean "x"?)`.
+
+    Defined here, the lowest config module, so that `units.py`, `address.py` and `load.py` can all
+    raise it; `frontd.config.load.ConfigError` is the same class.
+    """

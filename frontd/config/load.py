@@ -1,0 +1,695 @@
+"""Loading `frontd.conf`: TOML to the frozen `Config`, every mistake caught before anything is bound.
+
+Every error is a `ConfigError` of one line, `FILE: key.path: what is wrong (did you mean "x"?)`, so
+that `frontd -t` and a refused reload can say exactly where to look. Relative paths resolve against
+the directory of the config file, never the working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import grp
+import os
+import pwd
+import re
+import shutil
+import stat
+import tomllib
+from dataclasses import fields
+from typing import Any, NoReturn
+
+from frontd.config.address import parse_address, parse_hostname, parse_proxy_url
+from frontd.config.model import (
+    GATEWAY_KINDS,
+    ROUTE_KINDS,
+    Address,
+    Config,
+    ConfigError,
+    Limits,
+    ProxyTarget,
+    Route,
+    VHost,
+)
+from frontd.config.units import format_duration, format_size, parse_duration, parse_size, show
+
+__all__ = ["ConfigError", "load_config", "parse_config", "summary"]
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_PROXY_KEEPALIVE = 8
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+
+TOP_KEYS: tuple[str, ...] = (
+    "listen", "workers", "pid_file", "error_log", "access_log", "log_level", "user", "group",
+    "shutdown_timeout", "limits", "vhost",
+)
+LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
+VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route")
+# Which kinds of route each option applies to; an option on any other kind is an error.
+ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "root": GATEWAY_KINDS,
+    "index": ("static", "cgi", *GATEWAY_KINDS),
+    "timeout": ("cgi", *GATEWAY_KINDS, "proxy"),
+    "connect_timeout": (*GATEWAY_KINDS, "proxy"),
+    "env": ("cgi", *GATEWAY_KINDS),
+    "interpreters": ("cgi",),
+    "path": ("cgi",),
+    "max_processes": ("cgi",),
+    "pass_authorization": ("cgi", *GATEWAY_KINDS),
+    "keepalive": ("fastcgi", "proxy"),
+    "host": ("proxy",),
+    "autoindex": ("static",),
+}
+# The order in which messages list the kinds.
+KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static")
+ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS)
+
+_ROUTE_DEFAULTS = Route(prefix="/", kind="static")
+_VHOST_DEFAULTS = VHost(names=())
+_CONFIG_DEFAULTS = Config(path="", listen=(), vhosts=())
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EXTENSION_RE = re.compile(r"\.[^/\0]+")
+_HOST_HEADER_RE = re.compile(r"[A-Za-z0-9._~\-\[\]:]+")
+_TOML_POSITION_RE = re.compile(r"(.*) \(at (?:line (\d+), column (\d+)|end of document)\)", re.DOTALL)
+
+
+def load_config(path: str) -> Config:
+    """Read, parse and validate the config file at `path`; ConfigError on any mistake."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: invalid TOML: not UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {_toml_error(str(exc))}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], path: str) -> Config:
+    """Validate parsed TOML `data` read from `path`; relative paths resolve against its directory."""
+    return _Loader(path).config(data)
+
+
+def _toml_error(message: str) -> str:
+    """tomllib's "What (at line L, column C)" as "line L, column C: invalid TOML: What"."""
+    match = _TOML_POSITION_RE.fullmatch(message)
+    if match is None:
+        return f"invalid TOML: {message}"
+    what, line, column = match.groups()
+    if line is None:
+        return f"end of file: invalid TOML: {what}"
+    return f"line {line}, column {column}: invalid TOML: {what}"
+
+
+def _words(items: tuple[str, ...] | list[str]) -> str:
+    """("a", "b", "c") -> "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+class _Loader:
+    """One pass over one file's data; knows the file name and directory for messages and paths."""
+
+    def __init__(self, path: str) -> None:
+        self.file = path
+        self.path = os.path.abspath(path)
+        self.base_dir = os.path.dirname(self.path)
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def where(self, key: str) -> str:
+        return f"{self.file}: {key}" if key else self.file
+
+    def fail(self, key: str, message: str) -> NoReturn:
+        raise ConfigError(f"{self.where(key)}: {message}")
+
+    def check_keys(self, table: dict[str, object], allowed: tuple[str, ...], path: str) -> None:
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                self.fail(path, f"unknown key {show(key)}{hint}")
+
+    # -- typed values --------------------------------------------------------------------------
+
+    def string(self, value: object, key: str, what: str = "a string") -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"expected {what}, got {show(value)}")
+        if not value:
+            self.fail(key, f"expected {what}, got an empty string")
+        if "\0" in value:
+            self.fail(key, "contains a NUL character")
+        return value
+
+    def boolean(self, value: object, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {show(value)}")
+        return value
+
+    def integer(self, value: object, key: str, minimum: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(key, f"expected an integer, got {show(value)}")
+        if value < minimum:
+            self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def size(self, value: object, key: str, *, positive: bool) -> int:
+        size = parse_size(value, self.where(key))
+        if positive and size == 0:
+            self.fail(key, "must be greater than 0")
+        return size
+
+    def duration(self, value: object, key: str, *, positive: bool) -> float:
+        seconds = parse_duration(value, self.where(key))
+        if positive and seconds == 0:
+            self.fail(key, "must be greater than 0")
+        return seconds
+
+    def table(self, value: object, key: str) -> dict[str, object]:
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a table, got {show(value)}")
+        return value
+
+    def tables(self, value: object, key: str, header: str) -> list[dict[str, object]]:
+        """An array of tables, as `[[header]]` sections make."""
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            self.fail(key, f"expected an array of tables ([[{header}]] sections), got {show(value)}")
+        return value
+
+    def one_or_more(
+        self, value: object, key: str, one: str, many: str
+    ) -> list[tuple[object, str]]:
+        """A string or a non-empty array: (item, key path) pairs, "key[i]" for array items."""
+        if isinstance(value, list):
+            if not value:
+                self.fail(key, f"empty array; give one or more {many}")
+            return [(item, f"{key}[{i}]") for i, item in enumerate(value)]
+        if isinstance(value, str):
+            return [(value, key)]
+        self.fail(key, f"expected {one} or an array of {many}, got {show(value)}")
+
+    def directory(self, value: object, key: str) -> str:
+        """An existing directory, absolute and with symlinks resolved."""
+        text = self.string(value, key, "a directory path")
+        path = os.path.normpath(os.path.join(self.base_dir, text))
+        if not os.path.exists(path):
+            self.fail(key, f"directory {show(path)} does not exist")
+        if not os.path.isdir(path):
+            self.fail(key, f"{show(path)} is not a directory")
+        return os.path.realpath(path)
+
+    def file_path(self, value: object, key: str) -> str:
+        """A file frontd writes (pid file, log): absolute; it may be missing but not a directory."""
+        text = self.string(value, key, "a file path")
+        path = os.path.normpath(os.path.join(self.base_dir, text))
+        if os.path.isdir(path):
+            self.fail(key, f"{show(path)} is a directory")
+        return path
+
+    def file_names(self, value: object, key: str) -> tuple[str, ...]:
+        """An index list: plain file names, looked up in the requested directory."""
+        if not isinstance(value, list):
+            self.fail(key, f"expected an array of file names, got {show(value)}")
+        names: list[str] = []
+        for i, item in enumerate(value):
+            name = self.string(item, f"{key}[{i}]", "a file name")
+            if "/" in name or name in (".", ".."):
+                self.fail(f"{key}[{i}]", f'expected a file name without "/", got {show(name)}')
+            names.append(name)
+        return tuple(names)
+
+    # -- the file ------------------------------------------------------------------------------
+
+    def config(self, data: dict[str, object]) -> Config:
+        self.check_keys(data, TOP_KEYS, "")
+        listen = self.listen(data.get("listen", DEFAULT_LISTEN))
+        workers = self.workers(data.get("workers", 1))
+        pid_file = self.file_path(data["pid_file"], "pid_file") if "pid_file" in data else None
+        error_log = self.log_file(data.get("error_log", "-"), "error_log", ("-",))
+        access_log = self.log_file(data.get("access_log", "-"), "access_log", ("-", "off"))
+        log_level = self.log_level(data.get("log_level", "info"))
+        user = self.account(data["user"], "user") if "user" in data else None
+        group = self.account(data["group"], "group") if "group" in data else None
+        shutdown_timeout = self.duration(
+            data.get("shutdown_timeout", _CONFIG_DEFAULTS.shutdown_timeout),
+            "shutdown_timeout",
+            positive=False,
+        )
+        limits = self.limits(data["limits"]) if "limits" in data else Limits()
+        vhosts = self.vhosts(data.get("vhost"))
+        return Config(
+            path=self.path,
+            listen=listen,
+            vhosts=vhosts,
+            workers=workers,
+            pid_file=pid_file,
+            error_log=error_log,
+            access_log=access_log,
+            log_level=log_level,
+            user=user,
+            group=group,
+            shutdown_timeout=shutdown_timeout,
+            limits=limits,
+        )
+
+    def listen(self, value: object) -> tuple[Address, ...]:
+        addresses: list[Address] = []
+        seen: dict[Address, str] = {}
+        for item, key in self.one_or_more(value, "listen", "an address", "addresses"):
+            if not isinstance(item, str):
+                self.fail(
+                    key,
+                    'expected an address ("host:port", "[v6]:port", ":port" or "unix:/path"), '
+                    f"got {show(item)}",
+                )
+            address = parse_address(item, self.where(key), listener=True, base_dir=self.base_dir)
+            # Port 0 asks the kernel for any free port, so two of them do not collide.
+            if address in seen and (address.kind == "unix" or address.port != 0):
+                self.fail(key, f'"{address}" is already listed as {seen[address]}')
+            seen.setdefault(address, key)
+            if address.kind == "unix":
+                self.check_listener_socket(address.path, key)
+            addresses.append(address)
+        return tuple(addresses)
+
+    def check_listener_socket(self, path: str, key: str) -> None:
+        """Bind would fail later on a missing directory or a path that is some other file."""
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            self.fail(key, f"directory {show(parent)} for the Unix socket does not exist")
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.fail(key, f"cannot use {show(path)}: {exc.strerror}")
+        if not stat.S_ISSOCK(mode):
+            self.fail(key, f"{show(path)} exists and is not a socket")
+
+    def workers(self, value: object) -> int:
+        if value == "auto":
+            return os.cpu_count() or 1
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail("workers", f'expected an integer >= 1 or "auto", got {show(value)}')
+        if value < 1:
+            self.fail("workers", f'must be at least 1 (or "auto"), got {value}')
+        return value
+
+    def log_file(self, value: object, key: str, special: tuple[str, ...]) -> str:
+        if isinstance(value, str) and value in special:
+            return value
+        if value == "off":  # nginx's trap: "error_log off" writes a file named "off"
+            self.fail(key, 'cannot be "off"; use "-" for stderr or a file')
+        return self.file_path(value, key)
+
+    def log_level(self, value: object) -> str:
+        level = self.string(value, "log_level").lower()
+        if level not in LOG_LEVELS:
+            close = difflib.get_close_matches(level, LOG_LEVELS, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            self.fail(
+                "log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {show(value)}{hint}"
+            )
+        return level
+
+    def account(self, value: object, key: str) -> str:
+        """A user or group name that exists here, checked now rather than after binding."""
+        name = self.string(value, key, f"a {key} name")
+        try:
+            if key == "user":
+                pwd.getpwnam(name)
+            else:
+                grp.getgrnam(name)
+        except KeyError:
+            self.fail(key, f"no such {key} {show(name)}")
+        return name
+
+    def limits(self, value: object) -> Limits:
+        table = self.table(value, "limits")
+        self.check_keys(table, LIMIT_KEYS, "limits")
+        values: dict[str, Any] = {}
+        for name, item in table.items():
+            key = f"limits.{name}"
+            if name == "max_connections":
+                values[name] = self.integer(item, key, 1)
+            elif name == "max_body_size":
+                values[name] = self.size(item, key, positive=False)
+            elif name.startswith("max_"):
+                values[name] = self.size(item, key, positive=True)
+            else:  # keepalive_timeout = 0 turns keep-alive off, as in nginx
+                values[name] = self.duration(item, key, positive=name != "keepalive_timeout")
+        return Limits(**values)
+
+    # -- virtual hosts -------------------------------------------------------------------------
+
+    def vhosts(self, value: object) -> tuple[VHost, ...]:
+        if value is None:
+            self.fail("vhost", "no virtual host; add at least one [[vhost]] section")
+        tables = self.tables(value, "vhost", "vhost")
+        if not tables:
+            self.fail("vhost", "no virtual host; add at least one [[vhost]] section")
+        owners: dict[str, str] = {}
+        default_key: str | None = None
+        vhosts: list[VHost] = []
+        for i, table in enumerate(tables):
+            vhost = self.vhost(table, f"vhost[{i}]", owners)
+            if vhost.default:
+                if default_key is not None:
+                    self.fail(f"vhost[{i}].default", f"{default_key} is already the default")
+                default_key = f"vhost[{i}]"
+            vhosts.append(vhost)
+        for i, vhost in enumerate(vhosts):
+            # Unmatched requests go to the default vhost, else to the first.
+            fallback = vhost.default or (i == 0 and default_key is None)
+            if not vhost.names and not fallback:
+                self.fail(
+                    f"vhost[{i}]",
+                    "no names and not the default, so no request can reach it "
+                    "(add names or set default = true)",
+                )
+        return tuple(vhosts)
+
+    def vhost(self, table: dict[str, object], path: str, owners: dict[str, str]) -> VHost:
+        self.check_keys(table, VHOST_KEYS, path)
+        names = self.names(table.get("names", []), f"{path}.names", path, owners)
+        default = self.boolean(table["default"], f"{path}.default") if "default" in table else False
+        root = self.directory(table["root"], f"{path}.root") if "root" in table else None
+        index = (
+            self.file_names(table["index"], f"{path}.index")
+            if "index" in table
+            else _VHOST_DEFAULTS.index
+        )
+        autoindex = (
+            self.boolean(table["autoindex"], f"{path}.autoindex") if "autoindex" in table else False
+        )
+        route_tables = self.tables(table.get("route", []), f"{path}.route", "vhost.route")
+        routes: list[Route] = []
+        prefixes: dict[str, str] = {}
+        for j, route_table in enumerate(route_tables):
+            route_path = f"{path}.route[{j}]"
+            route = self.route(route_table, route_path, index, autoindex)
+            if route.prefix in prefixes:
+                self.fail(
+                    f"{route_path}.prefix",
+                    f"{show(route.prefix)} is already the prefix of {prefixes[route.prefix]}",
+                )
+            prefixes[route.prefix] = route_path
+            routes.append(route)
+        if root is None and not routes:
+            self.fail(path, "serves nothing: set root or add a [[vhost.route]]")
+        return VHost(
+            names=names,
+            default=default,
+            root=root,
+            index=index,
+            autoindex=autoindex,
+            routes=tuple(routes),
+        )
+
+    def names(
+        self, value: object, key: str, vhost: str, owners: dict[str, str]
+    ) -> tuple[str, ...]:
+        items = [] if value == [] else self.one_or_more(value, key, "a host name", "host names")
+        names: list[str] = []
+        for item, item_key in items:
+            text = self.string(item, item_key, "a host name")
+            if ":" in text and not text.startswith("["):
+                self.fail(item_key, f"a name has no port (the port is ignored), got {show(text)}")
+            name = parse_hostname(text, self.where(item_key), wildcard=True)
+            if name in owners:
+                self.fail(item_key, f"{show(name)} is already a name of {owners[name]}")
+            owners[name] = vhost
+            names.append(name)
+        return tuple(names)
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def route(
+        self, table: dict[str, object], path: str, vhost_index: tuple[str, ...], vhost_autoindex: bool
+    ) -> Route:
+        self.check_keys(table, ROUTE_KEYS, path)
+        if "prefix" not in table:
+            self.fail(path, 'missing key "prefix"')
+        prefix = self.prefix(table["prefix"], f"{path}.prefix")
+        kinds = [kind for kind in KIND_ORDER if kind in table]
+        exactly = f"exactly one of {', '.join(KIND_ORDER)}"
+        if not kinds:
+            self.fail(path, f"route has no kind; set {exactly}")
+        if len(kinds) == 2:
+            self.fail(path, f"route has both {kinds[0]} and {kinds[1]}; {exactly}")
+        if len(kinds) > 2:
+            self.fail(path, f"route has {_words(kinds)}; {exactly}")
+        kind = kinds[0]
+        for option, applies in ROUTE_OPTIONS.items():
+            if option in table and kind not in applies:
+                routes = [k for k in KIND_ORDER if k in applies]
+                self.fail(
+                    f"{path}.{option}",
+                    f"not an option of {kind} routes (only of {_words(routes)} routes)",
+                )
+
+        def key(name: str) -> str:
+            return f"{path}.{name}"
+
+        values: dict[str, Any] = {"prefix": prefix, "kind": kind}
+        target = table[kind]
+        if kind in ("static", "cgi"):
+            values["directory"] = self.directory(target, key(kind))
+        elif kind == "proxy":
+            values["proxy"] = self.proxy(target, key(kind))
+        else:
+            values["backends"] = self.backends(target, key(kind))
+
+        if "root" in table:
+            values["root"] = self.directory(table["root"], key("root"))
+        if "index" in table:
+            if kind in GATEWAY_KINDS and "root" not in table:
+                self.fail(key("index"), "only applies with root (script mode)")
+            values["index"] = self.file_names(table["index"], key("index"))
+        elif kind == "static":
+            values["index"] = vhost_index
+        if "autoindex" in table:
+            values["autoindex"] = self.boolean(table["autoindex"], key("autoindex"))
+        elif kind == "static":
+            values["autoindex"] = vhost_autoindex
+        for name in ("timeout", "connect_timeout"):
+            if name in table:
+                values[name] = self.duration(table[name], key(name), positive=True)
+        if "env" in table:
+            values["env"] = self.env(table["env"], key("env"))
+        if "path" in table:
+            values["path_env"] = self.string(table["path"], key("path"), "a PATH string")
+        if "interpreters" in table:
+            search: str = values.get("path_env", _ROUTE_DEFAULTS.path_env)
+            values["interpreters"] = self.interpreters(
+                table["interpreters"], key("interpreters"), search
+            )
+        if "max_processes" in table:
+            values["max_processes"] = self.integer(table["max_processes"], key("max_processes"), 1)
+        if "pass_authorization" in table:
+            values["pass_authorization"] = self.boolean(
+                table["pass_authorization"], key("pass_authorization")
+            )
+        if "keepalive" in table:
+            values["keepalive"] = self.integer(table["keepalive"], key("keepalive"), 0)
+        elif kind == "proxy":
+            values["keepalive"] = DEFAULT_PROXY_KEEPALIVE
+        if "host" in table:
+            host = self.string(table["host"], key("host"), "a Host header value")
+            if not _HOST_HEADER_RE.fullmatch(host):
+                self.fail(key("host"), f"bad Host header value {show(host)}")
+            values["host"] = host
+        return Route(**values)
+
+    def prefix(self, value: object, key: str) -> str:
+        """A path prefix of whole segments, always ending in "/": "/app" and "/app/" are the same."""
+        prefix = self.string(value, key, 'a path such as "/app/"')
+        if not prefix.startswith("/"):
+            self.fail(key, f'must start with "/", got {show(prefix)}')
+        if any(ord(c) < 0x20 or c in "\x7f?#" for c in prefix):
+            self.fail(
+                key,
+                "must be a plain path, without query, fragment or control characters, "
+                f"got {show(prefix)}",
+            )
+        if "%" in prefix:
+            # Routes match the percent-decoded path, so an encoded prefix could never match.
+            self.fail(key, f'write the path decoded ("/a b/", not "/a%20b/"), got {show(prefix)}')
+        if not prefix.endswith("/"):
+            prefix += "/"
+        segments = prefix[1:-1].split("/")
+        if prefix != "/" and any(s in ("", ".", "..") for s in segments):
+            self.fail(key, f'must not contain empty, "." or ".." segments, got {show(value)}')
+        return prefix
+
+    def backends(self, value: object, key: str) -> tuple[Address, ...]:
+        backends: list[Address] = []
+        for item, item_key in self.one_or_more(value, key, "a backend address", "backend addresses"):
+            if not isinstance(item, str):
+                self.fail(
+                    item_key,
+                    f'expected a backend address ("host:port", "[v6]:port" or "unix:/path"), '
+                    f"got {show(item)}",
+                )
+            address = parse_address(item, self.where(item_key), listener=False, base_dir=self.base_dir)
+            if address in backends:
+                self.fail(item_key, f'"{address}" is listed twice')
+            backends.append(address)
+        return tuple(backends)
+
+    def proxy(self, value: object, key: str) -> tuple[ProxyTarget, ...]:
+        targets: list[ProxyTarget] = []
+        for item, item_key in self.one_or_more(value, key, "an http:// URL", "http:// URLs"):
+            text = self.string(item, item_key, "an http:// URL")
+            target = parse_proxy_url(text, self.where(item_key), self.base_dir)
+            if any(t.address == target.address for t in targets):
+                self.fail(item_key, f'"{target.address}" is listed twice')
+            if targets and target.path != targets[0].path:
+                self.fail(
+                    item_key,
+                    "every URL of one route must have the same path, "
+                    f"got {show(target.path or '')} after {show(targets[0].path or '')}",
+                )
+            targets.append(target)
+        return tuple(targets)
+
+    def env(self, value: object, key: str) -> tuple[tuple[str, str], ...]:
+        table = self.table(value, key)
+        pairs: list[tuple[str, str]] = []
+        for name, item in table.items():
+            if not _ENV_NAME_RE.fullmatch(name):
+                self.fail(key, f"bad variable name {show(name)} (letters, digits and _)")
+            if not isinstance(item, str):
+                self.fail(f"{key}.{name}", f"expected a string, got {show(item)}")
+            if "\0" in item:
+                self.fail(f"{key}.{name}", "contains a NUL character")
+            pairs.append((name, item))
+        return tuple(pairs)
+
+    def interpreters(self, value: object, key: str, search_path: str) -> tuple[tuple[str, str], ...]:
+        """Extension -> interpreter; a bare program name is looked up in the route's PATH now."""
+        table = self.table(value, key)
+        pairs: list[tuple[str, str]] = []
+        for ext, item in table.items():
+            item_key = f"{key}.{show(ext)}"  # TOML quotes a key such as ".py"
+            if not _EXTENSION_RE.fullmatch(ext):
+                self.fail(key, f'an extension must start with "." and contain no "/", got {show(ext)}')
+            program = self.string(item, item_key, "an interpreter path")
+            if "/" in program:
+                found = os.path.normpath(os.path.join(self.base_dir, program))
+            else:
+                which = shutil.which(program, path=search_path)
+                if which is None:
+                    self.fail(item_key, f"{show(program)} is not found in PATH {show(search_path)}")
+                found = which
+            if not os.path.isfile(found) or not os.access(found, os.X_OK):
+                self.fail(item_key, f"{show(found)} is not an executable file")
+            pairs.append((ext, found))
+        return tuple(pairs)
+
+
+# -- frontd -t -------------------------------------------------------------------------------------
+
+
+def summary(config: Config) -> str:
+    """The effective configuration, as `frontd -t` prints it: every default filled in, every path
+    absolute, and each vhost's routes in match order (longest prefix first)."""
+    limits = config.limits
+    lines = [
+        f"# effective configuration of {config.path}",
+        f"listen {', '.join(str(a) for a in config.listen)}",
+        f"workers {config.workers}",
+        f"pid_file {config.pid_file or '(none)'}",
+        f"error_log {config.error_log}",
+        f"access_log {config.access_log}",
+        f"log_level {config.log_level}",
+    ]
+    if config.user is not None:
+        lines.append(f"user {config.user}")
+    if config.group is not None:
+        lines.append(f"group {config.group}")
+    lines.append(f"shutdown_timeout {format_duration(config.shutdown_timeout)}")
+    lines.append(
+        "limits "
+        + " ".join(
+            f"{f.name}={_format_limit(f.name, getattr(limits, f.name))}" for f in fields(Limits)
+        )
+    )
+    has_default = any(v.default for v in config.vhosts)
+    for i, vhost in enumerate(config.vhosts):
+        lines.append("")
+        names = " ".join(vhost.names) if vhost.names else "(no names)"
+        if vhost.default:
+            names += "  (default)"
+        elif i == 0 and not has_default:
+            names += "  (default: first vhost)"
+        lines.append(f"vhost[{i}] {names}")
+        index = " ".join(vhost.index) or "(none)"
+        autoindex = "on" if vhost.autoindex else "off"
+        lines.append(f"  root {vhost.root or '(none)'}  index {index}  autoindex {autoindex}")
+        routes = sorted(vhost.routes, key=lambda r: len(r.prefix), reverse=True)
+        width = max([len(r.prefix) for r in routes] + [1])
+        for route in routes:
+            lines.append(f"  {route.prefix:<{width}}  {_describe_route(route)}")
+        if vhost.root is not None and all(r.prefix != "/" for r in vhost.routes):
+            lines.append(f"  {'/':<{width}}  static {vhost.root}  (vhost root)")
+        elif not any(r.prefix == "/" for r in vhost.routes):
+            lines.append(f"  {'/':<{width}}  404  (no route, no root)")
+    return "\n".join(lines)
+
+
+def _format_limit(name: str, value: int | float) -> str:
+    if name == "max_connections":
+        return str(value)
+    if name.startswith("max_"):
+        return format_size(int(value))
+    return format_duration(float(value))
+
+
+def _describe_route(route: Route) -> str:
+    parts: list[str] = [route.kind]
+    if route.kind in ("static", "cgi"):
+        parts.append(str(route.directory))
+    elif route.kind == "proxy":
+        parts.append(", ".join(_proxy_url(t) for t in route.proxy))
+    else:
+        parts.append(", ".join(str(a) for a in route.backends))
+    options: list[str] = []
+    if route.kind in GATEWAY_KINDS:
+        if route.root is not None:
+            options.append(f"root={route.root} (script mode)")
+        else:
+            script_name = route.prefix[:-1] or '""'
+            options.append(f"SCRIPT_NAME={script_name} (application mount)")
+    if route.index:
+        options.append(f"index={','.join(route.index)}")
+    if route.kind == "static":
+        options.append(f"autoindex={'on' if route.autoindex else 'off'}")
+    if route.kind != "static":
+        options.append(f"timeout={format_duration(route.timeout)}")
+    if route.kind != "static" and route.kind != "cgi":
+        options.append(f"connect_timeout={format_duration(route.connect_timeout)}")
+    if route.kind in ("fastcgi", "proxy"):
+        options.append(f"keepalive={route.keepalive}")
+    if route.kind == "cgi":
+        options.append(f"max_processes={route.max_processes}")
+        options.append(f"path={route.path_env}")
+        options.extend(f"interpreter{ext}={program}" for ext, program in route.interpreters)
+    if route.kind == "cgi" or route.kind in GATEWAY_KINDS:
+        options.append(f"pass_authorization={'on' if route.pass_authorization else 'off'}")
+        options.extend(f"env.{name}={show(value)}" for name, value in route.env)
+    if route.kind == "proxy":
+        options.append(f"host={route.host}" if route.host else "host=(client's)")
+    return "  ".join([" ".join(parts), " ".join(options)])
+
+
+def _proxy_url(target: ProxyTarget) -> str:
+    address = target.address
+    if address.kind == "unix":
+        return f"http://unix:{address.path}" + (f":{target.path}" if target.path else "")
+    return f"http://{address}{target.path or ''}"
