@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from http import HTTPStatus
 from typing import BinaryIO
@@ -40,12 +41,15 @@ log = logging.getLogger("frontd")
 
 READ_SIZE = 65536
 SENDFILE_CHUNK = 1 << 20
+SMALL_FILE = 64 * 1024
 # Methods frontd knows. Others are 501 (RFC 9110 §9.1); TRACE is never echoed (405).
 KNOWN_METHODS = frozenset({
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH",
     "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH",
 })
 SERVER_HEADER = (b"server", SERVER_SOFTWARE.encode())
+# Statuses after which the request stream cannot be trusted (or the body was refused unread).
+_FATAL_STATUSES = frozenset({400, 408, 413, 414, 431, 501, 505})
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -167,6 +171,10 @@ class Sink:
 
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
         if self._head_only or count <= 0:
+            return
+        if count <= SMALL_FILE:
+            # A small body goes out with the head in one write: cheaper than a sendfile round.
+            await self.write(os.pread(file.fileno(), count, offset))
             return
         pieces = self._h11.send_with_data_passthrough(h11.Data(data=_FileSlice(file, offset, count)))  # type: ignore[arg-type]
         conn = self._conn
@@ -329,7 +337,9 @@ class Connection:
 
     async def _one_request(self, first: bool) -> bool:
         """Serve one request; True when the connection can carry another."""
-        self.idle = True
+        # Only a keep-alive connection between requests is idle. A new one has a request on its way:
+        # closing it in a graceful stop (a reload) would fail a client that has just connected.
+        self.idle = not first
         request: Request | None = None
         try:
             head = await self._read_head(first)
@@ -343,6 +353,9 @@ class Connection:
                 raise error_for_status(exc.error_status_hint, f"malformed request: {exc}") from None
             assert isinstance(event, h11.Request)
             request, body = self._make_request(h, event)
+            if b"\n " in head or b"\n\t" in head:
+                # RFC 9112 §5.2: obsolete line folding; h11 would unfold it, a front end refuses it.
+                raise BadRequest("obsolete line folding in the request head")
         except HTTPError as exc:
             await self._send_error(exc, None, None, close=True)
             return False
@@ -352,6 +365,9 @@ class Connection:
             self.buf.clear()
         if self.eof:
             h.receive_data(b"")
+        if body is None:
+            # No body: h11 still owes the EndOfMessage that makes the request DONE.
+            h.next_event()
         return await self._serve(h, request, body)
 
     def _make_request(self, h: h11.Connection, event: h11.Request) -> tuple[Request, Body | None]:
@@ -409,7 +425,6 @@ class Connection:
 
     async def _serve(self, h: h11.Connection, request: Request, body: Body | None) -> bool:
         sink = Sink(self, h, request.method == "HEAD")
-        close = False
         try:
             await self.dispatcher.handle(request, sink)
             if sink.detached:
@@ -422,14 +437,12 @@ class Connection:
             if sink.started:
                 log.error("%s after the response started; closing%s", exc.detail, request.log_context())
                 return False
-            # A failure while reading the body leaves the rest of it unread: close after the answer.
-            close = body is not None and not body.done
-            await self._send_error(exc, request, h, close=close or exc.status in (400, 408, 413, 414, 431))
-            return not close and exc.status not in (400, 408, 413, 414, 431) and self._reusable(h)
-        except _ClientGone:
-            self._log_access(request, sink.status or 499, sink.bytes_sent)
-            return False
-        except ConnectionError:
+            # Input errors leave the stream out of sync (or the body unread on purpose): close.
+            fatal = exc.status in _FATAL_STATUSES
+            await self._send_error(exc, request, h, close=fatal)
+            if fatal:
+                return False
+        except (_ClientGone, ConnectionError):
             self._log_access(request, sink.status or 499, sink.bytes_sent)
             return False
         except Exception:
@@ -438,13 +451,15 @@ class Connection:
                 return False
             await self._send_error(error_for_status(500), request, h, close=True, logged=True)
             return False
-        self._log_access(request, sink.status, sink.bytes_sent)
+        else:
+            self._log_access(request, sink.status, sink.bytes_sent)
         if body is not None and not body.done:
-            # An unread body must not be taken for the next request: read it away, or close.
+            # An unread body must not be taken for the next request: read it away (up to
+            # max_body_size, as the handler would have), or close.
             try:
                 while await body.read():
                     pass
-            except HTTPError:
+            except (HTTPError, _ClientGone, ConnectionError):
                 return False
         return self._reusable(h)
 
