@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES="gcc libc6-dev"
+DEBIAN_PACKAGES="gcc libc6-dev python3-venv"
 if command -v apt-get >/dev/null 2>&1; then
     missing=$(for p in $DEBIAN_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
     if [ -n "$missing" ]; then
