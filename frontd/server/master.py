@@ -1,22 +1,405 @@
-"""The master process: binds the listeners, then serves (workers and signals: see issue on operations)."""
+"""The master process: binds the listeners, forks the workers, and runs them with nginx's signals.
+
+The master never serves a request. It waits for signals with every one of them blocked
+(`sigtimedwait`), so a handler never runs in the middle of its work, and acts on them here:
+
+- TERM, INT: fast stop (TERM to the workers; KILL whoever is left after FAST_STOP_TIMEOUT).
+- QUIT: graceful stop (QUIT to the workers, which finish in-flight requests within
+  shutdown_timeout; KILL whoever is left after that and a margin).
+- HUP: reload. The file is read and validated again; if it is bad, the error is logged and the
+  running configuration stays. Otherwise listeners are kept (by address), added or closed, a new
+  generation of workers starts, and only then are the old workers told to QUIT: the listening
+  sockets never close, so a client sees no refused connection and no failed request.
+- USR1: reopen the log files (after logrotate renamed them), then the same in every worker.
+- CHLD: reap; a worker of the current generation that died is restarted, after a back-off
+  when it died young, so that a worker failing at start does not spin.
+
+When started as root with `user` set, the master stays root (to bind new listeners on reload
+and reopen log files) and each worker drops to that user right after the fork, before it
+accepts anything: CGI scripts and other children of workers never run as root.
+"""
 
 from __future__ import annotations
 
+import grp
 import logging
+import os
+import pwd
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, replace
 
-from frontd.config.model import Config
-from frontd.server.listeners import bind, describe
-from frontd.server.logs import setup_error_log
+from frontd.config.load import ConfigError, load_config
+from frontd.config.model import Address, Config
+from frontd.server import pidfile
+from frontd.server.listeners import ListenError, bind, describe
+from frontd.server.logs import reopen_error_log, setup_error_log
 from frontd.server.worker import run_worker
 
 log = logging.getLogger("frontd")
 
+MASTER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+                            signal.SIGUSR1, signal.SIGCHLD})
+FAST_STOP_TIMEOUT = 5.0  # workers get this long to exit after TERM before they are KILLed
+QUIT_MARGIN = 5.0  # beyond shutdown_timeout, before a gracefully stopping worker is KILLed
+STABLE_UPTIME = 5.0  # a worker that lived this long died of something other than its start
+MIN_RESTART_DELAY = 0.1
+MAX_RESTART_DELAY = 10.0
+
+
+@dataclass
+class _Slot:
+    """One of the `workers` places of the current generation, and its restart history."""
+
+    index: int
+    pid: int = 0
+    started: float = 0.0
+    quick_deaths: int = 0  # consecutive deaths soon after start: the back-off exponent
+    restart_at: float | None = None
+
+
+def exit_description(status: int) -> str:
+    """"exited with status N" or "killed by signal SIGNAME", from a waitpid status."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        return f"killed by signal {name}" + (" (core dumped)" if os.WCOREDUMP(status) else "")
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def _account(config: Config) -> tuple[int, int, str] | None:
+    """(uid, gid, user name) the workers run as, or None to keep the master's identity."""
+    if config.user is None:
+        return None
+    entry = pwd.getpwnam(config.user)
+    gid = grp.getgrnam(config.group).gr_gid if config.group is not None else entry.pw_gid
+    return entry.pw_uid, gid, entry.pw_name
+
+
+def _drop_privileges(uid: int, gid: int, name: str) -> None:
+    """Become uid/gid, with the user's supplementary groups: group first, while still root."""
+    os.initgroups(name, gid)
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+class Master:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.listeners: dict[str, list[socket.socket]] = {}  # by address as written in the config
+        self.slots: list[_Slot] = []
+        self.workers: dict[int, _Slot] = {}  # pid -> slot, current generation
+        self.retiring: set[int] = set()  # earlier generations, told to QUIT
+        self.stopping: str | None = None  # "fast" or "graceful"
+        self.stop_deadline = 0.0
+        self.killed = False
+        self.pid = os.getpid()
+
+    # -- listeners ----------------------------------------------------------------------------
+
+    def bind_listeners(self, config: Config) -> dict[str, list[socket.socket]]:
+        """The sockets for `config.listen`: the ones already open are reused, the others bound.
+
+        Nothing is closed here: the caller closes what the old set has and the new one lacks.
+        On failure, the sockets bound by this call are closed and ListenError propagates.
+        """
+        available = {key: list(socks) for key, socks in self.listeners.items()}
+        result: dict[str, list[socket.socket]] = {}
+        fresh: list[socket.socket] = []
+        try:
+            for address in config.listen:
+                key = str(address)
+                reused = available.get(key)
+                if reused:
+                    sock = reused.pop(0)
+                else:
+                    sock = bind(address)
+                    fresh.append(sock)
+                result.setdefault(key, []).append(sock)
+        except ListenError:
+            for sock in fresh:
+                sock.close()
+            raise
+        for sock in fresh:
+            log.info("listening on %s", describe(sock))
+        return result
+
+    def replace_listeners(self, new: dict[str, list[socket.socket]], old: Config) -> None:
+        """Switch to the `new` listeners; close those of `old` that are not among them."""
+        kept = {id(sock) for socks in new.values() for sock in socks}
+        addresses = {str(a): a for a in old.listen}
+        for key, socks in self.listeners.items():
+            for sock in socks:
+                if id(sock) not in kept:
+                    log.info("no longer listening on %s", describe(sock))
+                    self._close_listener(sock, addresses.get(key))
+        self.listeners = new
+
+    def sockets(self) -> list[socket.socket]:
+        return [sock for socks in self.listeners.values() for sock in socks]
+
+    def close_listeners(self) -> None:
+        addresses = {str(a): a for a in self.config.listen}
+        for key, socks in self.listeners.items():
+            for sock in socks:
+                self._close_listener(sock, addresses.get(key))
+        self.listeners = {}
+
+    @staticmethod
+    def _close_listener(sock: socket.socket, address: Address | None) -> None:
+        sock.close()
+        if address is not None and address.kind == "unix":
+            try:
+                os.unlink(address.path)
+            except OSError:
+                pass
+
+    # -- accounts and log files ---------------------------------------------------------------
+
+    def check_account(self, config: Config) -> None:
+        if os.geteuid() != 0:
+            if config.user is not None:
+                log.warning('"user" is ignored: frontd was not started as root')
+        elif config.user is None:
+            log.warning('workers run as root: set "user" in %s to run them (and CGI scripts) '
+                        "as an unprivileged user", config.path)
+
+    def worker_account(self) -> tuple[int, int, str] | None:
+        if os.geteuid() != 0:
+            return None
+        return _account(self.config)
+
+    def prepare_log_files(self) -> None:
+        """Create the log files and give them to the workers' user, so that workers can reopen them."""
+        account = self.worker_account()
+        for target in (self.config.error_log, self.config.access_log):
+            if target in ("-", "off"):
+                continue
+            try:
+                with open(target, "a", encoding="utf-8"):
+                    pass
+                if account is not None:
+                    os.chown(target, account[0], account[1])
+            except OSError as exc:
+                log.error("cannot prepare log file %s: %s", target, exc.strerror or exc)
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def spawn(self, slot: _Slot) -> None:
+        account = self.worker_account()
+        sockets = self.sockets()
+        for handler in log.handlers:
+            handler.flush()
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            self._child(sockets, account)
+        slot.pid, slot.started, slot.restart_at = pid, time.monotonic(), None
+        self.workers[pid] = slot
+        log.info("worker %d started", pid)
+
+    def _child(self, sockets: list[socket.socket], account: tuple[int, int, str] | None) -> None:
+        """In the forked worker: never returns."""
+        code = 0
+        try:
+            # The mask stays blocked until the worker's own handlers are in place (worker.py).
+            for signum in MASTER_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            # A terminal hangup is the master's business (reload), not a reason to die.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            if account is not None:
+                _drop_privileges(*account)
+            run_worker(self.config, sockets, self.pid)
+        except BaseException:
+            log.exception("worker failed")
+            code = 1
+        finally:
+            for handler in log.handlers:
+                handler.flush()
+            os._exit(code)
+
+    def start_generation(self) -> None:
+        self.slots = [_Slot(i) for i in range(self.config.workers)]
+        for slot in self.slots:
+            self.spawn(slot)
+
+    def signal_workers(self, signum: int, pids: set[int] | None = None) -> None:
+        for pid in (pids if pids is not None else set(self.workers) | self.retiring):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            how = exit_description(status)
+            if pid in self.retiring:
+                self.retiring.discard(pid)
+                log.info("worker %d %s", pid, how)
+                continue
+            slot = self.workers.pop(pid, None)
+            if slot is None:
+                continue
+            if self.stopping:
+                log.info("worker %d %s", pid, how)
+                continue
+            # A worker of the current generation is not meant to exit: replace it.
+            now = time.monotonic()
+            if now - slot.started >= STABLE_UPTIME:
+                slot.quick_deaths = 0
+            delay = 0.0 if slot.quick_deaths == 0 else min(
+                MIN_RESTART_DELAY * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY)
+            slot.quick_deaths += 1
+            slot.restart_at = now + delay
+            log.error("worker %d %s; starting a new one%s", pid, how,
+                      f" in {delay:g}s" if delay else "")
+
+    def restart_due(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.restart_at is not None and slot.restart_at <= now:
+                self.spawn(slot)
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def stop(self, how: str) -> None:
+        if self.stopping == "fast" or self.stopping == how:
+            return
+        self.stopping = how
+        # New clients are refused from now on instead of waiting in a backlog nobody accepts from.
+        self.close_listeners()
+        if how == "fast":
+            log.info("fast shutdown: stopping the workers")
+            self.signal_workers(signal.SIGTERM)
+            self.stop_deadline = time.monotonic() + FAST_STOP_TIMEOUT
+        else:
+            log.info("graceful shutdown: waiting for in-flight requests (up to %gs)", self.config.shutdown_timeout)
+            self.signal_workers(signal.SIGQUIT)
+            self.stop_deadline = time.monotonic() + self.config.shutdown_timeout + QUIT_MARGIN
+
+    def reload(self) -> None:
+        log.info("reloading configuration from %s", self.config.path)
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("configuration reload failed: %s; still running the previous configuration", exc)
+            return
+        try:
+            listeners = self.bind_listeners(config)
+        except ListenError as exc:
+            log.error("configuration reload failed: cannot listen on %s; still running the previous configuration",
+                      exc)
+            return
+        if config.pid_file != self.config.pid_file:
+            log.warning("pid_file changed; it takes effect at the next start (still %s)", self.config.pid_file)
+            config = replace(config, pid_file=self.config.pid_file)
+        if (config.error_log, config.log_level) != (self.config.error_log, self.config.log_level):
+            setup_error_log(config.error_log, config.log_level)
+        self.check_account(config)
+        self.replace_listeners(listeners, self.config)
+        self.config = config
+        self.prepare_log_files()
+        # New workers first, then retire the old: the listeners are never without an acceptor for long,
+        # and connections that arrive in between wait in the listen backlog.
+        retiring = set(self.workers)
+        self.workers = {}
+        self.retiring |= retiring
+        self.start_generation()
+        self.signal_workers(signal.SIGQUIT, retiring)
+        log.info("configuration reloaded; %d old worker(s) finishing their requests", len(retiring))
+
+    def reopen(self) -> None:
+        log.info("reopening log files")
+        reopen_error_log()
+        self.prepare_log_files()
+        self.signal_workers(signal.SIGUSR1, set(self.workers))
+
+    def on_signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stop("fast")
+        elif signum == signal.SIGQUIT:
+            self.stop("graceful")
+        elif self.stopping:
+            return
+        elif signum == signal.SIGHUP:
+            self.reload()
+        elif signum == signal.SIGUSR1:
+            self.reopen()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def timeout(self) -> float | None:
+        """Seconds until the loop has something to do without a signal, or None for never."""
+        if self.stopping:
+            due = [] if self.killed else [self.stop_deadline]
+        else:
+            due = [slot.restart_at for slot in self.slots if slot.restart_at is not None]
+        if not due:
+            return None
+        return max(min(due) - time.monotonic(), 0.001)
+
+    def serve(self) -> None:
+        self.start_generation()
+        while not (self.stopping and not self.workers and not self.retiring):
+            timeout = self.timeout()
+            if timeout is None:
+                info = signal.sigwaitinfo(MASTER_SIGNALS)
+                signum: int | None = info.si_signo
+            else:
+                found = signal.sigtimedwait(MASTER_SIGNALS, timeout)
+                signum = found.si_signo if found is not None else None
+            if signum is not None and signum != signal.SIGCHLD:
+                self.on_signal(signum)
+            self.reap()
+            if self.stopping:
+                if not self.killed and time.monotonic() >= self.stop_deadline:
+                    left = set(self.workers) | self.retiring
+                    log.warning("killing %d worker(s) still running after the stop deadline", len(left))
+                    self.signal_workers(signal.SIGKILL)
+                    self.killed = True
+            else:
+                self.restart_due()
+
 
 def run(config: Config) -> int:
+    """Run frontd from `config` until stopped; the exit status of the `frontd` command."""
     setup_error_log(config.error_log, config.log_level)
-    sockets = [bind(address) for address in config.listen]
-    for sock in sockets:
-        log.info("listening on %s", describe(sock))
-    run_worker(config, sockets)
+    # Blocked from the start: a signal that arrives while starting waits for the loop instead of
+    # killing the master half-way. SIGCHLD gets a handler so that it is never discarded as ignored.
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
+    master = Master(config)
+    if config.pid_file is not None:
+        try:
+            pidfile.create(config.pid_file)
+        except pidfile.PidFileError as exc:
+            log.error("%s", exc)
+            print(f"frontd: {exc}", file=sys.stderr)
+            return 1
+    try:
+        try:
+            master.listeners = master.bind_listeners(config)
+        except ListenError as exc:
+            log.error("cannot listen on %s", exc)
+            raise
+        master.check_account(config)
+        master.prepare_log_files()
+        log.info("frontd %d started with %d worker(s)", master.pid, config.workers)
+        master.serve()
+    finally:
+        master.close_listeners()
+        if master.config.pid_file is not None:
+            pidfile.remove(master.config.pid_file)
     log.info("exiting")
     return 0

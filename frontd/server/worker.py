@@ -1,9 +1,17 @@
-"""A worker process: one event loop accepting on the inherited listeners and serving connections."""
+"""A worker process: one event loop accepting on the inherited listeners and serving connections.
+
+The master forks workers and signals them: TERM/INT fast stop, QUIT graceful stop (stop accepting,
+close idle keep-alive connections, let busy ones finish within shutdown_timeout), USR1 reopen logs.
+A worker never outlives its master.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
+import os
 import signal
 import socket
 
@@ -14,30 +22,43 @@ from frontd.server.logs import AccessLog
 
 log = logging.getLogger("frontd")
 STREAM_LIMIT = 1 << 16
+ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and the like: back off instead of spinning
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the master
 
 
 class Worker:
-    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+    def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None) -> None:
         self.config = config
         self.sockets = sockets
+        self.master_pid = master_pid
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
         self.graceful = False
+        self.active = 0  # connections being served, against limits.max_connections
+        self.accepting = False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.access_log = AccessLog(self.config.access_log)
         self.dispatcher = Dispatcher(self.config)
-        # Past max_connections the worker stops accepting until a connection ends.
-        self.slots = asyncio.Semaphore(self.config.limits.max_connections)
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):
             loop.add_signal_handler(signum, self._stop, graceful)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen)
-        acceptors = [asyncio.create_task(self._accept(sock)) for sock in self.sockets]
+        # The master forks with its signals blocked; now that the handlers exist, let them in
+        # (a QUIT that arrived meanwhile is delivered here, not lost and not fatal).
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        watchdog = asyncio.create_task(self._watch_master()) if self.master_pid is not None else None
+        self._listen(True)
         await self.stopping.wait()
-        for task in acceptors:
-            task.cancel()
+        log.info("worker %s", "shutting down gracefully" if self.graceful else "stopping")
+        self._listen(False)
+        # Our copies only: the master and the next generation of workers keep the listeners open.
+        for sock in self.sockets:
+            sock.close()
+        if watchdog is not None:
+            watchdog.cancel()
         if self.graceful:
             await self._drain()
         for task in list(self.tasks):
@@ -46,8 +67,28 @@ class Worker:
         self.access_log.flush()
 
     def _stop(self, graceful: bool) -> None:
+        if self.stopping.is_set():
+            # A TERM after a QUIT turns the graceful stop into a fast one.
+            if not graceful and self.graceful:
+                self.graceful = False
+                for task in list(self.tasks):
+                    task.cancel()
+            return
         self.graceful = graceful
         self.stopping.set()
+
+    async def _watch_master(self) -> None:
+        """Exit when the master dies, so that no orphan keeps serving an old configuration."""
+        assert self.master_pid is not None
+        if _set_parent_death_signal(signal.SIGTERM):
+            # The master may have died before the request took effect.
+            if os.getppid() != self.master_pid:
+                self._stop(False)
+            return
+        while os.getppid() == self.master_pid:
+            await asyncio.sleep(MASTER_POLL_INTERVAL)
+        log.warning("master %d is gone; stopping", self.master_pid)
+        self._stop(False)
 
     def _reopen(self) -> None:
         from frontd.server.logs import reopen_error_log
@@ -68,23 +109,46 @@ class Worker:
         except TimeoutError:
             log.warning("shutdown_timeout reached with %d connections open", len(self.tasks))
 
-    async def _accept(self, listener: socket.socket) -> None:
+    def _listen(self, on: bool) -> None:
+        """Watch the listeners for connections, or stop watching them.
+
+        Accepting happens in a reader callback rather than in tasks awaiting sock_accept: a task
+        cancelled just after the kernel handed it a connection would drop that connection (the
+        client sees a reset), which a graceful stop or a reload must never do.
+        """
+        if on == self.accepting:
+            return
         loop = asyncio.get_running_loop()
-        while True:
-            await self.slots.acquire()
-            try:
-                sock, _ = await loop.sock_accept(listener)
-            except OSError as exc:
-                self.slots.release()
-                log.error("accept failed: %s", exc)
-                await asyncio.sleep(0.1)  # EMFILE and the like: back off instead of spinning
-                continue
-            except BaseException:
-                self.slots.release()
-                raise
-            task = asyncio.create_task(self._serve(sock))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        for listener in self.sockets:
+            if on:
+                loop.add_reader(listener.fileno(), self._accept, listener)
+            else:
+                loop.remove_reader(listener.fileno())
+        self.accepting = on
+
+    def _resume(self) -> None:
+        if not self.stopping.is_set() and self.active < self.config.limits.max_connections:
+            self._listen(True)
+
+    def _accept(self, listener: socket.socket) -> None:
+        """One connection per readiness event, so that busy and idle workers share the load."""
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another worker took it
+        except OSError as exc:
+            log.error("accept failed: %s", exc)
+            self._listen(False)
+            asyncio.get_running_loop().call_later(ACCEPT_RETRY_DELAY, self._resume)
+            return
+        sock.setblocking(False)
+        self.active += 1
+        if self.active >= self.config.limits.max_connections:
+            # Past max_connections the worker stops accepting until a connection ends.
+            self._listen(False)
+        task = asyncio.create_task(self._serve(sock))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _serve(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -102,8 +166,23 @@ class Worker:
         except OSError:
             sock.close()
         finally:
-            self.slots.release()
+            self.active -= 1
+            self._resume()
 
 
-def run_worker(config: Config, sockets: list[socket.socket]) -> None:
-    asyncio.run(Worker(config, sockets).run())
+def _set_parent_death_signal(signum: int) -> bool:
+    """Ask Linux to send `signum` when the parent dies (prctl PR_SET_PDEATHSIG); False elsewhere.
+
+    Must run after any setuid/setgid: the kernel clears the setting when credentials change.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None) -> None:
+    """Serve until told to stop; with `master_pid`, also stop when that master dies."""
+    asyncio.run(Worker(config, sockets, master_pid).run())
