@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from frontd.config.model import Config, Route, VHost
 
 
@@ -10,18 +12,18 @@ class Router:
 
     def __init__(self, config: Config) -> None:
         self._exact: dict[str, VHost] = {}
-        wildcards: list[tuple[str, VHost]] = []
+        # "*.example.test" is stored as ".example.test": a host matches when it ends with the suffix
+        # and has at least one label before it.
+        self._wildcards: dict[str, VHost] = {}
         default: VHost | None = None
         for vhost in config.vhosts:
             for name in vhost.names:
                 if name.startswith("*."):
-                    wildcards.append((name[1:], vhost))  # ".example.test"
+                    self._wildcards.setdefault(name[1:], vhost)
                 else:
-                    self._exact[name] = vhost
+                    self._exact.setdefault(name, vhost)
             if vhost.default and default is None:
                 default = vhost
-        # Longest suffix first, so "*.a.example.test" wins over "*.example.test".
-        self._wildcards = sorted(wildcards, key=lambda item: len(item[0]), reverse=True)
         self._default = default or config.vhosts[0]
         self._routes: dict[int, tuple[Route, ...]] = {
             id(vhost): tuple(sorted(vhost.routes, key=lambda r: len(r.prefix), reverse=True))
@@ -29,13 +31,31 @@ class Router:
         }
 
     def vhost(self, host: str) -> VHost:
-        """The vhost for a Host name already lower-cased, without port or trailing dot."""
+        """The vhost for a Host name already lower-cased, without port or trailing dot.
+
+        Exact names first, then the longest matching wildcard, then the default vhost (the one
+        with `default = true`, else the first).
+        """
         found = self._exact.get(host)
         if found is not None:
             return found
-        for suffix, vhost in self._wildcards:
-            if host.endswith(suffix) and len(host) > len(suffix):
-                return vhost
+        if host.startswith("["):
+            # An IPv6 literal has many spellings ("[::1]", "[0:0::1]"); the config holds the
+            # compressed one (RFC 5952 §4), so compare in that form.
+            try:
+                found = self._exact.get(f"[{ipaddress.IPv6Address(host[1:-1])}]")
+            except ValueError:
+                found = None
+            return found or self._default
+        if self._wildcards:
+            # Suffixes from the longest: "a.b.example.test" tries ".b.example.test", then
+            # ".example.test", then ".test"; one dict lookup per label.
+            dot = host.find(".", 1)
+            while dot > 0:
+                found = self._wildcards.get(host[dot:])
+                if found is not None:
+                    return found
+                dot = host.find(".", dot + 1)
         return self._default
 
     def route(self, vhost: VHost, path: str) -> Route | None:

@@ -1,8 +1,15 @@
 """Static files: a vhost's `root` and `static` routes (aliases).
 
-Nothing outside the directory is served: the path is already normalised (no dot segments), dot
-files and dot directories are refused, the resolved real path must stay under the directory
-(a symlink that leaves it is refused), and CGI directories are never served as files.
+Nothing outside the directory is served. The request path is already decoded and normalised (no
+dot segments, no encoded "/" or NUL: http/target.py); dot files and dot directories are refused;
+the path is then walked one segment at a time with `lstat`, and every symlink met on the way is
+resolved and must stay inside the directory (and lead to no dot file). The file finally opened
+must be the very inode the walk found, so swapping a path component for a symlink between the
+check and the open gains nothing. CGI directories are never served as files.
+
+File bodies go to `sink.sendfile`: zero-copy and in constant memory (the connection copies only a
+body small enough to leave in the same write as the head). Several ranges are coalesced by
+http/ranges.py and answered with the whole file when their multipart framing would outweigh it.
 """
 
 from __future__ import annotations
@@ -10,24 +17,42 @@ from __future__ import annotations
 import html
 import os
 import stat
+import time
 import urllib.parse
+from typing import BinaryIO
 
 from frontd.config.model import Config, Route, VHost
-from frontd.errors import Forbidden, MethodNotAllowed, NotFound, PreconditionFailed, RangeNotSatisfiable
+from frontd.errors import Forbidden, MethodNotAllowed, NotFound, PreconditionFailed
 from frontd.http import conditional, ranges
 from frontd.http.dates import http_date
 from frontd.http.mime import content_type
+from frontd.http.target import is_hidden
 from frontd.request import Request
 from frontd.response import ResponseSink
 
 ALLOW = b"GET, HEAD, OPTIONS"
+# RFC 8615: /.well-known/ is meant to be served (ACME challenges, security.txt), unlike other
+# dot names; dot files inside it are still refused.
+VISIBLE_DOT_NAMES = frozenset({".well-known"})
+# Request headers the handler looks at, collected in one pass over the header list.
+_CONDITIONAL_HEADERS = frozenset({b"if-match", b"if-none-match", b"if-modified-since",
+                                  b"if-unmodified-since", b"range", b"if-range"})
+# Characters left as they are in a Location or a listing link; everything else is percent-encoded.
+_URL_SAFE = "/!$&'()*+,;=:@-._~"
 
 
 def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
+def _hidden_below(path: str, directory: str) -> bool:
+    """Whether `path` (real, inside `directory`) names a dot file or lies in a dot directory."""
+    return is_hidden(path[len(directory):], VISIBLE_DOT_NAMES)
+
+
 class StaticHandler:
+    """Serves GET and HEAD from a directory tree; OPTIONS is answered, other methods get 405."""
+
     def __init__(self, config: Config) -> None:
         # Per vhost, the CGI directories whose files must never go out as bytes.
         self._cgi_dirs: dict[int, tuple[str, ...]] = {
@@ -39,132 +64,216 @@ class StaticHandler:
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         vhost, route = request.vhost, request.route
         assert vhost is not None
+        method = request.method
+        if method != "GET" and method != "HEAD":
+            if method == "OPTIONS":
+                # RFC 9110 §9.3.7: also the server-wide "OPTIONS *".
+                await sink.start(204, [(b"allow", ALLOW)])
+                return None
+            raise MethodNotAllowed(f"{method} on a static file", headers=((b"allow", ALLOW),))
         base, rel, index, autoindex = self._base(vhost, route, request.path)
         if base is None:
             raise NotFound("no root for this path")
-        if request.method not in ("GET", "HEAD"):
-            if request.method == "OPTIONS":
-                await sink.start(204, [(b"allow", ALLOW)])
-                return None
-            raise MethodNotAllowed(f"{request.method} on a static file", headers=((b"allow", ALLOW),))
-        # Dot files and dot directories (.git/, .env, .htpasswd) are never served.
-        if any(segment.startswith(".") for segment in rel.split("/")):
+        # Dot files and dot directories (.git/, .env, .htpasswd) below the directory are never
+        # served (a route's own prefix is the administrator's choice).
+        if (rel.startswith(".") or "/." in rel) and is_hidden(rel, VISIBLE_DOT_NAMES):
             raise NotFound(f"hidden path {request.path!r}")
-        full = os.path.join(base, rel) if rel else base
-        try:
-            real = os.path.realpath(full)
-        except (OSError, ValueError):
-            raise NotFound(f"cannot resolve {request.path!r}") from None
-        if not _inside(real, base):
-            raise Forbidden(f"{request.path!r} leaves the document root through a symlink")
-        if any(_inside(real, d) for d in self._cgi_dirs.get(id(vhost), ())):
+        path, st = self._walk(base, rel, request.path)
+        cgi_dirs = self._cgi_dirs.get(id(vhost), ())
+        if cgi_dirs and any(_inside(path, d) for d in cgi_dirs):
             raise Forbidden(f"{request.path!r} is in a CGI directory")
-        try:
-            st = os.stat(real)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"no file for {request.path!r}") from None
-        except OSError as exc:
-            raise Forbidden(f"cannot stat {request.path!r}: {exc.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             if not request.path.endswith("/"):
-                location = request.raw_path + "/" + (f"?{request.query}" if request.query else "")
-                await sink.start(301, [(b"location", location.encode("latin-1", "replace")),
-                                       (b"content-length", b"0")])
+                await self._redirect_to_slash(request, sink)
                 return None
-            for name in index:
-                candidate = os.path.join(real, name)
-                try:
-                    st = os.stat(candidate)
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    real = candidate
-                    break
-            else:
+            found = self._index(base, path, index)
+            if found is None:
                 if autoindex:
-                    await self._listing(request, sink, real)
+                    await self._listing(request, sink, path)
                     return None
                 raise Forbidden(f"directory {request.path!r} has no index file")
+            path, st = found
+            if cgi_dirs and any(_inside(path, d) for d in cgi_dirs):
+                raise Forbidden(f"{request.path!r}: the index file is in a CGI directory")
+        elif request.path.endswith("/"):
+            raise NotFound(f"{request.path!r}: a file asked for as a directory")
         if not stat.S_ISREG(st.st_mode):
             raise NotFound(f"{request.path!r} is not a regular file")
-        await self._send_file(request, sink, real, st)
+        await self._send_file(request, sink, path, st)
         return None
 
     @staticmethod
     def _base(vhost: VHost, route: Route | None, path: str) -> tuple[str | None, str, tuple[str, ...], bool]:
+        """(directory, path relative to it, index names, autoindex) for a request path."""
         if route is None:
             return vhost.root, path[1:], vhost.index, vhost.autoindex
         rel = path[len(route.prefix):] if path.startswith(route.prefix) else ""
         return route.directory, rel, route.index or vhost.index, route.autoindex
 
-    async def _send_file(self, request: Request, sink: ResponseSink, path: str, st: os.stat_result) -> None:
-        etag = conditional.make_etag(st)
-        mtime = st.st_mtime
-        size = st.st_size
-        ctype = content_type(path)
-        headers = [(b"content-type", ctype), (b"last-modified", http_date(mtime)), (b"etag", etag),
-                   (b"accept-ranges", b"bytes")]
-        verdict = conditional.evaluate(request.method, request.header, etag, mtime)
-        if verdict is not None:
-            if verdict == 304:
-                await sink.start(304, [(b"last-modified", http_date(mtime)), (b"etag", etag)])
-                return
-            raise PreconditionFailed(f"precondition failed for {request.path!r}")
-        spans: list[tuple[int, int]] | None = None
-        range_header = request.header(b"range")
-        if range_header is not None and request.method == "GET":
-            if_range = request.header(b"if-range")
-            if if_range is None or conditional.if_range_ok(if_range, etag, mtime):
-                try:
-                    spans = ranges.parse_range(range_header, size)
-                except RangeNotSatisfiable as exc:
-                    raise RangeNotSatisfiable(exc.detail, headers=((b"content-range", f"bytes */{size}".encode()),)) from None
+    @staticmethod
+    def _walk(base: str, rel: str, shown: str) -> tuple[str, os.stat_result]:
+        """The real path and lstat of `rel` under `base`, one segment at a time.
+
+        Cheaper than `os.path.realpath` (one lstat per segment below the root, none above it),
+        and each symlink met is resolved and checked at once: it must stay inside `base` and
+        not lead to a dot file.
+        """
+        path = base
         try:
-            file = open(path, "rb")
+            st = os.stat(base) if not rel.strip("/") else None
+            for segment in rel.split("/"):
+                if not segment:
+                    continue
+                path = f"{path}/{segment}" if path != "/" else f"/{segment}"
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    path = os.path.realpath(path)
+                    if not _inside(path, base):
+                        raise Forbidden(f"{shown!r} leaves the document root through a symlink")
+                    if _hidden_below(path, base):
+                        raise NotFound(f"{shown!r} is a symlink to a hidden path")
+                    st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no file for {shown!r}") from None
+        except OSError as exc:
+            # ENAMETOOLONG, ELOOP, EACCES: nothing a client can be told more about.
+            raise NotFound(f"cannot look up {shown!r}: {exc.strerror}") from None
+        assert st is not None
+        return path, st
+
+    @staticmethod
+    def _index(base: str, directory: str, names: tuple[str, ...]) -> tuple[str, os.stat_result] | None:
+        """The first index file of a directory that is a regular file inside `base`."""
+        for name in names:
+            candidate = f"{directory}/{name}"
+            try:
+                st = os.lstat(candidate)
+                if stat.S_ISLNK(st.st_mode):
+                    candidate = os.path.realpath(candidate)
+                    if not _inside(candidate, base) or _hidden_below(candidate, base):
+                        continue
+                    st = os.stat(candidate)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                return candidate, st
+        return None
+
+    @staticmethod
+    async def _redirect_to_slash(request: Request, sink: ResponseSink) -> None:
+        # Built from the normalised path, not the raw one: "//evil.test" must not become the
+        # scheme-relative "//evil.test/" (an open redirect), nor "/a/../b" keep its dot segments.
+        location = urllib.parse.quote(request.path, safe=_URL_SAFE) + "/"
+        if request.query:
+            location += "?" + request.query
+        await sink.start(301, [(b"location", location.encode("ascii")), (b"content-length", b"0")])
+
+    async def _send_file(self, request: Request, sink: ResponseSink, path: str, lst: os.stat_result) -> None:
+        try:
+            file = open(path, "rb", buffering=0, opener=_open_no_follow)
         except OSError as exc:
             raise Forbidden(f"cannot open {request.path!r}: {exc.strerror}") from None
         with file:
-            if spans is None:
-                await sink.start(200, [*headers, (b"content-length", str(size).encode())])
-                await sink.sendfile(file, 0, size)
-            elif len(spans) == 1:
-                first, last = spans[0]
-                await sink.start(206, [*headers, (b"content-range", ranges.content_range(first, last, size)),
-                                       (b"content-length", str(last - first + 1).encode())])
-                await sink.sendfile(file, first, last - first + 1)
-            else:
-                await self._multipart(sink, file, headers, spans, size, ctype)
+            st = os.fstat(file.fileno())
+            # The inode the walk checked, still a regular file (see the module docstring).
+            if (st.st_ino, st.st_dev) != (lst.st_ino, lst.st_dev) or not stat.S_ISREG(st.st_mode):
+                raise NotFound(f"{request.path!r} changed while it was being opened")
+            await self._send_open_file(request, sink, path, file, st)
 
-    @staticmethod
-    async def _multipart(sink: ResponseSink, file: object, headers: list[tuple[bytes, bytes]],
-                         spans: list[tuple[int, int]], size: int, ctype: bytes) -> None:
-        boundary = os.urandom(12).hex().encode()
-        parts, closing = ranges.multipart_parts(spans, size, ctype, boundary)
-        length = sum(len(head) + last - first + 1 for head, first, last in parts) + len(closing)
-        head = [(k, v) for k, v in headers if k != b"content-type"]
-        await sink.start(206, [*head, (b"content-type", b"multipart/byteranges; boundary=" + boundary),
-                               (b"content-length", str(length).encode())])
-        for part_head, first, last in parts:
-            await sink.write(part_head)
-            await sink.sendfile(file, first, last - first + 1)  # type: ignore[arg-type]
-        await sink.write(closing)
+    async def _send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
+                              st: os.stat_result) -> None:
+        fields: dict[bytes, bytes] = {}
+        for name, value in request.headers:
+            if name in _CONDITIONAL_HEADERS:
+                # RFC 9110 §5.3: several lines of a list-based field are one comma-separated list.
+                fields[name] = fields[name] + b", " + value if name in fields else value
+        size = st.st_size
+        etag = conditional.make_etag(st)
+        mtime = st.st_mtime
+        last_modified = http_date(mtime)
+        ctype = content_type(path)
+        headers = [(b"content-type", ctype), (b"last-modified", last_modified), (b"etag", etag),
+                   (b"accept-ranges", b"bytes")]
+        if fields:
+            verdict = conditional.evaluate(request.method, fields.get, etag, mtime)
+            if verdict == 304:
+                # RFC 9110 §15.4.5: a 304 carries the validators a 200 would have.
+                await sink.start(304, [(b"last-modified", last_modified), (b"etag", etag)])
+                return
+            if verdict is not None:
+                raise PreconditionFailed(f"precondition failed for {request.path!r}")
+        spans: list[tuple[int, int]] | None = None
+        range_header = fields.get(b"range")
+        # RFC 9110 §14.2: Range is only defined for GET; for HEAD the server ignores it.
+        if range_header is not None and request.method == "GET":
+            if_range = fields.get(b"if-range")
+            if if_range is None or conditional.if_range_ok(if_range, etag, mtime, now=time.time()):
+                spans = ranges.parse_range(range_header, size)
+        if spans is not None and len(spans) > 1:
+            boundary = ranges.make_boundary()
+            parts, closing = ranges.multipart_parts(spans, size, ctype, boundary)
+            length = ranges.multipart_length(parts, closing)
+            if length < size:
+                head = [(k, v) for k, v in headers if k != b"content-type"]
+                await sink.start(206, [*head, (b"content-type", ranges.multipart_content_type(boundary)),
+                                       (b"content-length", b"%d" % length)])
+                for part_head, first, last in parts:
+                    await sink.write(part_head)
+                    await sink.sendfile(file, first, last - first + 1)
+                await sink.write(closing)
+                return
+            # Small ranges whose part heads outweigh the bytes asked for: the whole file costs
+            # less (RFC 9110 §14.2 lets a server ignore Range), so nothing is ever amplified.
+            spans = None
+        if spans is None:
+            headers.append((b"content-length", b"%d" % size))
+            await sink.start(200, headers)
+            # The sink sends the bytes zero-copy, or copies a small body into the head's write;
+            # for HEAD it sends nothing.
+            await sink.sendfile(file, 0, size)
+        else:
+            first, last = spans[0]
+            headers += [(b"content-range", ranges.content_range(first, last, size)),
+                        (b"content-length", b"%d" % (last - first + 1))]
+            await sink.start(206, headers)
+            await sink.sendfile(file, first, last - first + 1)
 
     @staticmethod
     async def _listing(request: Request, sink: ResponseSink, directory: str) -> None:
         try:
-            names = sorted(os.listdir(directory))
+            # Hidden names are not listed, nor names that are not UTF-8: no request path can
+            # name them (http/target.py decodes paths as strict UTF-8).
+            entries = sorted((entry.name, entry.is_dir()) for entry in os.scandir(directory)
+                             if not entry.name.startswith(".") and entry.name.isprintable()
+                             and not _has_surrogates(entry.name))
         except OSError as exc:
             raise Forbidden(f"cannot list {request.path!r}: {exc.strerror}") from None
         title = html.escape(request.path)
         rows = ['<a href="../">../</a>']
-        for name in names:
-            if name.startswith("."):
-                continue
-            is_dir = os.path.isdir(os.path.join(directory, name))
+        for name, is_dir in entries:
             shown = name + ("/" if is_dir else "")
-            rows.append(f'<a href="{urllib.parse.quote(shown)}">{html.escape(shown)}</a>')
+            # Percent-encoded for the URL (":" too, so no name reads as a scheme), escaped for
+            # the HTML text.
+            href = html.escape(urllib.parse.quote(shown, safe="/"))
+            rows.append(f'<a href="{href}">{html.escape(shown)}</a>')
         body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>\n"
-                f"<body><h1>Index of {title}</h1><hr><pre>\n" + "\n".join(rows) + "\n</pre><hr></body></html>\n").encode()
+                f"<body><h1>Index of {title}</h1><hr><pre>\n" + "\n".join(rows)
+                + "\n</pre><hr></body></html>\n").encode()
         await sink.start(200, [(b"content-type", b"text/html; charset=utf-8"),
-                               (b"content-length", str(len(body)).encode())])
+                               (b"content-length", b"%d" % len(body))])
         await sink.write(body)
+
+
+def _has_surrogates(name: str) -> bool:
+    """Whether os.scandir decoded a name that is not UTF-8 (surrogateescape, PEP 383)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _open_no_follow(path: str, flags: int) -> int:
+    """An `open` opener: the last component must not be a symlink (the walk resolved them all),
+    and opening must never block (a FIFO swapped in is then refused by the inode check)."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
