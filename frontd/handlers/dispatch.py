@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from frontd.config.model import Config
 from frontd.errors import InternalServerError, NotFound
+from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
 from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
@@ -24,6 +25,7 @@ class Dispatcher:
         self.router = Router(config)
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
+        self.handlers["proxy"] = ProxyHandler(config).handle
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         while True:
