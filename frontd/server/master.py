@@ -89,6 +89,8 @@ def _drop_privileges(uid: int, gid: int, name: str) -> None:
 
 
 class Master:
+    """The master's state: its configuration, listeners and workers, and what each signal does to them."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.listeners: dict[str, list[socket.socket]] = {}  # by address as written in the config

@@ -18,7 +18,7 @@ import socket
 from frontd.config.model import Config
 from frontd.handlers.dispatch import Dispatcher
 from frontd.server.connection import Connection
-from frontd.server.logs import AccessLog
+from frontd.server.logs import AccessLog, reopen_error_log
 
 log = logging.getLogger("frontd")
 STREAM_LIMIT = 1 << 16
@@ -28,6 +28,8 @@ MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the 
 
 
 class Worker:
+    """One worker's event loop: accepts on the listeners, serves, stops as its signals say."""
+
     def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None) -> None:
         self.config = config
         self.sockets = sockets
@@ -91,8 +93,6 @@ class Worker:
         self._stop(False)
 
     def _reopen(self) -> None:
-        from frontd.server.logs import reopen_error_log
-
         self.access_log.reopen()
         reopen_error_log()
         log.info("log files reopened")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -30,6 +30,19 @@ def children(pid: int) -> set[int]:
             info = _stat(int(entry))
             if info is not None and info[1] == pid and info[0] != "Z":
                 found.add(int(entry))
+    return found
+
+
+def wait_workers(master: int, count: int, *, not_in: set[int] | None = None, timeout: float = 10.0) -> set[int]:
+    """Wait until the master has exactly `count` workers, none of them in `not_in`; their pids."""
+    found: set[int] = set()
+
+    def ready() -> bool:
+        nonlocal found
+        found = children(master)
+        return len(found) == count and not found & (not_in or set())
+
+    wait_for(ready, timeout, f"{count} worker(s) of {master}" + (f" other than {sorted(not_in)}" if not_in else ""))
     return found
 
 

@@ -17,15 +17,15 @@ import pytest
 
 from tests.conftest import Frontd, recv_all, start_frontd, stop_process, wait_for, wait_listening
 from tests.http_client import RawClient
-from tests.integration.processes import alive, children, frontd_cli, get, uid_of
+from tests.integration.processes import alive, frontd_cli, get, uid_of, wait_workers
 
 VHOST = '[[vhost]]\nnames = ["localhost"]\nroot = "{root}"\n'
 TOP = 'shutdown_timeout = "5s"\npid_file = "frontd.pid"\n'
 
 
 def one_worker(server: Frontd) -> int:
-    pids = wait_for(lambda: len(children(server.pid)) == 1 and children(server.pid), what="one worker")
-    return next(iter(pids))  # type: ignore[call-overload]
+    (pid,) = wait_workers(server.pid, 1)
+    return pid
 
 
 def refused(port: int) -> bool:
@@ -82,8 +82,8 @@ def test_s_without_pid_file_fails_clearly(tmp_path: Path, site: Path) -> None:
 
 def test_workers_are_children_of_a_master_that_serves_nothing(frontd: Callable[..., Frontd], site: Path) -> None:
     server = frontd(VHOST.format(root=site), top=TOP + "workers = 2\n")
-    workers = wait_for(lambda: len(children(server.pid)) == 2 and children(server.pid), what="two workers")
-    for pid in workers:  # type: ignore[union-attr]
+    workers = wait_workers(server.pid, 2)
+    for pid in workers:
         server.wait_error_log(rf"\] {server.pid}: worker {pid} started")
     for _ in range(4):
         assert get(server.port, "/hello.txt") == (200, b"hello\n")
@@ -94,11 +94,11 @@ def test_term_stops_every_process_and_removes_the_pid_file(frontd: Callable[...,
     server = frontd(VHOST.format(root=site), top=TOP + "workers = 2\n")
     pid_file = tmp_path / "frontd.pid"
     assert pid_file.read_text() == f"{server.pid}\n"
-    workers = wait_for(lambda: len(children(server.pid)) == 2 and children(server.pid), what="two workers")
+    workers = wait_workers(server.pid, 2)
     os.kill(server.pid, signal.SIGTERM)
     assert server.proc.wait(10) == 0
     assert not pid_file.exists()
-    assert not any(alive(pid) for pid in workers)  # type: ignore[union-attr]
+    assert not any(alive(pid) for pid in workers)
     assert "exiting" in server.errors()
 
 
@@ -124,10 +124,10 @@ def test_live_pid_file_is_refused_and_stale_one_replaced(frontd: Callable[..., F
 
 def test_master_death_stops_its_workers(frontd: Callable[..., Frontd], site: Path) -> None:
     server = frontd(VHOST.format(root=site), top=TOP + "workers = 2\n")
-    workers = wait_for(lambda: len(children(server.pid)) == 2 and children(server.pid), what="two workers")
+    workers = wait_workers(server.pid, 2)
     os.kill(server.pid, signal.SIGKILL)
     server.proc.wait(10)
-    wait_for(lambda: not any(alive(pid) for pid in workers), what="orphaned workers to exit")  # type: ignore[union-attr]
+    wait_for(lambda: not any(alive(pid) for pid in workers), what="orphaned workers to exit")
 
 
 # -- signals ------------------------------------------------------------------------------------
@@ -138,8 +138,8 @@ def test_killed_worker_is_replaced(frontd: Callable[..., Frontd], site: Path) ->
     worker = one_worker(server)
     os.kill(worker, signal.SIGKILL)
     server.wait_error_log(rf"worker {worker} killed by signal SIGKILL; starting a new one")
-    replacement = wait_for(lambda: children(server.pid) - {worker}, what="a new worker")
-    server.wait_error_log(rf"worker {next(iter(replacement))} started")  # type: ignore[call-overload]
+    (replacement,) = wait_workers(server.pid, 1, not_in={worker})
+    server.wait_error_log(rf"worker {replacement} started")
     assert get(server.port, "/hello.txt") == (200, b"hello\n")
 
 

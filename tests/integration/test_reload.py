@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Frontd, wait_for
-from tests.integration.processes import children, frontd_cli, get
+from tests.integration.processes import children, frontd_cli, get, wait_workers
 
 TOP = 'workers = 2\nshutdown_timeout = "3s"\npid_file = "frontd.pid"\n'
 
@@ -75,7 +75,7 @@ def exited(server: Frontd, pids: set[int]) -> Callable[[], bool]:
 def test_reload_under_load_loses_no_request(frontd: Callable[..., Frontd], roots: tuple[Path, Path]) -> None:
     v1, v2 = roots
     server = frontd(vhost(v1), top=TOP)
-    old_workers = wait_for(lambda: len(children(server.pid)) == 2 and children(server.pid), what="two workers")
+    old_workers = wait_workers(server.pid, 2)
     client = Client(server.port)
     client.start()
     try:
@@ -84,22 +84,21 @@ def test_reload_under_load_loses_no_request(frontd: Callable[..., Frontd], roots
         server.proc.send_signal(signal.SIGHUP)
         server.wait_error_log("reloading configuration")
         wait_for(lambda: client.count(b"v2\n") >= 1, what="the new configuration to answer")
-        wait_for(exited(server, old_workers), what="the old workers to finish")  # type: ignore[arg-type]
+        wait_for(exited(server, old_workers), what="the old workers to finish")
         after = len(client.bodies)
         wait_for(lambda: len(client.bodies) >= after + 20, what="requests after the old workers left")
     finally:
         client.stop()
     assert client.failures == []
     assert client.bodies[after:] and set(client.bodies[after:]) == {b"v2\n"}
-    new_workers = children(server.pid)
-    assert len(new_workers) == 2 and not new_workers & old_workers  # type: ignore[operator]
+    wait_workers(server.pid, 2, not_in=old_workers)
     assert server.proc.poll() is None
 
 
 def test_broken_config_on_reload_keeps_serving(frontd: Callable[..., Frontd], roots: tuple[Path, Path]) -> None:
     v1, _ = roots
     server = frontd(vhost(v1), top=TOP)
-    workers = wait_for(lambda: len(children(server.pid)) == 2 and children(server.pid), what="two workers")
+    workers = wait_workers(server.pid, 2)
     good = server.conf.read_text()
     server.conf.write_text(good + "\nworkerz = 3\n")
     result = frontd_cli("-s", "reload", "-c", str(server.conf), cwd=server.conf.parent)
@@ -114,8 +113,7 @@ def test_broken_config_on_reload_keeps_serving(frontd: Callable[..., Frontd], ro
     server.conf.write_text(good)
     server.proc.send_signal(signal.SIGHUP)
     server.wait_error_log("configuration reloaded")
-    wait_for(lambda: len(children(server.pid)) == 2 and not children(server.pid) & workers,  # type: ignore[operator]
-             what="a new generation of workers")
+    wait_workers(server.pid, 2, not_in=workers)
 
 
 def test_reload_adds_and_closes_listeners(frontd: Callable[..., Frontd], roots: tuple[Path, Path]) -> None:
