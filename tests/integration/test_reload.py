@@ -109,11 +109,12 @@ def test_broken_config_on_reload_keeps_serving(frontd: Callable[..., Frontd], ro
     server.wait_error_log(r"configuration reload failed: .*frontd\.conf.*invalid TOML.*previous configuration")
     assert get(server.port, "/v.txt") == (200, b"v1\n")
     assert children(server.pid) == workers
-    # Fixed again, the next reload goes through.
-    server.conf.write_text(good)
+    # Fixed again (and with another worker count), the next reload goes through.
+    server.conf.write_text(good.replace("workers = 2", "workers = 3"))
     server.proc.send_signal(signal.SIGHUP)
-    server.wait_error_log("configuration reloaded")
-    wait_workers(server.pid, 2, not_in=workers)
+    server.wait_error_log("configuration reloaded; 2 old worker")
+    wait_workers(server.pid, 3, not_in=workers)
+    assert get(server.port, "/v.txt") == (200, b"v1\n")
 
 
 def test_reload_adds_and_closes_listeners(frontd: Callable[..., Frontd], roots: tuple[Path, Path]) -> None:
