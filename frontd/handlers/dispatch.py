@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from frontd.config.model import Config
 from frontd.errors import InternalServerError, NotFound
+from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
 from frontd.http.target import parse_target
@@ -26,6 +27,7 @@ class Dispatcher:
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
         self.handlers["proxy"] = ProxyHandler(config).handle
+        self.handlers["cgi"] = GatewayHandler(config).handle
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         while True:

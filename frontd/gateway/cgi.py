@@ -1,0 +1,421 @@
+"""The CGI transport: a script fork-exec'd in a session of its own, talked to through pipes.
+
+RFC 3875 §7 (UNIX): the meta-variables are the environment, the body is stdin, the response
+is stdout, the current directory is the script's. Everything else here is about keeping the
+process bounded and accounted for:
+
+- spawned by `subprocess.Popen` (vfork + exec on Linux: the worker's memory is not copied),
+  with `start_new_session`, so the script and whatever it starts form one process group that
+  can be signalled as a whole; argv is the script alone (never words of the query string,
+  CVE-2012-1823); only our environment reaches it, never frontd's;
+- stdout is read, stdin written, as the core asks (backpressure both ways); stderr is drained
+  as it comes, whatever the core is doing, into the error log, line by line and tagged with the
+  script and the client (a script that fills its stderr pipe first must not deadlock);
+- the script's exit is watched through a pidfd in the event loop (no thread, no SIGCHLD), and it
+  is reaped right there: no zombies;
+- the group is killed with the script: when the script has answered and exited, what it left
+  running gets SIGKILL; when the exchange is aborted (timeout, client gone, error), the group
+  gets SIGTERM, then SIGKILL after `KILL_GRACE` seconds; a script that keeps running after its
+  output ended is given `timeout` seconds, then the same. The leader is reaped only after the
+  group was signalled: until then its pid, which is the group id, cannot be reused, so the
+  signal cannot reach a stranger;
+- `ProcessSlots` counts the processes of a route in this worker until they are reaped
+  (`max_processes`: beyond it, 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping
+from typing import Final
+
+from frontd.errors import BadGateway, Forbidden, ServiceUnavailable
+from frontd.gateway.exchange import Transport
+
+log = logging.getLogger("frontd")
+
+KILL_GRACE: Final = 1.0  # seconds between SIGTERM and SIGKILL for the script's group
+READ_SIZE: Final = 65536
+MAX_STDERR_LINE: Final = 4096  # longer stderr lines are logged in pieces of this size
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+_dev_null = -1
+
+
+def _stdin_for_no_body() -> int:
+    """/dev/null, opened once per worker: the input of a request without a body."""
+    global _dev_null
+    if _dev_null < 0:
+        _dev_null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _dev_null
+
+
+def _printable(line: bytes) -> str:
+    """A stderr line as one log line: undecodable bytes and controls escaped, never raw."""
+    text = line.decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class ProcessSlots:
+    """How many CGI processes of one route live in this worker, against `max_processes`."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def full(self) -> bool:
+        return self.used >= self.limit
+
+    def acquire(self) -> bool:
+        if self.used >= self.limit:
+            return False
+        self.used += 1
+        return True
+
+    def release(self) -> None:
+        self.used -= 1
+
+
+class _Readiness:
+    """Waits until a non-blocking pipe end is readable (or writable).
+
+    The loop registration is kept between waits and dropped lazily, when the pipe turns ready
+    with nobody waiting: a stream of reads costs no epoll_ctl per chunk.
+    """
+
+    __slots__ = ("loop", "fd", "writable", "registered", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, writable: bool) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.writable = writable
+        self.registered = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        waiter = self.loop.create_future()
+        self.waiter = waiter
+        if not self.registered:
+            if self.writable:
+                self.loop.add_writer(self.fd, self._ready)
+            else:
+                self.loop.add_reader(self.fd, self._ready)
+            self.registered = True
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+
+    def _ready(self) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            self._unregister()
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def _unregister(self) -> None:
+        if self.registered:
+            self.registered = False
+            if self.writable:
+                self.loop.remove_writer(self.fd)
+            else:
+                self.loop.remove_reader(self.fd)
+
+    def close(self) -> None:
+        """Before the fd is closed: unregister, and wake a waiter (it finds the fd gone)."""
+        self._unregister()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class CGITransport(Transport):
+    """One run of one CGI script (RFC 3875 §7.2)."""
+
+    def __init__(self, argv: list[str], cwd: str, *, script: str, slots: ProcessSlots,
+                 log_context: str, timeout: float, grace: float = KILL_GRACE) -> None:
+        self.name = f"cgi {script}"
+        self.argv = argv
+        self.cwd = cwd
+        self.script = script
+        self.slots = slots
+        self.log_context = log_context  # ", client: ..., request: ..." for stderr lines
+        self.timeout = timeout
+        self.grace = grace
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stdin = -1
+        self._stdout = -1
+        self._stderr = -1
+        self._pidfd = -1
+        self._stdin_ready: _Readiness | None = None
+        self._stdout_ready: _Readiness | None = None
+        self._stderr_partial = b""
+        self._timer: asyncio.TimerHandle | None = None
+        self._exited = False  # the leader has exited (not reaped yet)
+        self._released = False  # close() or abort(): the exchange is done with the process
+        self._terminating = False  # SIGTERM sent, SIGKILL pending
+        self._reaped = False
+
+    # -- spawning ---------------------------------------------------------------------------
+
+    async def open(self, environ: Mapping[bytes, bytes], content_length: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        if not self.slots.acquire():
+            raise ServiceUnavailable(f"{self.name}: max_processes ({self.slots.limit}) reached")
+        child_fds: list[int] = []
+        parent_fds: list[int] = []
+        try:
+            if content_length:
+                stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+                child_fds.append(stdin_r)
+                parent_fds.append(stdin_w)
+            else:
+                stdin_r, stdin_w = _stdin_for_no_body(), -1
+            stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+            child_fds.append(stdout_w)
+            parent_fds.append(stdout_r)
+            stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+            child_fds.append(stderr_w)
+            parent_fds.append(stderr_r)
+            # close_fds: the script sees its three pipes and nothing of the worker (listeners,
+            # client sockets). restore_signals: SIGPIPE back to its default in the script.
+            self.popen = subprocess.Popen(
+                self.argv, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w, cwd=self.cwd,
+                env=environ, close_fds=True, start_new_session=True, restore_signals=True,
+            )
+        except (OSError, ValueError) as exc:
+            for fd in parent_fds:
+                os.close(fd)
+            self.slots.release()
+            if isinstance(exc, PermissionError):
+                raise Forbidden(f"{self.name}: cannot execute: {exc.strerror}") from None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise BadGateway(f"{self.name}: cannot execute: {reason}") from None
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        self.pid = self.popen.pid
+        self._stdin = stdin_w
+        self._stdout = stdout_r
+        self._stderr = stderr_r
+        if stdin_w >= 0:
+            os.set_blocking(stdin_w, False)  # our end only: the script's end stays blocking
+            self._stdin_ready = _Readiness(loop, stdin_w, writable=True)
+        os.set_blocking(stdout_r, False)
+        self._stdout_ready = _Readiness(loop, stdout_r, writable=False)
+        os.set_blocking(stderr_r, False)
+        loop.add_reader(stderr_r, self._on_stderr)
+        self._watch_exit(loop)
+
+    def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Call `_on_exit` when the leader exits, without reaping it."""
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            # No pidfd (not Linux, or before 5.3): a thread waits, leaving the zombie to us.
+            future = loop.run_in_executor(None, os.waitid, os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+            future.add_done_callback(lambda _: self._on_exit())
+            return
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    # -- Transport ---------------------------------------------------------------------------
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            fd = self._stdin
+            if fd < 0:
+                raise BrokenPipeError(f"{self.name}: input closed")
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                assert self._stdin_ready is not None
+                await self._stdin_ready.wait()
+                continue
+            except BrokenPipeError:
+                self._close_stdin()  # the script closed its input or exited
+                raise
+            view = view[written:]
+
+    async def end_body(self) -> None:
+        self._close_stdin()
+
+    async def read(self) -> bytes:
+        while True:
+            fd = self._stdout
+            if fd < 0:
+                return b""
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                assert self._stdout_ready is not None
+                await self._stdout_ready.wait()
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._close_stdout()
+            return data
+
+    async def close(self) -> None:
+        """The output ended: reap the script once it exits, allowing it `timeout` to do so."""
+        if self._released:
+            return
+        self._released = True
+        self._close_stdin()
+        self._close_stdout()
+        if self.popen is None:
+            return
+        if not self._exited and self._has_exited():
+            self._exited = True
+        if self._exited:
+            self._reap()
+        else:
+            assert self._loop is not None
+            self._timer = self._loop.call_later(self.timeout, self._overstayed)
+
+    def abort(self) -> None:
+        """Kill the group: SIGTERM now, SIGKILL after the grace; reap when the leader exits.
+
+        When the request's task is being cancelled (the worker is stopping), the event loop
+        may not live through a grace period: the group gets SIGKILL at once.
+        """
+        self._close_stdin()
+        self._close_stdout()
+        if self.popen is None or self._reaped or self._terminating:
+            self._released = True
+            return
+        self._released = True
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            self._kill()
+            return
+        self._terminate()
+
+    # -- the process's end -------------------------------------------------------------------
+
+    def _has_exited(self) -> bool:
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def _overstayed(self) -> None:
+        self._timer = None
+        log.warning("%s still running %gs after its output ended; terminating its process group%s",
+                    self.name, self.timeout, self.log_context)
+        self._terminate()
+
+    def _terminate(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._terminating = True
+        self._signal(signal.SIGTERM)
+        assert self._loop is not None
+        self._timer = self._loop.call_later(self.grace, self._kill)
+
+    def _kill(self) -> None:
+        self._timer = None
+        self._terminating = False
+        self._signal(signal.SIGKILL)
+        if self._exited:
+            self._reap()
+        # else: SIGKILL reached the leader too; `_on_exit` reaps it.
+
+    def _signal(self, signum: int) -> None:
+        # Safe while the leader is unreaped: its pid is the group id and is not reused.
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _on_exit(self) -> None:
+        if self._pidfd >= 0:
+            assert self._loop is not None
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        self._exited = True
+        if self._released and not self._terminating:
+            self._reap()
+
+    def _reap(self) -> None:
+        if self._reaped:
+            return
+        self._reaped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pidfd >= 0:
+            assert self._loop is not None
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        # What the script left running dies with it: no orphans outlive a request.
+        self._signal(signal.SIGKILL)
+        assert self.popen is not None
+        status = self.popen.poll()
+        self.slots.release()
+        if status:
+            how = f"signal {-status}" if status < 0 else f"status {status}"
+            log.info("%s exited with %s%s", self.name, how, self.log_context)
+
+    # -- pipes ----------------------------------------------------------------------------------
+
+    def _close_stdin(self) -> None:
+        if self._stdin >= 0:
+            if self._stdin_ready is not None:
+                self._stdin_ready.close()
+            os.close(self._stdin)
+            self._stdin = -1
+
+    def _close_stdout(self) -> None:
+        if self._stdout >= 0:
+            if self._stdout_ready is not None:
+                self._stdout_ready.close()
+            os.close(self._stdout)
+            self._stdout = -1
+
+    def _on_stderr(self) -> None:
+        fd = self._stderr
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            assert self._loop is not None
+            self._loop.remove_reader(fd)
+            os.close(fd)
+            self._stderr = -1
+            if self._stderr_partial:
+                self._log_stderr(self._stderr_partial)
+                self._stderr_partial = b""
+            return
+        lines = (self._stderr_partial + data).split(b"\n")
+        partial = lines.pop()
+        for line in lines:
+            self._log_stderr(line)
+        while len(partial) >= MAX_STDERR_LINE:
+            self._log_stderr(partial[:MAX_STDERR_LINE])
+            partial = partial[MAX_STDERR_LINE:]
+        self._stderr_partial = partial
+
+    def _log_stderr(self, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        for start in range(0, max(len(line), 1), MAX_STDERR_LINE):
+            piece = _printable(line[start:start + MAX_STDERR_LINE])
+            log.error("%s stderr: %s%s", self.name, piece, self.log_context)

@@ -1,0 +1,361 @@
+"""The one gateway core: a request through a transport to a CGI-style response (RFC 3875 §6).
+
+CGI, FastCGI, SCGI and uwsgi differ only in how bytes reach the application and come back; the
+rest is the same and lives here, in `exchange()`:
+
+- the body is sent while the response is read (a script may answer before it has read all of
+  its input, and one that fills its output pipe before reading would deadlock otherwise), with
+  backpressure both ways: the next body chunk is read from the client once the transport took
+  the last, the next output chunk from the transport once the client took the last;
+- the head is parsed by `frontd.wire.cgi_response` and acted on: a document is relayed with its
+  status and headers, a local redirect is returned as `LocalRedirect` for the dispatcher to
+  serve (§6.2.2), a client redirect becomes a 302 unless `Status` says otherwise (§6.2.3);
+- framing is fitted to the client (the sink frames: the application's Content-Length when it
+  gave one, else chunked for HTTP/1.1, else close-delimited), HEAD bodies are dropped by the
+  sink, non-parsed-header output is passed through raw (§5);
+- failures carry their status: a malformed head or output that ends before one → 502, silence
+  for `timeout` seconds → 504, a transport that cannot start → what it raises (502/503).
+
+A transport is a small class, `Transport`: start (spawn or connect, and send the request head),
+write body bytes, end the body, read response bytes, then `close()` when the response ended or
+`abort()` when it did not. `frontd.gateway.cgi.CGITransport` is one; a socket gateway
+(FastCGI, SCGI, uwsgi) subclasses `StreamTransport` and adds only its framing.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+
+from frontd.errors import BadGateway, GatewayTimeout
+from frontd.gateway.spool import BodySource
+from frontd.http.headers import HOP_BY_HOP
+from frontd.request import Request
+from frontd.response import LocalRedirect, ResponseSink
+from frontd.wire.cgi_response import DEFAULT_MAX_HEAD_SIZE, ResponseHead, ResponseHeadParser
+from frontd.wire.errors import WireError
+
+log = logging.getLogger("frontd")
+
+# Relayed response fields that the sink writes itself (Server, Date) or that describe only the
+# hop between frontd and the application (RFC 9110 §7.6.1): the sink frames for the client.
+_NOT_RELAYED: Final = HOP_BY_HOP | {b"server", b"date"}
+_DIGITS: Final = re.compile(rb"[0-9]{1,18}")
+# RFC 9110 §6.4.1: these responses have no content, whatever the application wrote.
+_NO_CONTENT: Final = frozenset({204, 304})
+
+
+class Transport(abc.ABC):
+    """One exchange with one application: a CGI process, or a connection to a backend.
+
+    The core calls, in order: `open` once; `write` for each body chunk and `end_body` once
+    (from a task of its own, while `read` runs); `read` until it returns b""; then exactly one
+    of `close` (the response was read to its end) or `abort` (anything else: error, timeout,
+    client gone, cancellation). `abort` must be synchronous and idempotent so that it can run
+    in a `finally`; it must also wake a pending `read`, which then returns b"".
+    """
+
+    # For log lines and error details: "cgi /srv/cgi-bin/x.sh", "fastcgi unix:/run/php.sock".
+    name: str = "gateway"
+    # uwsgi and many SCGI servers answer with an HTTP status line instead of a Status field.
+    allow_status_line: bool = False
+
+    @abc.abstractmethod
+    async def open(self, environ: Mapping[bytes, bytes], content_length: int | None) -> None:
+        """Start the exchange with these meta-variables (spawn, or connect and send the head).
+
+        `content_length` is None when the request has no body. Raise an HTTPError when the
+        application cannot be reached (BadGateway, ServiceUnavailable, GatewayTimeout).
+        """
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Send body bytes; return once the transport has taken them (backpressure).
+
+        Raise ConnectionError when the application no longer reads its input: the core then
+        stops sending and keeps reading the response.
+        """
+
+    @abc.abstractmethod
+    async def end_body(self) -> None:
+        """The body is complete (close stdin, an empty FCGI_STDIN, nothing for SCGI)."""
+
+    @abc.abstractmethod
+    async def read(self) -> bytes:
+        """The next bytes of the response (CGI-style: head, blank line, body); b"" at its end.
+
+        Raise BadGateway (or WireError) when the transport's own framing is broken.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """The response was read to its end: release the application (reap, return to a pool)."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Stop now: kill the script's group, reset the connection. Synchronous, idempotent."""
+
+
+class StreamTransport(Transport):
+    """A transport over an asyncio stream (TCP or Unix socket): FastCGI, SCGI and uwsgi.
+
+    A subclass supplies the framing only: `encode_head` (the request head or parameters),
+    `encode_body` and `encode_end` (body records), and `decode` (turn received bytes into
+    response bytes; b"" with `finished` set at the end of the response). `connect` returns the
+    stream pair (a pool or `asyncio.open_connection`/`open_unix_connection` under a
+    `connect_timeout`); `release` is called by `close` and may keep the connection for reuse.
+    """
+
+    READ_SIZE: Final = 65536
+
+    def __init__(self, name: str,
+                 connect: Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]) -> None:
+        self.name = name
+        self._connect = connect
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.finished = False  # the framing saw the end of the response
+
+    # -- framing, supplied by each protocol ------------------------------------------------
+
+    @abc.abstractmethod
+    def encode_head(self, environ: Mapping[bytes, bytes], content_length: int | None) -> bytes:
+        """The bytes that start a request: FastCGI BEGIN_REQUEST + PARAMS, an SCGI netstring."""
+
+    def encode_body(self, data: bytes) -> bytes:
+        """A body chunk as sent (FastCGI wraps it in FCGI_STDIN records); raw by default."""
+        return data
+
+    def encode_end(self) -> bytes:
+        """What ends the body (FastCGI: an empty FCGI_STDIN record); nothing by default."""
+        return b""
+
+    @abc.abstractmethod
+    def decode(self, data: bytes) -> bytes:
+        """Received bytes (b"" at EOF) -> response bytes; set `finished` at the response's end."""
+
+    def release(self) -> None:
+        """After a complete response: close the connection (a pooled transport keeps it)."""
+        if self.writer is not None:
+            self.writer.close()
+
+    # -- Transport --------------------------------------------------------------------------
+
+    async def open(self, environ: Mapping[bytes, bytes], content_length: int | None) -> None:
+        self.reader, self.writer = await self._connect()
+        self.writer.write(self.encode_head(environ, content_length))
+
+    async def write(self, data: bytes) -> None:
+        assert self.writer is not None
+        if self.writer.is_closing():
+            raise ConnectionResetError(f"{self.name}: connection closed")
+        self.writer.write(self.encode_body(data))
+        await self.writer.drain()
+
+    async def end_body(self) -> None:
+        assert self.writer is not None
+        end = self.encode_end()
+        if end:
+            self.writer.write(end)
+        await self.writer.drain()
+
+    async def read(self) -> bytes:
+        assert self.reader is not None
+        while not self.finished:
+            data = await self.reader.read(self.READ_SIZE)
+            out = self.decode(data)
+            if out:
+                return out
+            if not data:
+                # EOF: decode(b"") either finished the response or raised on a truncated one.
+                self.finished = True
+        return b""
+
+    async def close(self) -> None:
+        self.release()
+
+    def abort(self) -> None:
+        self.finished = True
+        if self.writer is not None:
+            self.writer.transport.abort()
+        if self.reader is not None:
+            self.reader.feed_eof()  # wake a pending read
+
+
+class _Exchange:
+    """The state of one `exchange()` call: the transport, the body pump, the timeouts."""
+
+    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure")
+
+    def __init__(self, request: Request, sink: ResponseSink, transport: Transport,
+                 timeout: float, send_timeout: float) -> None:
+        self.request = request
+        self.sink = sink
+        self.transport = transport
+        self.timeout = timeout
+        self.send_timeout = send_timeout
+        # What stopped the body pump (a client error: 400, 408, 413, or the client gone).
+        self.failure: BaseException | None = None
+
+    async def pump(self, body: BodySource) -> None:
+        """Copy the body to the transport; on a client-side failure, abort the exchange."""
+        transport = self.transport
+        try:
+            while True:
+                data = await body.read()
+                if not data:
+                    break
+                await transport.write(data)
+            await transport.end_body()
+        except ConnectionError:
+            # The application stopped reading its input (it may answer without it): not an
+            # error. What the client still sends is read away by the connection.
+            return
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the client side failed: report it from the main task
+            self.failure = exc
+            transport.abort()
+
+    async def read(self) -> bytes:
+        """The transport's next bytes; 504 after `timeout` seconds of silence."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                data = await self.transport.read()
+        except TimeoutError:
+            if self.failure is not None:
+                raise self.failure from None
+            raise GatewayTimeout(f"{self.transport.name}: no output for {self.timeout:g}s") from None
+        if not data and self.failure is not None:
+            raise self.failure
+        return data
+
+    async def head(self, max_head_size: int) -> ResponseHead:
+        parser = ResponseHeadParser(max_head_size, allow_status_line=self.transport.allow_status_line)
+        while True:
+            data = await self.read()
+            if not data:
+                parser.eof()  # raises: the output ended inside (or before) the head
+            head = parser.feed(data)
+            if head is not None:
+                return head
+
+    async def relay(self, head: ResponseHead) -> None:
+        """Send a document or client-redirect response: status, fields, then the body."""
+        sink = self.sink
+        headers: list[tuple[bytes, bytes]] = []
+        declared: int | None = None
+        for name, value in head.headers:
+            lower = name.lower()
+            if lower in _NOT_RELAYED:
+                continue
+            if lower == b"content-length":
+                if _DIGITS.fullmatch(value) is None or declared is not None:
+                    raise BadGateway(f"{self.transport.name}: bad Content-Length {value[:32]!r} in the response")
+                declared = int(value)
+            headers.append((lower, value))
+        no_content = head.status in _NO_CONTENT
+        if no_content:
+            headers = [(k, v) for k, v in headers if k != b"content-length"]
+            declared = None
+        await sink.start(head.status, headers, head.reason)
+        left = declared
+        data = head.body_start
+        while True:
+            if data and not no_content:
+                if left is not None:
+                    if len(data) > left:
+                        # More than the application declared: the declared length is what the
+                        # client was promised; the excess would corrupt the next response.
+                        log.warning("%s: output beyond its Content-Length %d dropped%s",
+                                    self.transport.name, declared, self.request.log_context())
+                        data = data[:left]
+                    left -= len(data)
+                await sink.write(data)
+            if left == 0:
+                break
+            data = await self.read()
+            if not data:
+                break
+        if left:
+            raise BadGateway(f"{self.transport.name}: output ended {left} bytes short of its Content-Length")
+        await sink.end()
+
+    async def relay_nph(self) -> None:
+        """Non-parsed-header output (RFC 3875 §5): to the client unchanged and unbuffered."""
+        data = await self.read()
+        if not data:
+            raise BadGateway(f"{self.transport.name}: non-parsed-header script wrote nothing")
+        _, writer, _ = self.sink.detach()
+        try:
+            while data:
+                writer.write(data)
+                async with asyncio.timeout(self.send_timeout):
+                    await writer.drain()
+                data = await self.read()
+        except TimeoutError:
+            raise ConnectionResetError(f"client read nothing for {self.send_timeout:g}s") from None
+
+
+async def exchange(
+    request: Request,
+    sink: ResponseSink,
+    transport: Transport,
+    environ: Mapping[bytes, bytes],
+    body: BodySource,
+    *,
+    timeout: float,
+    send_timeout: float = 60.0,
+    nph: bool = False,
+    max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+) -> LocalRedirect | None:
+    """Run one request through `transport` and answer it on `sink` (RFC 3875 §6).
+
+    Returns a LocalRedirect when the application asked for one (the dispatcher serves it as a
+    GET, §6.2.2), else None once the response is sent. `timeout` bounds each silence of the
+    application (→ 504); `send_timeout` a client that stops reading raw NPH output. The
+    transport is closed when the response ended, aborted on every other way out (a failed
+    `open` included, so `abort` must cope with a transport that never started).
+    """
+    state = _Exchange(request, sink, transport, timeout, send_timeout)
+    pump: asyncio.Task[None] | None = None
+    complete = False
+    try:
+        await transport.open(environ, body.length)
+        if body.length:
+            pump = asyncio.create_task(state.pump(body))
+        else:
+            await transport.end_body()
+        result: LocalRedirect | None = None
+        if nph:
+            await state.relay_nph()
+        else:
+            head = await state.head(max_head_size)
+            if head.kind == "local-redirect":
+                # §6.2.2: the server serves the new URL itself; nothing of this response (no
+                # body is allowed in it) reaches the client. Reading it to its end lets the
+                # application finish as it would otherwise.
+                while await state.read():
+                    pass
+                assert head.location is not None
+                result = LocalRedirect(head.location.decode("latin-1"))
+            else:
+                await state.relay(head)
+        complete = True
+    except WireError as exc:
+        raise BadGateway(f"{transport.name}: {exc}") from None
+    finally:
+        if pump is not None:
+            if not pump.done():
+                pump.cancel()
+            # Wait for it: the connection reads what is left of the body once we return, and
+            # two readers on one stream would collide.
+            await asyncio.wait((pump,))
+        if not complete:
+            transport.abort()
+    await transport.close()
+    return result

@@ -1,0 +1,158 @@
+"""Request bodies as a gateway takes them: streamed when their length is known, spooled when not.
+
+RFC 3875 §4.2 wants CONTENT_LENGTH on the script's side and no transfer-coding on its input,
+and the SCGI and uwsgi heads carry the length before the body. A chunked body's length is only
+known at its end, so `open_body` reads it whole into a `Spool` first: memory up to
+`max_memory` bytes, then an unlinked temporary file, never more than `max_body_size` bytes
+(413 beyond). A body with a Content-Length is not held at all: `StreamedBody` passes the
+client's chunks on as the gateway takes them, so backpressure reaches the client.
+
+Whoever opens a body closes it (`close()` in a `finally`): the temporary file goes with it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import BinaryIO, Final, Protocol
+
+from frontd.errors import ContentTooLarge
+from frontd.request import Request, RequestBody
+
+DEFAULT_MAX_MEMORY: Final = 64 * 1024
+CHUNK_SIZE: Final = 64 * 1024
+
+
+class BodySource(Protocol):
+    """A request body ready for a gateway: its CONTENT_LENGTH and its bytes, in order."""
+
+    # None: the request has no body (no CONTENT_LENGTH at all, RFC 3875 §4.1.2).
+    length: int | None
+
+    async def read(self) -> bytes:
+        """The next bytes of the body, b"" at its end."""
+        ...
+
+    def close(self) -> None:
+        """Release what the body holds (a spool file); safe to call twice."""
+        ...
+
+
+class NoBody:
+    """A request without a body."""
+
+    length: int | None = None
+
+    async def read(self) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class StreamedBody:
+    """A body of known length, read from the client as the gateway asks for it."""
+
+    __slots__ = ("length", "_body")
+
+    def __init__(self, body: RequestBody, length: int) -> None:
+        self.length: int | None = length
+        self._body = body
+
+    async def read(self) -> bytes:
+        return await self._body.read()
+
+    def close(self) -> None:
+        pass
+
+
+class Spool:
+    """A whole body held in memory up to `max_memory` bytes, then in an unlinked temporary file.
+
+    `write` appends and raises ContentTooLarge past `max_size`; `read` then returns the bytes
+    from the start, a chunk at a time.
+    """
+
+    __slots__ = ("max_size", "max_memory", "length", "_memory", "_file", "_offset")
+
+    def __init__(self, max_size: int, max_memory: int = DEFAULT_MAX_MEMORY) -> None:
+        self.max_size = max_size
+        self.max_memory = max_memory
+        self.length: int | None = 0
+        self._memory = bytearray()
+        self._file: BinaryIO | None = None
+        self._offset = 0  # read position
+
+    @property
+    def in_file(self) -> bool:
+        return self._file is not None
+
+    def write(self, data: bytes) -> None:
+        assert self.length is not None
+        size = self.length + len(data)
+        if size > self.max_size:
+            raise ContentTooLarge(f"chunked request body over max_body_size ({self.max_size})")
+        self.length = size
+        if self._file is None and size <= self.max_memory:
+            self._memory += data
+            return
+        if self._file is None:
+            # TemporaryFile is unlinked on creation (O_TMPFILE on Linux): nothing is left on
+            # disk whatever happens to this process.
+            self._file = tempfile.TemporaryFile()
+            self._file.write(self._memory)
+            self._memory = bytearray()
+        self._file.write(data)
+
+    def rewind(self) -> None:
+        self._offset = 0
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+
+    async def read(self) -> bytes:
+        if self._file is not None:
+            return self._file.read(CHUNK_SIZE)
+        data = bytes(self._memory[self._offset:self._offset + CHUNK_SIZE])
+        self._offset += len(data)
+        return data
+
+    def close(self) -> None:
+        self._memory = bytearray()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+async def spool(body: RequestBody, max_size: int, max_memory: int = DEFAULT_MAX_MEMORY) -> Spool:
+    """Read a whole body into a Spool (ContentTooLarge past `max_size`), ready to be read."""
+    held = Spool(max_size, max_memory)
+    try:
+        while True:
+            data = await body.read()
+            if not data:
+                break
+            held.write(data)
+        held.rewind()
+    except BaseException:
+        held.close()
+        raise
+    return held
+
+
+async def open_body(request: Request, max_body_size: int, max_memory: int = DEFAULT_MAX_MEMORY) -> BodySource:
+    """The request's body as a gateway takes it; spooled first when it is chunked (RFC 3875 §4.2).
+
+    A request with `Content-Length: 0` has a body, of no bytes (CONTENT_LENGTH=0); one with
+    neither Content-Length nor Transfer-Encoding has none.
+    """
+    body = request.body
+    length = body.length
+    if length is None:
+        return await spool(body, max_body_size, max_memory)
+    if length > 0:
+        return StreamedBody(body, length)
+    if request.header(b"content-length") is not None:
+        empty = NoBody()
+        empty.length = 0
+        return empty
+    return NoBody()

@@ -1,0 +1,295 @@
+"""The gateway core (frontd.gateway.exchange) against an in-memory transport and sink."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from frontd.errors import BadGateway, GatewayTimeout, RequestTimeout
+from frontd.gateway.exchange import StreamTransport, Transport, exchange
+from frontd.gateway.spool import NoBody, StreamedBody
+from frontd.request import Request
+from frontd.response import LocalRedirect
+
+
+class FakeTransport(Transport):
+    """Replays scripted output; records what it was sent and how it ended."""
+
+    def __init__(self, output: list[bytes | float], *, stop_reading_after: int | None = None) -> None:
+        self.name = "fake"
+        self.output = list(output)  # bytes to return, or a delay in seconds before the next
+        self.received: list[bytes] = []
+        self.body_ended = False
+        self.opened_with: tuple[Mapping[bytes, bytes], int | None] | None = None
+        self.closed = False
+        self.aborted = False
+        self.stop_reading_after = stop_reading_after
+        self._wake = asyncio.Event()
+
+    async def open(self, environ: Mapping[bytes, bytes], content_length: int | None) -> None:
+        self.opened_with = (environ, content_length)
+
+    async def write(self, data: bytes) -> None:
+        if self.stop_reading_after is not None and len(self.received) >= self.stop_reading_after:
+            raise BrokenPipeError("script closed stdin")
+        self.received.append(data)
+
+    async def end_body(self) -> None:
+        self.body_ended = True
+
+    async def read(self) -> bytes:
+        while self.output and not self.aborted:
+            item = self.output.pop(0)
+            if isinstance(item, float):
+                try:
+                    await asyncio.wait_for(self._wake.wait(), item)
+                except TimeoutError:
+                    pass
+                continue
+            return item
+        return b""
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._wake.set()
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.started = False
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.ended = False
+        self.bytes_sent = 0
+        self.raw = bytearray()
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
+        assert not self.started
+        self.started, self.status, self.headers, self.reason = True, status, headers, reason
+
+    async def write(self, data: bytes) -> None:
+        assert self.started and not self.ended
+        self.body += data
+
+    async def sendfile(self, file: Any, offset: int, count: int) -> None:
+        raise AssertionError("not used")
+
+    async def end(self) -> None:
+        self.ended = True
+
+    def detach(self) -> tuple[Any, Any, bytes]:
+        sink = self
+
+        class Writer:
+            def write(self, data: bytes) -> None:
+                sink.raw += data
+
+            async def drain(self) -> None:
+                pass
+
+        self.started = True
+        return None, Writer(), b""
+
+
+class Body:
+    def __init__(self, chunks: list[bytes], error: Exception | None = None) -> None:
+        self.chunks = chunks
+        self.error = error
+        self.length: int | None = sum(map(len, chunks))
+
+    async def read(self) -> bytes:
+        if self.chunks:
+            return self.chunks.pop(0)
+        if self.error is not None:
+            await asyncio.sleep(0)
+            raise self.error
+        return b""
+
+
+def request(method: str = "GET") -> Request:
+    return Request(method=method, target="/x", path="/x", raw_path="/x", query="", http_version="1.1",
+                   headers=[], host="h", client_addr="127.0.0.1", client_port=1, server_addr="127.0.0.1",
+                   server_port=80)
+
+
+def run(transport: Transport, sink: FakeSink, body: Any = None, timeout: float = 5.0, nph: bool = False) -> Any:
+    return asyncio.run(exchange(request(), sink, transport, {b"A": b"1"}, body or NoBody(), timeout=timeout,
+                                nph=nph))
+
+
+def header(sink: FakeSink, name: bytes) -> bytes | None:
+    return next((v for k, v in sink.headers if k == name), None)
+
+
+def test_document_relayed() -> None:
+    transport = FakeTransport([b"Content-Type: text/plain\r\nX-A: 1\n", b"\nhel", b"lo"])
+    sink = FakeSink()
+    assert run(transport, sink) is None
+    assert (sink.status, bytes(sink.body), sink.ended) == (200, b"hello", True)
+    assert header(sink, b"content-type") == b"text/plain" and header(sink, b"x-a") == b"1"
+    assert transport.closed and not transport.aborted
+    assert transport.opened_with == ({b"A": b"1"}, None) and transport.body_ended
+
+
+def test_status_field_and_dropped_fields() -> None:
+    transport = FakeTransport([b"Status: 404 Nowhere\nContent-Type: text/plain\nConnection: close\n"
+                               b"Transfer-Encoding: chunked\nServer: evil\nDate: x\n\nnope"])
+    sink = FakeSink()
+    run(transport, sink)
+    assert (sink.status, sink.reason) == (404, b"Nowhere")
+    assert [k for k, _ in sink.headers] == [b"content-type"]
+
+
+def test_client_redirect_is_302() -> None:
+    sink = FakeSink()
+    run(FakeTransport([b"Location: http://example.test/next\n\n"]), sink)
+    assert sink.status == 302 and header(sink, b"location") == b"http://example.test/next"
+
+
+def test_local_redirect_returned_and_body_dropped() -> None:
+    transport = FakeTransport([b"Location: /other?q=1\n\n", b"ignored"])
+    sink = FakeSink()
+    result = run(transport, sink)
+    assert isinstance(result, LocalRedirect) and result.target == "/other?q=1"
+    assert not sink.started and transport.closed
+
+
+@pytest.mark.parametrize("output", [
+    [],  # died before answering
+    [b"Content-Type: text/plain\n"],  # no blank line
+    [b"no colon here\n\n"],
+    [b"Content-Type: text/plain\nX-Bad: a\rSet-Cookie: x=1\n\n"],  # CR injection
+    [b"Content-Type: text/plain\nX-Bad: a\x00b\n\n"],
+    [b"X-Only: 1\n\n"],  # no CGI field
+    [b"Content-Type: text/plain\n" + b"X-Long: " + b"a" * 70000 + b"\n\n"],  # oversized
+    [b"Content-Type: text/plain\nContent-Length: 12x\n\n"],
+])
+def test_bad_output_is_502(output: list[bytes | float]) -> None:
+    transport = FakeTransport(output)
+    sink = FakeSink()
+    with pytest.raises(BadGateway):
+        run(transport, sink)
+    assert not sink.started and transport.aborted and not transport.closed
+
+
+def test_silence_is_504_and_aborts() -> None:
+    transport = FakeTransport([b"Content-Type: text/plain\n\n", b"part", 30.0, b"never"])
+    sink = FakeSink()
+    with pytest.raises(GatewayTimeout):
+        run(transport, sink, timeout=0.05)
+    assert transport.aborted and sink.started and not sink.ended
+
+
+def test_content_length_excess_cut_and_shortfall_502() -> None:
+    sink = FakeSink()
+    transport = FakeTransport([b"Content-Type: text/plain\nContent-Length: 3\n\nabcdef"])
+    run(transport, sink)
+    assert bytes(sink.body) == b"abc" and header(sink, b"content-length") == b"3" and transport.closed
+    sink = FakeSink()
+    with pytest.raises(BadGateway):
+        run(FakeTransport([b"Content-Type: text/plain\nContent-Length: 10\n\nabc"]), sink)
+    assert sink.started and not sink.ended
+
+
+def test_no_content_status_drops_body() -> None:
+    sink = FakeSink()
+    run(FakeTransport([b"Status: 204\nContent-Length: 4\n\nbody"]), sink)
+    assert sink.status == 204 and sink.body == b"" and header(sink, b"content-length") is None
+
+
+def test_body_is_pumped() -> None:
+    transport = FakeTransport([0.05, b"Content-Type: text/plain\n\nok"])
+    body = StreamedBody(Body([b"ab", b"cd"]), 4)  # type: ignore[arg-type]
+    run(transport, FakeSink(), body)
+    assert transport.received == [b"ab", b"cd"] and transport.body_ended
+    assert transport.opened_with is not None and transport.opened_with[1] == 4
+
+
+def test_script_that_stops_reading_still_answers() -> None:
+    transport = FakeTransport([0.05, b"Content-Type: text/plain\n\nearly"], stop_reading_after=1)
+    sink = FakeSink()
+    run(transport, sink, StreamedBody(Body([b"ab", b"cd", b"ef"]), 6))  # type: ignore[arg-type]
+    assert bytes(sink.body) == b"early" and transport.received == [b"ab"]
+
+
+def test_client_body_failure_wins_and_aborts() -> None:
+    transport = FakeTransport([30.0, b"Content-Type: text/plain\n\n"])
+    body = StreamedBody(Body([b"ab"], error=RequestTimeout("body stalled")), 10)  # type: ignore[arg-type]
+    with pytest.raises(RequestTimeout):
+        run(transport, FakeSink(), body)
+    assert transport.aborted
+
+
+def test_nph_passes_output_unchanged() -> None:
+    raw = [b"HTTP/1.1 299 Odd\r\nX-Raw: 1\r\n\r\n", b"body"]
+    sink = FakeSink()
+    run(FakeTransport(list(raw)), sink, nph=True)
+    assert bytes(sink.raw) == b"".join(raw)
+    with pytest.raises(BadGateway):
+        run(FakeTransport([]), FakeSink(), nph=True)
+
+
+class Netstring(StreamTransport):
+    """A toy framing for StreamTransport: head = netstring of the env, body raw, reply raw."""
+
+    def encode_head(self, environ: Mapping[bytes, bytes], content_length: int | None) -> bytes:
+        data = b"".join(k + b"\0" + v + b"\0" for k, v in environ.items())
+        return b"%d:%s," % (len(data), data)
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+
+class FakeWriter:
+    """Answers on `reader` once `request_size` bytes were written, as a backend would."""
+
+    def __init__(self, reader: asyncio.StreamReader, request_size: int, answer: bytes) -> None:
+        self.data = bytearray()
+        self.closed = False
+        self.transport = self
+        self.reader, self.request_size, self.answer = reader, request_size, answer
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) == self.request_size:
+            self.reader.feed_data(self.answer)
+            self.reader.feed_eof()
+
+    async def drain(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def test_stream_transport_adds_only_framing() -> None:
+    async def main() -> tuple[FakeSink, FakeWriter]:
+        reader = asyncio.StreamReader()
+        writer = FakeWriter(reader, 10, b"Status: 201\nContent-Type: text/plain\n\ncreated")
+
+        async def connect() -> Any:
+            return reader, writer
+
+        sink = FakeSink()
+        transport = Netstring("toy 127.0.0.1:1", connect)
+        await exchange(request("POST"), sink, transport, {b"A": b"1"},
+                       StreamedBody(Body([b"xyz"]), 3), timeout=5)  # type: ignore[arg-type]
+        return sink, writer
+
+    sink, writer = asyncio.run(main())
+    assert (sink.status, bytes(sink.body)) == (201, b"created")
+    assert bytes(writer.data) == b"4:A\x001\x00,xyz" and writer.closed

@@ -1,0 +1,126 @@
+"""Request bodies for gateways (frontd.gateway.spool): streamed, or spooled to learn their length."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from frontd.errors import ContentTooLarge, RequestTimeout
+from frontd.gateway.spool import NoBody, Spool, StreamedBody, open_body, spool
+from frontd.request import Request, RequestBody
+
+
+class Chunks:
+    """A RequestBody that yields given chunks, then raises `error` if one is given."""
+
+    def __init__(self, chunks: list[bytes], length: int | None = None, error: Exception | None = None) -> None:
+        self.chunks = list(chunks)
+        self.length = length
+        self.error = error
+        self.reads = 0
+
+    async def read(self) -> bytes:
+        self.reads += 1
+        if self.chunks:
+            return self.chunks.pop(0)
+        if self.error is not None:
+            raise self.error
+        return b""
+
+
+def request_with(body: RequestBody, headers: list[tuple[bytes, bytes]] | None = None) -> Request:
+    return Request(method="POST", target="/", path="/", raw_path="/", query="", http_version="1.1",
+                   headers=headers or [], host="", client_addr="127.0.0.1", client_port=1,
+                   server_addr="127.0.0.1", server_port=80, body=body)
+
+
+async def read_all(source: object) -> bytes:
+    out = []
+    while True:
+        data = await source.read()  # type: ignore[attr-defined]
+        if not data:
+            return b"".join(out)
+        out.append(data)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_small_body_stays_in_memory() -> None:
+    held = asyncio.run(spool(Chunks([b"hello ", b"world"]), max_size=100, max_memory=64))
+    try:
+        assert held.length == 11
+        assert not held.in_file
+        assert asyncio.run(read_all(held)) == b"hello world"
+    finally:
+        held.close()
+
+
+def test_body_over_the_memory_threshold_goes_to_an_unlinked_file() -> None:
+    chunks = [bytes([i]) * 1000 for i in range(50)]
+    before = open_fds()
+    held = asyncio.run(spool(Chunks(chunks), max_size=1 << 20, max_memory=4096))
+    try:
+        assert held.in_file
+        assert held.length == 50_000
+        # The file has no name: nothing to clean up on disk if the process dies.
+        assert os.fstat(held._file.fileno()).st_nlink == 0  # type: ignore[union-attr]
+        assert asyncio.run(read_all(held)) == b"".join(chunks)
+    finally:
+        held.close()
+    assert open_fds() == before  # released
+
+
+def test_limits_just_under_and_just_over() -> None:
+    held = asyncio.run(spool(Chunks([b"x" * 60, b"y" * 40]), max_size=100, max_memory=10))
+    assert held.length == 100
+    held.close()
+    before = open_fds()
+    with pytest.raises(ContentTooLarge):
+        asyncio.run(spool(Chunks([b"x" * 60, b"y" * 41]), max_size=100, max_memory=10))
+    assert open_fds() == before  # the spool file is released on the error
+
+
+def test_client_error_releases_the_spool() -> None:
+    before = open_fds()
+    body = Chunks([b"x" * 5000], error=RequestTimeout("stalled"))
+    with pytest.raises(RequestTimeout):
+        asyncio.run(spool(body, max_size=1 << 20, max_memory=100))
+    assert open_fds() == before
+
+
+def test_empty_chunked_body_has_length_zero() -> None:
+    held = asyncio.run(spool(Chunks([]), max_size=10))
+    assert held.length == 0
+    assert asyncio.run(read_all(held)) == b""
+
+
+def test_close_twice_is_harmless() -> None:
+    held = Spool(max_size=10, max_memory=2)
+    held.write(b"abcdef")
+    held.close()
+    held.close()
+
+
+def test_open_body_chooses() -> None:
+    # Chunked (length None): spooled, CONTENT_LENGTH known after.
+    source = asyncio.run(open_body(request_with(Chunks([b"ab", b"cd"], length=None)), 100))
+    assert isinstance(source, Spool) and source.length == 4
+    assert asyncio.run(read_all(source)) == b"abcd"
+    # Content-Length: streamed, nothing read ahead.
+    body = Chunks([b"abcd"], length=4)
+    source = asyncio.run(open_body(request_with(body), 100))
+    assert isinstance(source, StreamedBody) and source.length == 4 and body.reads == 0
+    # "Content-Length: 0": a body of no bytes; no header at all: no body.
+    zero = asyncio.run(open_body(request_with(Chunks([], length=0), [(b"content-length", b"0")]), 100))
+    assert zero.length == 0
+    none = asyncio.run(open_body(request_with(Chunks([], length=0)), 100))
+    assert isinstance(none, NoBody) and none.length is None
+
+
+def test_open_body_chunked_over_limit() -> None:
+    with pytest.raises(ContentTooLarge):
+        asyncio.run(open_body(request_with(Chunks([b"x" * 11], length=None)), 10))
