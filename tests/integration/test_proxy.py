@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import socket
 import threading
 import time
@@ -218,6 +220,38 @@ def test_five_mib_upload_and_download(frontd: Start, backends: Backends, tmp_pat
         assert response.status_code == 200
         assert hashlib.sha256(response.content).hexdigest() == hashlib.sha256(pattern(size)).hexdigest()
         assert ("content-length" in response.headers) == (query == "")
+
+
+def worker_peak_rss(server: Frontd) -> int:
+    """The largest peak RSS (VmHWM, KiB) among the worker processes of `server` (Linux /proc)."""
+    peaks = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if re.search(rf"^PPid:\s+{server.pid}$", status, re.M):
+            found = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.M)
+            if found:
+                peaks.append(int(found.group(1)))
+    assert peaks, "no worker process found"
+    return max(peaks)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_large_bodies_stream_in_flat_memory(frontd: Start, backends: Backends) -> None:
+    """Neither body is ever held whole: 64 MiB each way leaves the worker's peak RSS nearly unmoved."""
+    backend = backends.start()
+    server = frontd(route(backend.url), top='[limits]\nmax_body_size = "1GiB"\n')
+    echo(requests.get(server.url("/warm-up"), timeout=10))
+    before = worker_peak_rss(server)
+    size = 64 * 1024 * 1024
+    with requests.get(server.url(f"/download?n={size}&chunked=1"), stream=True, timeout=60) as response:
+        assert sum(len(chunk) for chunk in response.iter_content(65536)) == size
+    block = pattern(65536)
+    got = echo(requests.post(server.url("/up"), data=(block for _ in range(size // 65536)), timeout=60))
+    assert got["body_length"] == size
+    assert worker_peak_rss(server) - before < 16 * 1024  # KiB: a few buffers, not a body
 
 
 def test_chunked_upload_goes_out_chunked(frontd: Start, backends: Backends) -> None:
