@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from http import HTTPStatus
 from typing import BinaryIO
@@ -48,25 +49,22 @@ KNOWN_METHODS = frozenset({
     "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH",
 })
 SERVER_HEADER = (b"server", SERVER_SOFTWARE.encode())
+SERVER_LINE = b"server: " + SERVER_SOFTWARE.encode() + b"\r\n"
+# Framing and hop-by-hop fields are the connection's business, never a handler's.
+_FRAMING_HEADERS = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
+_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+_NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 # Statuses after which the request stream cannot be trusted (or the body was refused unread).
 _FATAL_STATUSES = frozenset({400, 408, 413, 414, 431, 501, 505})
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
 
 
 class _ClientGone(Exception):
     """The client closed or reset the connection, or stopped reading for send_timeout."""
-
-
-class _FileSlice:
-    """A stand-in for file bytes in h11's data passthrough: h11 frames it, sendfile sends it."""
-
-    __slots__ = ("file", "offset", "count")
-
-    def __init__(self, file: BinaryIO, offset: int, count: int) -> None:
-        self.file, self.offset, self.count = file, offset, count
-
-    def __len__(self) -> int:
-        return self.count
 
 
 def _head_end(buf: bytearray) -> int:
@@ -84,7 +82,7 @@ def _head_end(buf: bytearray) -> int:
 class Body:
     """A request body read from h11 as the handler asks for it, with limit and stall timeout."""
 
-    __slots__ = ("length", "_conn", "_h11", "_done", "_received")
+    __slots__ = ("length", "_conn", "_h11", "_done", "_received", "_continued")
 
     def __init__(self, conn: Connection, h11conn: h11.Connection, length: int | None) -> None:
         self.length = length
@@ -92,6 +90,7 @@ class Body:
         self._h11 = h11conn
         self._done = False
         self._received = 0
+        self._continued = False
 
     @property
     def done(self) -> bool:
@@ -101,8 +100,10 @@ class Body:
         if self._done:
             return b""
         conn, h = self._conn, self._h11
-        if h.they_are_waiting_for_100_continue:
-            conn.writer.write(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+        if h.they_are_waiting_for_100_continue and not self._continued:
+            # RFC 9110 §10.1.1: the client waits for this before sending the body.
+            self._continued = True
+            conn.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         while True:
             try:
                 event = h.next_event()
@@ -131,62 +132,126 @@ class Body:
 
 
 class Sink:
-    """The ResponseSink of one request on this connection."""
+    """The ResponseSink of one request on this connection.
 
-    __slots__ = ("started", "status", "bytes_sent", "ended", "close_after", "detached",
-                 "_conn", "_h11", "_head_only", "_pending")
+    h11 parses requests; responses are serialised here, which costs a fraction of building
+    h11 events. Framing follows RFC 9112 §6: the handler's Content-Length when it gave one,
+    else chunked for HTTP/1.1, else close-delimited for HTTP/1.0.
+    """
 
-    def __init__(self, conn: Connection, h11conn: h11.Connection, head_only: bool) -> None:
+    __slots__ = ("started", "status", "bytes_sent", "ended", "close_after", "detached", "keep_alive",
+                 "_conn", "_h11", "_head_only", "_http10", "_pending", "_framing", "_remaining")
+
+    def __init__(self, conn: Connection, h11conn: h11.Connection, head_only: bool, *,
+                 keep_alive: bool, http10: bool) -> None:
         self.started = False
         self.ended = False
         self.detached = False
         self.close_after = False
+        self.keep_alive = keep_alive
         self.status = 0
         self.bytes_sent = 0
         self._conn = conn
         self._h11 = h11conn
         self._head_only = head_only
+        self._http10 = http10
         self._pending: list[bytes] = []
+        self._framing = _NO_BODY
+        self._remaining = 0
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
-        headers = [SERVER_HEADER, (b"date", http_date(time.time())), *headers]
-        try:
-            data = self._h11.send(h11.Response(status_code=status, headers=headers,
-                                               reason=reason or REASONS.get(status, b"")))
-        except h11.LocalProtocolError as exc:
-            raise error_for_status(502, f"invalid response head: {exc}") from None
+        if self.started:
+            raise RuntimeError("response already started")
+        if not 200 <= status <= 599:
+            raise error_for_status(502, f"cannot send status {status} as a response")
+        if reason and _BAD_REASON.search(reason):
+            reason = b""
+        if reason and reason != REASONS.get(status):
+            line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        else:
+            line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+        out = [line, SERVER_LINE, b"date: " + http_date(time.time()) + b"\r\n"]
+        length: int | None = None
+        for name, value in headers:
+            if name in _FRAMING_HEADERS:
+                if name == b"connection" and value.lower() == b"close":
+                    self.close_after = True
+                continue
+            if _BAD_NAME.search(name) or _BAD_VALUE.search(value) or not name:
+                # Response splitting guard: nothing from a backend may end a header line early.
+                raise error_for_status(502, f"invalid response header {name[:40]!r}")
+            if name == b"content-length":
+                if not _DIGITS.fullmatch(value) or (length is not None and int(value) != length):
+                    raise error_for_status(502, f"invalid Content-Length {value[:40]!r}")
+                length = int(value)
+            out.append(name + b": " + value + b"\r\n")
+        if self._head_only or status in (204, 304):
+            self._framing = _NO_BODY
+        elif length is not None:
+            self._framing = _LENGTH
+            self._remaining = length
+        elif not self._http10:
+            self._framing = _CHUNKED
+            out.append(b"transfer-encoding: chunked\r\n")
+        else:
+            self._framing = _CLOSE
+            self.close_after = True
+        if not self.keep_alive or self.close_after:
+            self.close_after = True
+            out.append(b"connection: close\r\n\r\n")
+        elif self._http10:
+            out.append(b"connection: keep-alive\r\n\r\n")
+        else:
+            out.append(b"\r\n")
         self.started = True
         self.status = status
         # The head waits for the first body bytes so that small responses leave in one packet.
-        self._pending.append(data)
+        self._pending.append(b"".join(out))
+
+    def _frame(self, n: int) -> tuple[bytes, bytes]:
+        """What goes before and after n body bytes, after checking them against the framing."""
+        framing = self._framing
+        if framing == _CHUNKED:
+            return b"%x\r\n" % n, b"\r\n"
+        if framing == _LENGTH:
+            if n > self._remaining:
+                self.close_after = True
+                raise error_for_status(502, "response body longer than its Content-Length")
+            self._remaining -= n
+        return b"", b""
 
     async def write(self, data: bytes) -> None:
-        if self._head_only or not data:
+        if not data or self._framing == _NO_BODY:
             return
+        before, after = self._frame(len(data))
         self.bytes_sent += len(data)
         out = self._pending
-        out.extend(self._h11.send_with_data_passthrough(h11.Data(data=data)))
         self._pending = []
+        if before:
+            out.append(before)
+        out.append(data)
+        if after:
+            out.append(after)
         await self._conn.send(out)
 
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
-        if self._head_only or count <= 0:
+        if count <= 0 or self._framing == _NO_BODY:
             return
         if count <= SMALL_FILE:
             # A small body goes out with the head in one write: cheaper than a sendfile round.
             await self.write(os.pread(file.fileno(), count, offset))
             return
-        pieces = self._h11.send_with_data_passthrough(h11.Data(data=_FileSlice(file, offset, count)))  # type: ignore[arg-type]
+        before, after = self._frame(count)
         conn = self._conn
-        for piece in pieces:
-            if isinstance(piece, _FileSlice):
-                if self._pending:
-                    await conn.send(self._pending)
-                    self._pending = []
-                await conn.sendfile(piece.file, piece.offset, piece.count)
-                self.bytes_sent += piece.count
-            else:
-                self._pending.append(piece)
+        out = self._pending
+        self._pending = []
+        if before:
+            out.append(before)
+        await conn.send(out)
+        await conn.sendfile(file, offset, count)
+        self.bytes_sent += count
+        if after:
+            self._pending.append(after)
 
     async def end(self) -> None:
         if self.ended:
@@ -194,8 +259,14 @@ class Sink:
         self.ended = True
         out = self._pending
         self._pending = []
-        out.append(self._h11.send(h11.EndOfMessage()) or b"")
-        await self._conn.send(out)
+        if self._framing == _CHUNKED:
+            out.append(b"0\r\n\r\n")
+        elif self._framing == _LENGTH and self._remaining:
+            # The body fell short of its Content-Length: only closing tells the client.
+            self.close_after = True
+            log.error("response body %d bytes short of its Content-Length; closing", self._remaining)
+        if out:
+            await self._conn.send(out)
 
     def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
         self.detached = True
@@ -424,7 +495,8 @@ class Connection:
         return request, body
 
     async def _serve(self, h: h11.Connection, request: Request, body: Body | None) -> bool:
-        sink = Sink(self, h, request.method == "HEAD")
+        sink = Sink(self, h, request.method == "HEAD", keep_alive=_keep_alive(request),
+                    http10=request.http_version == "1.0")
         try:
             await self.dispatcher.handle(request, sink)
             if sink.detached:
@@ -439,8 +511,7 @@ class Connection:
                 return False
             # Input errors leave the stream out of sync (or the body unread on purpose): close.
             fatal = exc.status in _FATAL_STATUSES
-            await self._send_error(exc, request, h, close=fatal)
-            if fatal:
+            if not await self._send_error(exc, request, h, close=fatal or not sink.keep_alive) or fatal:
                 return False
         except (_ClientGone, ConnectionError):
             self._log_access(request, sink.status or 499, sink.bytes_sent)
@@ -461,10 +532,12 @@ class Connection:
                     pass
             except (HTTPError, _ClientGone, ConnectionError):
                 return False
+        if sink.close_after:
+            return False
         return self._reusable(h)
 
     def _reusable(self, h: h11.Connection) -> bool:
-        if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+        if h.their_state is not h11.DONE:
             return False
         data, closed = h.trailing_data
         self.buf += data
@@ -476,33 +549,38 @@ class Connection:
         self.access_log.record(request, status, size)
 
     async def _send_error(self, exc: HTTPError, request: Request | None, h: h11.Connection | None,
-                          *, close: bool, logged: bool = False) -> None:
+                          *, close: bool, logged: bool = False) -> bool:
+        """Send the error page; True when the connection may carry another request."""
         status = exc.status
         if not logged:
             level = logging.INFO if status in (404, 403, 304) else logging.WARNING if status < 500 else logging.ERROR
             context = request.log_context() if request else f", client: {self.client_addr}"
             log.log(level, "%d: %s%s", status, exc.detail, context)
-        if h is None or h.our_state is not h11.SEND_RESPONSE:
-            h = h11.Connection(h11.SERVER)
-            h.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            h.next_event()
-            head_only = False
-        else:
-            head_only = request is not None and request.method == "HEAD"
-        headers = [SERVER_HEADER, (b"date", http_date(time.time())),
-                   *error_headers(status, close=close), *exc.headers]
+        head_only = request is not None and request.method == "HEAD"
+        sink = Sink(self, h, head_only, keep_alive=not close,  # type: ignore[arg-type]
+                    http10=request is not None and request.http_version == "1.0")
         body = error_body(status)
         try:
-            out = [h.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))]
-            if not head_only:
-                out.append(h.send(h11.Data(data=body)))
-            out.append(h.send(h11.EndOfMessage()))
-            await self.send(out)
+            await sink.start(status, [*error_headers(status, close=close), *exc.headers])
+            await sink.write(body)
+            await sink.end()
             await self.drain()
-        except (_ClientGone, ConnectionError, h11.LocalProtocolError):
-            pass
+        except (_ClientGone, ConnectionError, HTTPError):
+            sink.close_after = True
         if request is None:
             request = Request(method="-", target="-", path="/", raw_path="/", query="", http_version="1.1",
                               headers=[], host="", client_addr=self.client_addr, client_port=self.client_port,
                               server_addr=self.server_addr, server_port=self.server_port)
         self._log_access(request, status, 0 if head_only else len(body))
+        return not sink.close_after
+
+
+def _keep_alive(request: Request) -> bool:
+    """Whether the client lets the connection carry another request (RFC 9112 §9.3)."""
+    tokens: set[bytes] = set()
+    for name, value in request.headers:
+        if name == b"connection":
+            tokens.update(token.strip() for token in value.lower().split(b","))
+    if request.http_version == "1.0":
+        return b"keep-alive" in tokens
+    return b"close" not in tokens
