@@ -2,7 +2,8 @@
 
 The fixed table decides every common extension, so a response does not depend on the host's
 /etc/mime.types. Only for an extension the table lacks is Python's built-in `mimetypes` table
-consulted (a `MimeTypes()` instance holds the built-in defaults only, not the system files).
+consulted: a `MimeTypes()` instance answers from the built-in defaults only (creating it makes
+the `mimetypes` module read the system files once, but their types never reach this instance).
 Anything still unknown is application/octet-stream: a browser then downloads it rather than
 rendering it, never text/html.
 """
