@@ -6,9 +6,13 @@ from collections.abc import Awaitable, Callable
 
 from frontd.config.model import Config
 from frontd.errors import InternalServerError, NotFound
+from frontd.gateway.fastcgi import FastCGIGateway
+from frontd.gateway.scgi import SCGIGateway
+from frontd.gateway.uwsgi import UwsgiGateway
 from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
+from frontd.handlers.status import StatusHandler
 from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.response import LocalRedirect, ResponseSink
@@ -27,7 +31,11 @@ class Dispatcher:
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
         self.handlers["proxy"] = ProxyHandler(config).handle
-        self.handlers["cgi"] = GatewayHandler(config).handle
+        self.handlers["status"] = StatusHandler(config).handle
+        gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config), "scgi": SCGIGateway(config),
+                                          "uwsgi": UwsgiGateway(config)})
+        for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
+            self.handlers[kind] = gateway.handle
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         while True:
@@ -35,6 +43,8 @@ class Dispatcher:
             route = self.router.route(vhost, request.path)
             request.vhost, request.route = vhost, route
             kind = route.kind if route is not None else "static"
+            if request.path == vhost.status:
+                kind = "status"  # the status page comes before every route (exact path only)
             handler = self.handlers.get(kind)
             if handler is None:
                 raise NotFound(f"no handler for {kind} routes")

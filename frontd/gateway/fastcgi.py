@@ -1,0 +1,348 @@
+"""The FastCGI transport: one RESPONDER request per connection at a time (FastCGI 1.0).
+
+`FastCGIGateway` is built once per worker from the config; it is the transport factory the
+gateway handler calls, `(route, request) -> FastCGITransport`, and holds a `BackendSet` per
+fastcgi route (round-robin, passive health, and the `keepalive` pool of idle connections).
+
+A request goes out as FCGI_BEGIN_REQUEST, the FCGI_PARAMS stream and the FCGI_STDIN stream
+(§5.1, §5.2, §6.2); with no body, all of it leaves in one write. The reply is decoded by
+`frontd.wire.fastcgi`: FCGI_STDOUT is the CGI response the exchange core parses, FCGI_STDERR
+goes to the error log tagged with the backend's address, and FCGI_END_REQUEST ends the
+response (§5.5: not EOF). A protocolStatus of CANT_MPX_CONN, OVERLOADED or UNKNOWN_ROLE means
+the application refused the request: 503.
+
+Connection reuse (§3.5, FCGI_KEEP_CONN) is off unless the route sets `keepalive = N`. Then a
+connection goes back to the pool only after a clean FCGI_END_REQUEST with all of FCGI_STDIN
+sent and nothing after it. A pooled connection that the backend closed while it sat idle (php-fpm
+closes at `pm.max_requests`, flup and others after their own idle time) is found out either
+before use (`BackendSet`) or by the request itself: when it fails before any reply byte came
+back, the request is sent again once on a new connection, provided everything sent so far is
+still at hand (the head, and a body of at most `MAX_REPLAY` bytes).
+
+A client that goes away, a timeout or an error aborts the request (§5.4): on a kept connection
+FCGI_ABORT_REQUEST is sent before the connection is closed; otherwise closing it is the signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+from frontd.config.model import Config, Route
+from frontd.errors import BadGateway, ServiceUnavailable
+from frontd.gateway.backends import BackendConnection, BackendSet
+from frontd.gateway.exchange import StreamTransport
+from frontd.request import Request
+from frontd.wire.fastcgi import (
+    FCGI_CANT_MPX_CONN,
+    FCGI_OVERLOADED,
+    FCGI_REQUEST_COMPLETE,
+    FCGI_RESPONDER,
+    FCGI_STDIN,
+    FCGI_UNKNOWN_ROLE,
+    NEED_DATA,
+    EndRequest,
+    FastCGIResponseDecoder,
+    Stdout,
+    encode_abort_request,
+    encode_begin_request,
+    encode_params,
+    encode_record,
+    encode_stdin,
+)
+from frontd.wire.errors import WireError
+
+log = logging.getLogger("frontd")
+
+# §3.3: the web server picks request ids and should keep them small. frontd never multiplexes
+# (one request per connection at a time), so every request is request 1 of its connection.
+REQUEST_ID: Final = 1
+# Bytes of request (head and body records) kept for a replay on a new connection when a pooled
+# one turns out to be closed; a larger request that meets a dead connection is a 502.
+MAX_REPLAY: Final = 64 * 1024
+# After a response that ended at its Content-Length, how long FCGI_END_REQUEST may take to
+# arrive for the connection to be pooled; a backend slower than this loses the connection.
+END_REQUEST_WAIT: Final = 1.0
+READ_SIZE: Final = 65536
+MAX_STDERR_LINE: Final = 4096
+
+_EMPTY_STDIN: Final = encode_record(FCGI_STDIN, REQUEST_ID)
+_ABORT_REQUEST: Final = encode_abort_request(REQUEST_ID)
+_REJECTED: Final = {
+    FCGI_CANT_MPX_CONN: "FCGI_CANT_MPX_CONN",
+    FCGI_OVERLOADED: "FCGI_OVERLOADED",
+    FCGI_UNKNOWN_ROLE: "FCGI_UNKNOWN_ROLE",
+}
+# Bytes that must not reach a log line raw (a backend's stderr is untrusted text).
+_CONTROL_ESCAPES: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09}
+
+
+def printable(data: bytes) -> str:
+    """Backend text as one log line: undecodable bytes and control characters escaped."""
+    return data.decode("utf-8", "backslashreplace").translate(_CONTROL_ESCAPES)
+
+
+class FastCGIRoute:
+    """One fastcgi route in one worker: its backends and what every request sends the same."""
+
+    __slots__ = ("backends", "keep_conn", "begin_request", "timeout")
+
+    def __init__(self, route: Route) -> None:
+        self.backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi")
+        # §5.1: FCGI_KEEP_CONN only when connections are pooled; otherwise the application
+        # closes the connection after the request, and that is the end of it.
+        self.keep_conn = route.keepalive > 0
+        self.begin_request = encode_begin_request(REQUEST_ID, FCGI_RESPONDER, keep_conn=self.keep_conn)
+        self.timeout = route.timeout
+
+
+class FastCGIGateway:
+    """The transport factory for fastcgi routes: `gateway(route, request)` -> a new transport."""
+
+    def __init__(self, config: Config) -> None:
+        self.routes: dict[int, FastCGIRoute] = {}
+        for vhost in config.vhosts:
+            for route in vhost.routes:
+                if route.kind == "fastcgi":
+                    self.routes[id(route)] = FastCGIRoute(route)
+
+    def __call__(self, route: Route, request: Request) -> FastCGITransport:
+        setup = self.routes.get(id(route))
+        if setup is None:  # a route built after this factory (not expected; kept correct)
+            setup = self.routes[id(route)] = FastCGIRoute(route)
+        return FastCGITransport(setup, request)
+
+    def close_idle(self) -> None:
+        """Close every pooled connection (worker shutdown)."""
+        for setup in self.routes.values():
+            setup.backends.close_idle()
+
+
+class FastCGITransport(StreamTransport):
+    """One request to a FastCGI responder over one (possibly pooled) connection."""
+
+    def __init__(self, setup: FastCGIRoute, request: Request) -> None:
+        super().__init__("fastcgi", _no_connect)
+        self.setup = setup
+        self.request = request
+        self.conn: BackendConnection | None = None
+        self._decoder = FastCGIResponseDecoder(REQUEST_ID)
+        self._stdin_ended = False  # the empty FCGI_STDIN record was written
+        self._received = False  # any reply byte arrived on the current connection
+        self._aborted = False
+        # What was written on a pooled connection, for one replay on a new one (None: the
+        # request can no longer be replayed: too large, already retried, or not pooled).
+        self._replay: list[bytes] | None = None
+        self._replay_size = 0
+        self._retry_lock: asyncio.Lock | None = None
+
+    # -- framing ----------------------------------------------------------------------------
+
+    def encode_head(self, environ: Mapping[bytes, bytes], content_length: int | None) -> bytes:
+        head = self.setup.begin_request + encode_params(REQUEST_ID, list(environ.items()))
+        if not content_length:
+            # §6.1: FCGI_STDIN is sent even when empty. With no body it goes with the head: one
+            # write for the whole request.
+            self._stdin_ended = True
+            return head + _EMPTY_STDIN
+        return head
+
+    def encode_body(self, data: bytes) -> bytes:
+        return encode_stdin(REQUEST_ID, data)
+
+    def encode_end(self) -> bytes:
+        if self._stdin_ended:
+            return b""
+        self._stdin_ended = True
+        return _EMPTY_STDIN
+
+    def decode(self, data: bytes) -> bytes:
+        decoder = self._decoder
+        if not data:
+            decoder.eof()  # WireError unless FCGI_END_REQUEST came (§5.5)
+            self.finished = True
+            return b""
+        decoder.receive_data(data)
+        out: list[bytes] = []
+        while True:
+            event = decoder.next_event()
+            if event is NEED_DATA:
+                break
+            if type(event) is Stdout:
+                out.append(event.data)
+            elif type(event) is EndRequest:
+                self._end_request(event)
+                break
+            else:
+                self._log_stderr(event.data)
+        return b"".join(out)
+
+    def _end_request(self, event: EndRequest) -> None:
+        self.finished = True
+        if event.protocol_status != FCGI_REQUEST_COMPLETE:
+            # §5.5: the application rejected the request; another try later may succeed.
+            status = _REJECTED.get(event.protocol_status, f"protocolStatus {event.protocol_status}")
+            raise ServiceUnavailable(f"{self.name}: FCGI_END_REQUEST with {status}")
+
+    def _log_stderr(self, data: bytes) -> None:
+        # §6.1: FCGI_STDERR is the application's error output; each line becomes a log line.
+        context = self.request.log_context()
+        for line in data.split(b"\n"):
+            line = line.rstrip(b"\r")
+            if not line:
+                continue
+            for start in range(0, len(line), MAX_STDERR_LINE):
+                log.error("%s stderr: %s%s", self.name, printable(line[start:start + MAX_STDERR_LINE]), context)
+
+    # -- the connection ---------------------------------------------------------------------
+
+    async def open(self, environ: Mapping[bytes, bytes], content_length: int | None) -> None:
+        head = self.encode_head(environ, content_length)
+        conn = await self.setup.backends.acquire()
+        self._use(conn)
+        if conn.reused:
+            self._replay = []
+            self._replay_size = 0
+            self._remember(head)
+        conn.writer.write(head)
+
+    def _use(self, conn: BackendConnection) -> None:
+        self.conn = conn
+        self.reader, self.writer = conn.reader, conn.writer
+        self.name = f"fastcgi {conn.address}"
+        self._received = False
+
+    def _remember(self, data: bytes) -> None:
+        if self._replay is None:
+            return
+        self._replay_size += len(data)
+        if self._replay_size > MAX_REPLAY:
+            self._replay = None
+        else:
+            self._replay.append(data)
+
+    async def _send(self, data: bytes) -> None:
+        conn = self.conn
+        assert conn is not None
+        self._remember(data)
+        try:
+            if conn.writer.is_closing():
+                raise ConnectionResetError(f"{self.name}: connection closed")
+            conn.writer.write(data)
+            await conn.writer.drain()
+        except ConnectionError:
+            if not await self._retry(conn):
+                raise
+
+    async def write(self, data: bytes) -> None:
+        await self._send(self.encode_body(data))
+
+    async def end_body(self) -> None:
+        end = self.encode_end()
+        try:
+            if end:
+                await self._send(end)
+            elif self.conn is not None:
+                await self.conn.writer.drain()
+        except ConnectionError:
+            # The application stopped reading: `read` finds out whether it still answers.
+            pass
+
+    async def read(self) -> bytes:
+        while not self.finished:
+            conn = self.conn
+            assert conn is not None
+            try:
+                data = await conn.reader.read(READ_SIZE)
+            except ConnectionError as exc:
+                if self._aborted:
+                    return b""
+                if await self._retry(conn):
+                    continue
+                raise BadGateway(f"{self.name}: connection lost: {exc.strerror or exc}") from None
+            if self._aborted:
+                return b""
+            if not data and not self._received and await self._retry(conn):
+                continue
+            self._received = True
+            out = self.decode(data)
+            if out:
+                return out
+        return b""
+
+    async def _retry(self, failed: BackendConnection) -> bool:
+        """After `failed` broke before any reply byte: send the request again on a new
+        connection, once, if `failed` came from the pool and the request can be replayed.
+        True when the request now runs on another connection."""
+        if self._retry_lock is None:
+            self._retry_lock = asyncio.Lock()
+        async with self._retry_lock:  # the body pump and the reader may both get here
+            if self.conn is not failed:
+                return not self._aborted  # the other one already moved the request
+            if self._aborted or self._received or not failed.reused or self._replay is None:
+                return False
+            replay, self._replay = self._replay, None
+            log.info("%s: pooled connection closed by the backend; sending the request again on a "
+                     "new one%s", self.name, self.request.log_context())
+            failed.close()
+            conn = await self.setup.backends.acquire(fresh=True)
+            if self._aborted:
+                conn.close()
+                return False
+            self._use(conn)
+            self._decoder = FastCGIResponseDecoder(REQUEST_ID)
+            conn.writer.write(b"".join(replay))
+            return True
+
+    async def close(self) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        setup = self.setup
+        if setup.keep_conn and not self._decoder.ended and self._stdin_ended:
+            # The core stopped at the response's Content-Length; FCGI_END_REQUEST is normally
+            # right behind it. Wait briefly for it so the connection can be pooled.
+            try:
+                async with asyncio.timeout(min(END_REQUEST_WAIT, setup.timeout)):
+                    while not self.finished and await self.read():
+                        pass
+            except (BadGateway, ServiceUnavailable, WireError, TimeoutError) as exc:
+                log.debug("%s: not pooled: %s", self.name, exc)
+        decoder = self._decoder
+        conn.keep = (setup.keep_conn and decoder.ended and self._stdin_ended
+                     and not decoder.trailing_data and not self._aborted)
+        setup.backends.release(conn)
+
+    def abort(self) -> None:
+        if self._aborted:
+            return
+        self._aborted = True
+        self.finished = True
+        conn = self.conn
+        if conn is None:
+            return
+        transport = conn.writer.transport
+        if (self.setup.keep_conn and not self._decoder.ended and conn.alive()
+                and transport.get_write_buffer_size() == 0):
+            # §5.4: tell the application to stop. The connection is not reused (waiting for the
+            # FCGI_END_REQUEST that would allow it is not worth it): half-closed now, so that the
+            # record is read rather than lost to a reset, and closed for good a moment later.
+            try:
+                transport.write(_ABORT_REQUEST)
+                transport.write_eof()
+            except OSError:
+                conn.close()
+            else:
+                asyncio.get_running_loop().call_later(END_REQUEST_WAIT, conn.close)
+        else:
+            conn.close()
+        # Wake a pending read. Not with feed_eof: the half-closed connection still receives, and
+        # a StreamReader refuses data after EOF by resetting the connection.
+        conn.reader.set_exception(ConnectionAbortedError(f"{self.name}: request aborted"))
+
+
+async def _no_connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    # `open` connects through the route's BackendSet; StreamTransport's hook is unused.
+    raise AssertionError("FastCGITransport connects through its BackendSet")

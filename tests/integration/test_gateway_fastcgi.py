@@ -1,0 +1,347 @@
+"""FastCGI routes against a capture backend: the exact records frontd sends, and what it makes of
+the replies (status, STDERR, protocolStatus, timeouts, connection reuse and abort)."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Frontd, wait_for
+from tests.http_client import RawClient
+from tests.integration.gateway_backends import (
+    Answer,
+    CaptureServer,
+    Captured,
+    env_json,
+    free_port,
+    rss_kib,
+)
+from tests.integration.processes import children
+
+Start = Callable[..., Frontd]
+HOST = {"Host": "app.test"}
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Callable[..., CaptureServer]]:
+    started: list[CaptureServer] = []
+
+    def start(app: Callable[[CaptureServer, Captured], Answer] | None = None, *, unix: bool = False,
+              label: str = "capture") -> CaptureServer:
+        path = str(tmp_path / f"fcgi{len(started)}.sock") if unix else None
+        server = CaptureServer("fastcgi", app, unix=path, label=label)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def config(address: str, prefix: str = "/app/", extra: str = "", names: str = '"app.test"') -> str:
+    return f"""
+[[vhost]]
+names = [{names}]
+
+  [[vhost.route]]
+  prefix = "{prefix}"
+  fastcgi = "{address}"
+  {extra}
+"""
+
+
+def test_get_sends_begin_params_and_empty_stdin(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend(unix=True)
+    server = frontd(config(fcgi.address))
+    response = requests.get(server.url("/app/x/y%20z?a=1&b"), headers=HOST, timeout=10)
+    assert response.status_code == 200, response.text
+    (req,) = fcgi.requests
+    # §5.1: RESPONDER, FCGI_KEEP_CONN clear by default; then PARAMS ending in an empty record and
+    # an empty STDIN (§6.1: sent even without a body), nothing else.
+    assert (req.role, req.flags) == (1, 0)
+    types = [t for t, _, _ in req.records]
+    assert types[0] == 1 and types[-1] == 5 and req.records[-1][2] == 0
+    assert types.count(5) == 1
+    assert req.records[-2] == (4, 1, 0)
+    assert all(rid == 1 for _, rid, _ in req.records)
+    env = req.env
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["SCRIPT_NAME"] == "/app"
+    assert env["PATH_INFO"] == "/x/y z"
+    assert env["QUERY_STRING"] == "a=1&b"
+    assert env["REQUEST_URI"] == "/app/x/y%20z?a=1&b"
+    assert env["SERVER_NAME"] == "app.test"
+    assert env["SERVER_PORT"] == str(server.port)
+    assert env["GATEWAY_INTERFACE"] == "CGI/1.1"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert "CONTENT_LENGTH" not in env
+    # Records are 8-byte aligned (§3.3 recommendation) and the raw bytes parse to the end.
+    assert len(req.raw) % 8 == 0
+
+
+def test_header_hygiene_httpoxy_folding_and_merging(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend()
+    server = frontd(config(fcgi.address))
+    with server.connect() as sock:
+        sock.sendall(b"GET /app/ HTTP/1.1\r\nHost: app.test\r\nProxy: http://127.0.0.1:9/\r\n"
+                     b"PROXY: http://127.0.0.1:9/\r\nX_Forwarded_For: 6.6.6.6\r\nRemote_User: admin\r\n"
+                     b"X-Forwarded-For: 10.0.0.1\r\nX-Test: a\r\nX-Test: b\r\nCookie: c=1\r\nCookie: d=2\r\n"
+                     b"Connection: close\r\n\r\n")
+        answer = RawClient(sock).read()
+    assert answer.status == 200
+    env = fcgi.requests[0].env
+    # httpoxy (CVE-2016-5385): no Proxy header ever becomes HTTP_PROXY.
+    assert not [name for name in env if "PROXY" in name]
+    # "_" names would fold onto trusted variables: dropped.
+    assert env["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"
+    assert "REMOTE_USER" not in env and "HTTP_REMOTE_USER" not in env
+    # RFC 3875 §4.1.18: repeated fields merged into one variable.
+    assert env["HTTP_X_TEST"] == "a, b"
+    assert env["HTTP_COOKIE"] == "c=1; d=2"
+    assert len(fcgi.requests[0].names()) == len(set(fcgi.requests[0].names()))
+
+
+def test_post_body_and_chunked_body(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend()
+    server = frontd(config(fcgi.address))
+    body = bytes(range(256)) * 1000  # over one 65535-byte STDIN record
+    response = requests.post(server.url("/app/up"), data=body, headers={**HOST, "Content-Type": "x/y"}, timeout=10)
+    assert response.status_code == 200
+    req = fcgi.requests[0]
+    assert req.body == body
+    assert req.env["CONTENT_LENGTH"] == str(len(body))
+    assert req.env["CONTENT_TYPE"] == "x/y"
+    assert all(length <= 65535 for t, _, length in req.records if t == 5)
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first,"
+        yield b"second," * 5000
+        yield b"end"
+
+    response = requests.post(server.url("/app/up"), data=chunks(), headers=HOST, timeout=10)
+    assert response.status_code == 200
+    req = fcgi.requests[1]
+    expected = b"first," + b"second," * 5000 + b"end"
+    # RFC 3875 §4.2: de-chunked, with CONTENT_LENGTH the length after de-chunking.
+    assert req.body == expected
+    assert req.env["CONTENT_LENGTH"] == str(len(expected))
+
+
+def test_status_and_headers_relayed_head_discarded(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    def app(server: CaptureServer, req: Captured) -> Answer:
+        return Answer(b"Status: 409 Conflict\r\nContent-Type: text/plain\r\nX-App: yes\r\n"
+                      b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nconflict\n")
+
+    fcgi = backend(app)
+    server = frontd(config(fcgi.address))
+    response = requests.get(server.url("/app/"), headers=HOST, timeout=10)
+    assert response.status_code == 409
+    assert response.reason == "Conflict"
+    assert response.headers["X-App"] == "yes"
+    assert response.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    assert response.text == "conflict\n"
+    response = requests.head(server.url("/app/"), headers=HOST, timeout=10)
+    assert response.status_code == 409 and response.content == b""
+
+
+@pytest.mark.parametrize("status,name", [(1, "FCGI_CANT_MPX_CONN"), (2, "FCGI_OVERLOADED"),
+                                         (3, "FCGI_UNKNOWN_ROLE")])
+def test_rejected_request_is_503(frontd: Start, backend: Callable[..., CaptureServer], status: int,
+                                 name: str) -> None:
+    fcgi = backend(lambda s, r: Answer(protocol_status=status))
+    server = frontd(config(fcgi.address))
+    response = requests.get(server.url("/app/"), headers=HOST, timeout=10)
+    assert response.status_code == 503
+    server.wait_error_log(rf"503: fastcgi {fcgi.address}: FCGI_END_REQUEST with {name}")
+
+
+def test_stderr_goes_to_error_log_with_backend_address(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    def app(server: CaptureServer, req: Captured) -> Answer:
+        answer = env_json(server, req)
+        answer.stderr = b"PHP message: something odd\nsecond line \x1b[31m\n"
+        return answer
+
+    fcgi = backend(app)
+    server = frontd(config(fcgi.address))
+    assert requests.get(server.url("/app/"), headers=HOST, timeout=10).status_code == 200
+    server.wait_error_log(rf"fastcgi {fcgi.address} stderr: PHP message: something odd, client: 127\.0\.0\.1")
+    line = server.wait_error_log(r"stderr: second line .*")
+    assert "\x1b" not in line.group(0) and "\\x1b" in line.group(0)
+
+
+def test_no_stdout_is_502(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend(lambda s, r: Answer(output=b""))
+    server = frontd(config(fcgi.address))
+    assert requests.get(server.url("/app/"), headers=HOST, timeout=10).status_code == 502
+
+
+def test_slow_backend_is_504(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend(lambda s, r: Answer(b"Content-Type: text/plain\r\n\r\nlate", delay=3))
+    server = frontd(config(fcgi.address, extra='timeout = "1s"'))
+    started = time.monotonic()
+    response = requests.get(server.url("/app/"), headers=HOST, timeout=10)
+    assert response.status_code == 504
+    assert time.monotonic() - started < 2.5
+    server.wait_error_log(rf"504: fastcgi {fcgi.address}: no output for 1s")
+
+
+@pytest.mark.parametrize("where", ["tcp", "unix"])
+def test_refused_connect_is_502_quickly(frontd: Start, tmp_path: Path, where: str) -> None:
+    address = f"127.0.0.1:{free_port()}" if where == "tcp" else f"unix:{tmp_path / 'nobody.sock'}"
+    server = frontd(config(address, extra='connect_timeout = "2s"'))
+    started = time.monotonic()
+    response = requests.get(server.url("/app/"), headers=HOST, timeout=10)
+    assert response.status_code in (502, 503)
+    assert time.monotonic() - started < 1.5
+    server.wait_error_log(r"fastcgi .*connect failed")
+
+
+def test_dead_backend_skipped(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend()
+    dead = f"127.0.0.1:{free_port()}"
+    server = frontd(f"""
+[[vhost]]
+names = ["app.test"]
+  [[vhost.route]]
+  prefix = "/app/"
+  fastcgi = ["{dead}", "{fcgi.address}"]
+""")
+    statuses = [requests.get(server.url("/app/"), headers=HOST, timeout=10).status_code for _ in range(4)]
+    assert statuses == [200] * 4
+    assert len(fcgi.requests) == 4
+
+
+def test_keepalive_off_by_default_one_connection_per_request(frontd: Start,
+                                                             backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend()
+    server = frontd(config(fcgi.address))
+    for _ in range(3):
+        assert requests.get(server.url("/app/"), headers=HOST, timeout=10).status_code == 200
+    assert fcgi.connections == 3
+    assert all(req.flags == 0 for req in fcgi.requests)
+
+
+def test_keepalive_reuses_connections(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend(unix=True)
+    server = frontd(config(fcgi.address, extra="keepalive = 2"))
+    session = requests.Session()
+    for i in range(4):
+        response = session.post(server.url("/app/"), data=b"x" * (i * 1000), headers=HOST, timeout=10)
+        assert response.status_code == 200
+    # Content-Length in the reply: frontd stops at it and still waits for FCGI_END_REQUEST.
+    assert fcgi.connections == 1
+    assert [req.number for req in fcgi.requests] == [1, 2, 3, 4]
+    assert all(req.flags == 1 for req in fcgi.requests)
+    assert [len(req.body) for req in fcgi.requests] == [0, 1000, 2000, 3000]
+
+
+def test_stale_pooled_connection_retried_once(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    def app(server: CaptureServer, req: Captured) -> Answer:
+        if req.number == 2:
+            # The backend read the request, then closed the kept connection without a word: the
+            # race with an idle close (php-fpm at pm.max_requests).
+            return Answer(drop=True)
+        return env_json(server, req)
+
+    fcgi = backend(app)
+    server = frontd(config(fcgi.address, extra="keepalive = 2"))
+    for body in (b"", b"small body"):
+        response = requests.post(server.url("/app/"), data=body, headers=HOST, timeout=10)
+        assert response.status_code == 200, response.text
+    # Request 1 on connection 1; request 2 dropped there, sent again as request 1 of connection 2.
+    assert [(r.connection, r.number) for r in fcgi.requests] == [(1, 1), (1, 2), (2, 1)]
+    assert fcgi.requests[2].body == b"small body"
+    server.wait_error_log(r"pooled connection closed by the backend; sending the request again")
+
+
+def test_fresh_connection_dropped_is_502_not_retried(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend(lambda s, r: Answer(drop=True))
+    server = frontd(config(fcgi.address, extra="keepalive = 2"))
+    assert requests.get(server.url("/app/"), headers=HOST, timeout=10).status_code == 502
+    assert len(fcgi.requests) == 1
+
+
+def slow_stream(server: CaptureServer, req: Captured) -> Answer:
+    def pieces() -> Iterator[bytes]:
+        yield b"Content-Type: application/octet-stream\r\n\r\n"
+        for _ in range(400):
+            yield b"x" * 65536
+
+    return Answer(pieces=pieces(), piece_delay=0.02)
+
+
+@pytest.mark.parametrize("keepalive", [0, 2])
+def test_client_gone_aborts_backend_request(frontd: Start, backend: Callable[..., CaptureServer],
+                                            keepalive: int) -> None:
+    fcgi = backend(slow_stream)
+    server = frontd(config(fcgi.address, extra=f"keepalive = {keepalive}"))
+    with server.connect() as sock:
+        sock.sendall(b"GET /app/ HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    req = fcgi.wait_requests(1)[0]
+    wait_for(lambda: req.aborted, 10, "the backend to see the request aborted")
+    types = [t for t, _, _ in req.records]
+    # §5.4: on a kept connection FCGI_ABORT_REQUEST; otherwise the connection is closed.
+    assert (2 in types) == bool(keepalive)
+
+
+def test_ten_mib_response_streamed_with_flat_memory(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    piece = bytes(range(256)) * 256
+
+    def app(server: CaptureServer, req: Captured) -> Answer:
+        def pieces() -> Iterator[bytes]:
+            yield b"Content-Type: application/octet-stream\r\n\r\n"
+            for _ in range(160):
+                yield piece
+
+        return Answer(pieces=pieces())
+
+    fcgi = backend(app)
+    server = frontd(config(fcgi.address))
+    assert requests.get(server.url("/app/"), headers=HOST, timeout=10).status_code == 200  # warm up
+    (worker,) = children(server.pid)
+    _, peak_before = rss_kib(worker)
+    digest = hashlib.sha256()
+    size = 0
+    with requests.get(server.url("/app/"), headers=HOST, timeout=10, stream=True) as response:
+        for data in response.iter_content(65536):
+            digest.update(data)
+            size += len(data)
+            time.sleep(0.0005)  # a slower reader than the backend: backpressure, not buffering
+    assert size == 10 * 1024 * 1024
+    assert digest.hexdigest() == hashlib.sha256(piece * 160).hexdigest()
+    _, peak_after = rss_kib(worker)
+    assert peak_after - peak_before < 4 * 1024, f"worker peak RSS grew {peak_after - peak_before} KiB"
+
+
+def test_large_params_split_across_records(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    fcgi = backend()
+    server = frontd(config(fcgi.address), top='[limits]\nmax_header_size = "256KiB"\n')
+    headers = {**HOST, **{f"X-Big-{i}": "v" * 8000 for i in range(12)}}
+    assert requests.get(server.url("/app/"), headers=headers, timeout=10).status_code == 200
+    req = fcgi.requests[0]
+    assert req.env["HTTP_X_BIG_11"] == "v" * 8000
+    params = [length for t, _, length in req.records if t == 4]
+    assert len(params) >= 3 and max(params) <= 65535 and params[-1] == 0
+
+
+def test_local_redirect_served_internally(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    def app(server: CaptureServer, req: Captured) -> Answer:
+        if req.env["PATH_INFO"] == "/go":
+            return Answer(b"Location: /app/landed?x=1\r\n\r\n")
+        return env_json(server, req)
+
+    fcgi = backend(app)
+    server = frontd(config(fcgi.address))
+    response = requests.get(server.url("/app/go"), headers=HOST, timeout=10, allow_redirects=False)
+    assert response.status_code == 200
+    assert response.json()["env"]["PATH_INFO"] == "/landed"
+    assert response.json()["env"]["QUERY_STRING"] == "x=1"

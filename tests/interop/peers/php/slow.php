@@ -1,0 +1,4 @@
+<?php
+sleep(3);
+header('Content-Type: text/plain');
+echo "late\n";
