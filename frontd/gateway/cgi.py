@@ -11,14 +11,16 @@ process bounded and accounted for:
 - stdout is read, stdin written, as the core asks (backpressure both ways); stderr is drained
   as it comes, whatever the core is doing, into the error log, line by line and tagged with the
   script and the client (a script that fills its stderr pipe first must not deadlock);
-- the script's exit is watched through a pidfd in the event loop (no thread, no SIGCHLD), and it
-  is reaped right there: no zombies;
-- the group is killed with the script: when the script has answered and exited, what it left
-  running gets SIGKILL; when the exchange is aborted (timeout, client gone, error), the group
-  gets SIGTERM, then SIGKILL after `KILL_GRACE` seconds; a script that keeps running after its
-  output ended is given `timeout` seconds, then the same. The leader is reaped only after the
-  group was signalled: until then its pid, which is the group id, cannot be reused, so the
-  signal cannot reach a stranger;
+- the script is reaped as soon as the exchange is done with it and it has exited; one still
+  running then is watched through a pidfd in the event loop (no thread, no SIGCHLD) and reaped
+  when it exits: no zombies;
+- the group dies with the script: once the exchange is done with a script that has exited,
+  whatever it left running gets SIGKILL. When the exchange is aborted (timeout, client gone,
+  error) while the script runs, the group gets SIGTERM, then SIGKILL after `KILL_GRACE`
+  seconds if the script is still there; a script that keeps running after its output ended
+  is given `timeout` seconds, then the same. The leader is reaped only after the group was
+  signalled: until then its pid, which is the group id, cannot be reused, so the signal
+  cannot reach a stranger;
 - `ProcessSlots` counts the processes of a route in this worker until they are reaped
   (`max_processes`: beyond it, 503).
 """
@@ -163,8 +165,9 @@ class CGITransport(Transport):
         self._timer: asyncio.TimerHandle | None = None
         self._exited = False  # the leader has exited (not reaped yet)
         self._released = False  # close() or abort(): the exchange is done with the process
-        self._terminating = False  # SIGTERM sent, SIGKILL pending
+        self._terminating = False  # SIGTERM sent to the group, SIGKILL on its way
         self._reaped = False
+        self._watching = False  # `_on_exit` will be called when the leader exits
 
     # -- spawning ---------------------------------------------------------------------------
 
@@ -216,16 +219,24 @@ class CGITransport(Transport):
         self._stdout_ready = _Readiness(loop, stdout_r, writable=False)
         os.set_blocking(stderr_r, False)
         loop.add_reader(stderr_r, self._on_stderr)
-        self._watch_exit(loop)
 
-    def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Call `_on_exit` when the leader exits, without reaping it."""
+    def _watch_exit(self) -> None:
+        """Call `_on_exit` when the leader exits, without reaping it.
+
+        Only needed once the exchange is done with a script that is still running: most have
+        exited by the time their output ends, and are reaped without a watch.
+        """
+        loop = self._loop
+        assert loop is not None
+        if self._watching:
+            return
+        self._watching = True
         try:
             self._pidfd = os.pidfd_open(self.pid)
         except (AttributeError, OSError):
             # No pidfd (not Linux, or before 5.3): a thread waits, leaving the zombie to us.
             future = loop.run_in_executor(None, os.waitid, os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-            future.add_done_callback(lambda _: self._on_exit())
+            future.add_done_callback(lambda _: None if self._reaped else self._on_exit())
             return
         loop.add_reader(self._pidfd, self._on_exit)
 
@@ -277,31 +288,35 @@ class CGITransport(Transport):
         self._close_stdout()
         if self.popen is None:
             return
-        if not self._exited and self._has_exited():
-            self._exited = True
-        if self._exited:
+        if self._exited or self._has_exited():
             self._reap()
         else:
             assert self._loop is not None
+            self._watch_exit()
             self._timer = self._loop.call_later(self.timeout, self._overstayed)
 
     def abort(self) -> None:
         """Kill the group: SIGTERM now, SIGKILL after the grace; reap when the leader exits.
 
-        When the request's task is being cancelled (the worker is stopping), the event loop
-        may not live through a grace period: the group gets SIGKILL at once.
+        A script that has already exited is reaped at once (what it left running is killed
+        with it, as after a complete response). When the request's task is being cancelled
+        (the worker is stopping), the event loop may not live through a grace period: the
+        group gets SIGKILL at once.
         """
         self._close_stdin()
         self._close_stdout()
-        if self.popen is None or self._reaped or self._terminating:
-            self._released = True
-            return
         self._released = True
+        if self.popen is None or self._reaped:
+            return
+        if self._exited or self._has_exited():
+            self._reap()
+            return
+        self._watch_exit()
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             self._kill()
-            return
-        self._terminate()
+        elif not self._terminating:
+            self._terminate()
 
     # -- the process's end -------------------------------------------------------------------
 
@@ -326,12 +341,9 @@ class CGITransport(Transport):
         self._timer = self._loop.call_later(self.grace, self._kill)
 
     def _kill(self) -> None:
+        # The leader dies of it too, and `_on_exit` reaps it.
         self._timer = None
-        self._terminating = False
         self._signal(signal.SIGKILL)
-        if self._exited:
-            self._reap()
-        # else: SIGKILL reached the leader too; `_on_exit` reaps it.
 
     def _signal(self, signum: int) -> None:
         # Safe while the leader is unreaped: its pid is the group id and is not reused.
@@ -347,8 +359,10 @@ class CGITransport(Transport):
             os.close(self._pidfd)
             self._pidfd = -1
         self._exited = True
-        if self._released and not self._terminating:
+        if self._released:
             self._reap()
+        # else: the exchange still reads the output (a background child may hold stdout open);
+        # `close` or `abort` reaps.
 
     def _reap(self) -> None:
         if self._reaped:
@@ -362,7 +376,8 @@ class CGITransport(Transport):
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = -1
-        # What the script left running dies with it: no orphans outlive a request.
+        # What the script left running dies with it: no orphans outlive a request. The leader
+        # is a zombie until `poll` below, so the group id still names this group alone.
         self._signal(signal.SIGKILL)
         assert self.popen is not None
         status = self.popen.poll()

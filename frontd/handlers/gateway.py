@@ -5,10 +5,11 @@ SCRIPT_FILENAME), then runs the one core, `frontd.gateway.exchange.exchange`, wi
 transport:
 
 - `cgi = DIR`: the path after the prefix is walked under DIR segment by segment; the first
-  regular file is the script and the rest is PATH_INFO (RFC 3875 §3.3, §4.1.5). Nothing outside
-  DIR is ever run: the path arrives decoded once and free of dot segments (`http/target.py`),
-  hidden names are refused, and a symlink is followed only if it stays inside DIR. A file
-  without the execute bit (and no interpreter for its extension) is a 403, a directory a 403, a
+  regular file is the script and the rest is PATH_INFO (RFC 3875 §3.3, §4.1.5); a directory
+  runs its first `index` script, if the route names any. Nothing outside DIR is ever run: the
+  path arrives decoded once and free of dot segments (`http/target.py`), hidden names are
+  refused, and a symlink is followed only if it stays inside DIR. A file without the execute
+  bit (and no interpreter for its extension) is a 403, a directory without an index a 403, a
   missing name a 404: never a listing, never the script's source.
 - `fastcgi`/`scgi`/`uwsgi` without `root` (an application mount): SCRIPT_NAME is the prefix
   without its trailing "/", PATH_INFO the rest of the path. With `root` (script mode, php-fpm
@@ -172,7 +173,7 @@ class GatewayHandler:
     async def _cgi(self, request: Request, sink: ResponseSink, route: Route,
                    setup: _RouteSetup) -> LocalRedirect | None:
         assert route.directory is not None
-        match = find_script(route.directory, route.prefix, request.path)
+        match = find_script(route.directory, route.prefix, request.path, route.index)
         script = match.filename
         interpreter = setup.interpreters.get(os.path.splitext(match.script_name)[1]) if setup.interpreters else None
         if interpreter is not None:

@@ -200,6 +200,11 @@ root = "{site.www}"
   env = {{ STATE_DIR = "{site.state}" }}
 
   [[vhost.route]]
+  prefix = "/idx/"
+  cgi = "{site.cgi}"
+  index = ["env.sh"]
+
+  [[vhost.route]]
   prefix = "/interp/"
   cgi = "{site.interp}"
   interpreters = {{ ".py" = "{sys.executable}" }}
@@ -555,3 +560,11 @@ root = "{repo / 'www'}"
             assert b"QUERY_STRING=q=1" in answer.body and b"PATH_INFO=/x" in answer.body
     finally:
         stop_process(server.proc)
+
+
+def test_index_script_for_a_directory(cgi: tuple[Frontd, Site]) -> None:
+    server, _ = cgi
+    env = env_of(send(server, "/idx/?q=1"))
+    assert env["SCRIPT_NAME"] == "/idx/env.sh" and env["PATH_INFO"] == "" and env["QUERY_STRING"] == "q=1"
+    assert env_of(send(server, "/idx"))["SCRIPT_NAME"] == "/idx/env.sh"
+    assert send(server, "/idx/sub/").status == 403  # no index there, and never a listing
