@@ -31,9 +31,10 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
-from frontd.errors import BadGateway, GatewayTimeout
+from frontd.errors import BadGateway, GatewayTimeout, HTTPError
 from frontd.gateway.spool import BodySource
 from frontd.http.headers import HOP_BY_HOP
+from frontd.http.target import parse_target
 from frontd.request import Request
 from frontd.response import LocalRedirect, ResponseSink
 from frontd.wire.cgi_response import DEFAULT_MAX_HEAD_SIZE, ResponseHead, ResponseHeadParser
@@ -342,6 +343,12 @@ async def exchange(
                 while await state.read():
                     pass
                 assert head.location is not None
+                try:
+                    # The target must be one a client could have sent; a bad one is the
+                    # application's fault (502), not the client's (400).
+                    parse_target(head.location, "GET")
+                except HTTPError as exc:
+                    raise BadGateway(f"{transport.name}: bad local redirect: {exc.detail}") from None
                 result = LocalRedirect(head.location.decode("latin-1"))
             else:
                 await state.relay(head)

@@ -148,6 +148,15 @@ def test_status_field_and_dropped_fields() -> None:
     assert [k for k, _ in sink.headers] == [b"content-type"]
 
 
+@pytest.mark.parametrize("location", [b"/a b", b"/x#frag", b"/../etc/passwd", b"/%zz"])
+def test_bad_local_redirect_is_502(location: bytes) -> None:
+    transport = FakeTransport([b"Location: " + location + b"\n\n"])
+    sink = FakeSink()
+    with pytest.raises(BadGateway):
+        run(transport, sink)
+    assert not sink.started
+
+
 def test_client_redirect_is_302() -> None:
     sink = FakeSink()
     run(FakeTransport([b"Location: http://example.test/next\n\n"]), sink)
