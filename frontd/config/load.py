@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import grp
+import ipaddress
 import os
 import pwd
 import re
@@ -43,7 +44,7 @@ TOP_KEYS: tuple[str, ...] = (
     "shutdown_timeout", "limits", "vhost",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
-VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route")
+VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow")
 # Which kinds of route each option applies to; an option on any other kind is an error.
 ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "root": GATEWAY_KINDS,
@@ -387,6 +388,9 @@ class _Loader:
         autoindex = (
             self.boolean(table["autoindex"], f"{path}.autoindex") if "autoindex" in table else False
         )
+        status = self.status_path(table["status"], f"{path}.status") if "status" in table else None
+        status_allow = (self.networks(table["status_allow"], f"{path}.status_allow")
+                        if "status_allow" in table else _VHOST_DEFAULTS.status_allow)
         route_tables = self.tables(table.get("route", []), f"{path}.route", "vhost.route")
         routes: list[Route] = []
         prefixes: dict[str, str] = {}
@@ -400,7 +404,7 @@ class _Loader:
                 )
             prefixes[route.prefix] = route_path
             routes.append(route)
-        if root is None and not routes:
+        if root is None and not routes and status is None:
             self.fail(path, "serves nothing: set root or add a [[vhost.route]]")
         return VHost(
             names=names,
@@ -409,7 +413,42 @@ class _Loader:
             index=index,
             autoindex=autoindex,
             routes=tuple(routes),
+            status=status,
+            status_allow=status_allow,
         )
+
+    def status_path(self, value: object, key: str) -> str:
+        """The status page's path: matched exactly against the decoded, normalised request path."""
+        path = self.string(value, key, 'a path such as "/frontd-status"')
+        if not path.startswith("/"):
+            self.fail(key, f'must start with "/", got {show(path)}')
+        if any(ord(c) < 0x20 or c in "\x7f?#%" for c in path):
+            self.fail(key, "must be a plain decoded path, without query, fragment or control characters, "
+                      f"got {show(path)}")
+        segments = path[1:].split("/")
+        if segments[-1] == "":
+            segments.pop()  # "/status/" is matched as written
+        if any(s in ("", ".", "..") for s in segments):
+            self.fail(key, f'must not contain empty, "." or ".." segments, got {show(path)}')
+        return path
+
+    def networks(self, value: object, key: str) -> tuple[str, ...]:
+        """Client addresses or networks ("10.0.0.0/8", "::1"), normalised; [] allows nobody."""
+        if not isinstance(value, list):
+            self.fail(key, 'expected an array of addresses or networks such as ["127.0.0.1", "10.0.0.0/8"], '
+                      f"got {show(value)}")
+        networks: list[str] = []
+        for i, item in enumerate(value):
+            text = self.string(item, f"{key}[{i}]", 'an address or network such as "10.0.0.0/8"')
+            try:
+                network = ipaddress.ip_network(text)
+            except ValueError as exc:
+                if "host bits set" in str(exc):
+                    hint = ipaddress.ip_network(text, strict=False)
+                    self.fail(f"{key}[{i}]", f'{show(text)} has host bits set (did you mean "{hint}"?)')
+                self.fail(f"{key}[{i}]", f"expected an IP address or network, got {show(text)}")
+            networks.append(str(network))
+        return tuple(networks)
 
     def names(
         self, value: object, key: str, vhost: str, owners: dict[str, str]
@@ -632,6 +671,8 @@ def summary(config: Config) -> str:
         index = " ".join(vhost.index) or "(none)"
         autoindex = "on" if vhost.autoindex else "off"
         lines.append(f"  root {vhost.root or '(none)'}  index {index}  autoindex {autoindex}")
+        if vhost.status is not None:
+            lines.append(f"  status {vhost.status}  allow {' '.join(vhost.status_allow) or '(nobody)'}")
         routes = sorted(vhost.routes, key=lambda r: len(r.prefix), reverse=True)
         width = max([len(r.prefix) for r in routes] + [1])
         for route in routes:

@@ -82,6 +82,8 @@ class VHost:
     index: tuple[str, ...] = ("index.html",)
     autoindex: bool = False
     routes: tuple[Route, ...] = ()
+    status: str | None = None  # path of the status page (exact match, before every route)
+    status_allow: tuple[str, ...] = ("127.0.0.1", "::1")  # client addresses or networks (CIDR)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 
 from frontd.config.model import Address
 from frontd.errors import BadGateway, HTTPError, ServiceUnavailable
+from frontd.status.metrics import STATS
 
 log = logging.getLogger("frontd")
 
@@ -89,6 +90,7 @@ class BackendSet:
         self.idle_timeout = idle_timeout
         self._next = 0
         self._down_until: dict[Address, float] = {}
+        self._stat_ids = {address: STATS.backend_id(address) for address in self.addresses}  # status page
         self._idle: dict[Address, collections.deque[BackendConnection]] = {
             address: collections.deque() for address in self.addresses
         }
@@ -98,6 +100,7 @@ class BackendSet:
     def mark_down(self, address: Address) -> None:
         """Skip `address` for fail_timeout seconds (passive health check), and drop its pool."""
         self._down_until[address] = time.monotonic() + self.fail_timeout
+        STATS.backend_failed(self._stat_ids[address], self.fail_timeout)
         for conn in self._idle[address]:
             conn.close()
         self._idle[address].clear()
@@ -203,6 +206,7 @@ class BackendSet:
             return None
         conn = pool.pop()  # the most recently used: the least likely to have timed out
         conn.reused = True
+        STATS.backend_used(self._stat_ids[address])
         return conn
 
     async def _connect(self, address: Address) -> BackendConnection:
@@ -222,4 +226,5 @@ class BackendSet:
             # asyncio's strerror for TCP is "Connect call failed (addr)": say what errno means.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise BadGateway(f"{self.name} {address}: connect failed: {reason}") from None
+        STATS.backend_used(self._stat_ids[address])
         return BackendConnection(address, reader, writer, reused=False)

@@ -42,7 +42,7 @@ class Dispatcher:
             vhost = self.router.vhost(request.host)
             route = self.router.route(vhost, request.path)
             request.vhost, request.route = vhost, route
-            kind = route.kind if route is not None else "static"
+            kind: str = route.kind if route is not None else "static"
             if request.path == vhost.status:
                 kind = "status"  # the status page comes before every route (exact path only)
             handler = self.handlers.get(kind)

@@ -37,6 +37,7 @@ from frontd.http.dates import http_date
 from frontd.http.target import host_from_header, parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.server.logs import AccessLog
+from frontd.status.metrics import STATS
 
 log = logging.getLogger("frontd")
 
@@ -289,6 +290,7 @@ class Connection:
         self.buf = bytearray()
         self.eof = False
         self.idle = True  # no request in progress: graceful shutdown may close it
+        self.started = time.monotonic()  # the current request's first byte (status page latency)
         sock = writer.get_extra_info("socket")
         peer = writer.get_extra_info("peername")
         local = writer.get_extra_info("sockname")
@@ -342,6 +344,7 @@ class Connection:
     # -- the request loop -------------------------------------------------------------------
 
     async def run(self) -> None:
+        STATS.connection_opened()
         try:
             first = True
             while await self._one_request(first):
@@ -351,6 +354,7 @@ class Connection:
         except Exception:
             log.exception("connection from %s failed", self.client_addr)
         finally:
+            STATS.connection_closed()
             self.writer.close()
 
     async def _read_more(self) -> bool:
@@ -385,6 +389,7 @@ class Connection:
                     raise RequestTimeout(f"no request within header_timeout ({wait:g}s)") from None
                 return None  # an idle keep-alive connection simply ends
         self.idle = False
+        self.started = time.monotonic()
         try:
             async with asyncio.timeout(limits.header_timeout):
                 while True:
@@ -547,6 +552,7 @@ class Connection:
 
     def _log_access(self, request: Request, status: int, size: int) -> None:
         self.access_log.record(request, status, size)
+        STATS.request(status, size, self.started)
 
     async def _send_error(self, exc: HTTPError, request: Request | None, h: h11.Connection | None,
                           *, close: bool, logged: bool = False) -> bool:

@@ -37,6 +37,7 @@ from frontd.server import pidfile
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import reopen_error_log, setup_error_log
 from frontd.server.worker import run_worker
+from frontd.status import metrics
 
 log = logging.getLogger("frontd")
 
@@ -101,6 +102,8 @@ class Master:
         self.stop_deadline = 0.0
         self.killed = False
         self.pid = os.getpid()
+        # Shared with every worker forked from now on: the status page's counters.
+        self.stats = metrics.create(config)
 
     # -- listeners ----------------------------------------------------------------------------
 
@@ -198,17 +201,21 @@ class Master:
         for handler in log.handlers:
             handler.flush()
         sys.stdout.flush()
+        stat_slot = self.stats.claim(slot.index)
         pid = os.fork()
         if pid == 0:
-            self._child(sockets, account)
+            self._child(sockets, account, stat_slot, slot.index)
+        self.stats.started(stat_slot, pid)
         slot.pid, slot.started, slot.restart_at = pid, time.monotonic(), None
         self.workers[pid] = slot
         log.info("worker %d started", pid)
 
-    def _child(self, sockets: list[socket.socket], account: tuple[int, int, str] | None) -> None:
+    def _child(self, sockets: list[socket.socket], account: tuple[int, int, str] | None,
+               stat_slot: int, number: int) -> None:
         """In the forked worker: never returns."""
         code = 0
         try:
+            metrics.STATS.attach(self.stats, stat_slot, number)
             # The mask stays blocked until the worker's own handlers are in place (worker.py).
             for signum in MASTER_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
@@ -245,6 +252,7 @@ class Master:
                 return
             if pid == 0:
                 return
+            self.stats.exited(pid)
             how = exit_description(status)
             if pid in self.retiring:
                 self.retiring.discard(pid)
@@ -311,6 +319,7 @@ class Master:
         self.check_account(config)
         self.replace_listeners(listeners, self.config)
         self.config = config
+        self.stats.configured(config)
         self.prepare_log_files()
         # New workers first, then retire the old: the listeners are never without an acceptor for long,
         # and connections that arrive in between wait in the listen backlog.

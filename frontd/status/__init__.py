@@ -1,0 +1,1 @@
+"""The status page: counters shared by master and workers (metrics.py) and their views (render.py)."""
