@@ -505,14 +505,15 @@ class Connection:
         try:
             await self.dispatcher.handle(request, sink)
             if sink.detached:
+                # Raw output (NPH, tunnels): the handler may have set the status it relayed.
+                self._log_access(request, sink.status or 200, sink.bytes_sent)
                 return False
             if not sink.ended:
                 await sink.end()
         except HTTPError as exc:
-            if sink.detached:
-                return False
-            if sink.started:
+            if sink.detached or sink.started:
                 log.error("%s after the response started; closing%s", exc.detail, request.log_context())
+                self._log_access(request, sink.status or 200, sink.bytes_sent)
                 return False
             # Input errors leave the stream out of sync (or the body unread on purpose): close.
             fatal = exc.status in _FATAL_STATUSES

@@ -153,6 +153,11 @@ class Worker:
     async def _serve(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         try:
+            if sock.family != socket.AF_UNIX:
+                # asyncio sets TCP_NODELAY only when sock.proto is IPPROTO_TCP, and accepted
+                # sockets report 0: without it a response's last small write waits for the
+                # client's delayed ACK (40 ms).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
             protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
             transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
