@@ -25,7 +25,7 @@ from typing import Any
 import h11
 
 from frontd.config.model import Config, Route
-from frontd.errors import BadGateway, GatewayTimeout
+from frontd.errors import BadGateway, BadRequest, GatewayTimeout
 from frontd.gateway.backends import BackendConnection, BackendSet
 from frontd.http.forwarded import (
     IDEMPOTENT_METHODS,
@@ -185,7 +185,11 @@ class _Exchange:
         try:
             self.last_sent = asyncio.get_running_loop().time()
             request = self.request
-            head = self.h.send(h11.Request(method=request.method, target=self.target, headers=self.headers))
+            try:
+                head = self.h.send(h11.Request(method=request.method, target=self.target,
+                                               headers=self.headers))
+            except h11.LocalProtocolError as exc:  # a field h11 will not put on the wire
+                raise BadRequest(f"{self.where}: request cannot be forwarded: {exc}") from None
             conn.writer.write(head or b"")
             if self.source.ended and not self.source.kept:
                 conn.writer.write(self.h.send(h11.EndOfMessage()) or b"")
