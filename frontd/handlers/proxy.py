@@ -356,6 +356,7 @@ class _Exchange:
         backend_rest = bytes(self.h.trailing_data[0])
         # The sink's h11 state machine does not send a 101 as a response: write the head here.
         reader, writer, client_rest = self.sink.detach()
+        self.sink.status = 101  # for the access log line of the detached connection
         reason = bytes(response.reason) or b"Switching Protocols"
         head = [b"HTTP/1.1 101 " + reason + b"\r\n"]
         head.extend(name + b": " + value + b"\r\n"
@@ -364,44 +365,50 @@ class _Exchange:
         writer.writelines([*head, backend_rest])
         if client_rest:
             self.conn.writer.write(client_rest)
-        await splice(reader, writer, self.conn.reader, self.conn.writer, self.timeout)
+        self.sink.bytes_sent = len(backend_rest)
+        _, to_client = await splice(reader, writer, self.conn.reader, self.conn.writer, self.timeout)
+        self.sink.bytes_sent += to_client
         self.conn.writer.close()  # flush what the tunnel still holds for the backend, then close
         log.debug("%s: tunnel closed%s", self.where, self.request.log_context())
 
 
 async def splice(a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
                  b_reader: asyncio.StreamReader, b_writer: asyncio.StreamWriter,
-                 idle_timeout: float) -> None:
+                 idle_timeout: float) -> tuple[int, int]:
     """Copy bytes both ways until either side closes, or nothing moved for `idle_timeout` s.
 
     Each direction reads a chunk, writes it and waits for it to drain before reading again.
+    Returns the bytes copied from a to b and from b to a.
     """
     loop = asyncio.get_running_loop()
     last = [loop.time()]
+    copied = [0, 0]
 
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, way: int) -> None:
         while True:
             data = await reader.read(READ_SIZE)
             if not data:
                 return
             last[0] = loop.time()
             writer.write(data)
+            copied[way] += len(data)
             await writer.drain()
             last[0] = loop.time()
 
-    tasks = [asyncio.create_task(pipe(a_reader, b_writer)), asyncio.create_task(pipe(b_reader, a_writer))]
+    tasks = [asyncio.create_task(pipe(a_reader, b_writer, 0)),
+             asyncio.create_task(pipe(b_reader, a_writer, 1))]
     try:
         while True:
             remaining = last[0] + idle_timeout - loop.time()
             if remaining <= 0:
                 log.debug("tunnel idle for %gs; closing", idle_timeout)
-                return
+                return copied[0], copied[1]
             done, _ = await asyncio.wait(tasks, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             if done:
                 for task in done:
                     if not task.cancelled() and isinstance(task.exception(), Exception):
                         log.debug("tunnel ended: %r", task.exception())
-                return
+                return copied[0], copied[1]
     finally:
         for task in tasks:
             task.cancel()

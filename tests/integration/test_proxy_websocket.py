@@ -83,6 +83,9 @@ def test_websocket_echo_over_tcp_and_unix(frontd: Start, ws_servers: Callable[..
             assert headers["connection"].lower() == "upgrade"
             assert headers["via"] == "1.1 frontd"
             assert headers["x-forwarded-for"] == "127.0.0.1"
+    # One access-log line per tunnel once it closes: the 101 and the bytes relayed to the client.
+    server.wait_access_log(r'"GET /ws/echo HTTP/1\.1" 101 [1-9][0-9]{5,} ')
+    server.wait_access_log(r'"GET /wsu/echo HTTP/1\.1" 101 [1-9][0-9]{5,} ')
 
 
 def test_websocket_backend_closes(frontd: Start, ws_servers: Callable[..., Server]) -> None:
