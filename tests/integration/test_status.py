@@ -24,6 +24,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Frontd, wait_for
+from tests.integration.processes import wait_workers
 from tests.integration.proxy_backend import Backends
 
 Start = Callable[..., Frontd]
@@ -197,6 +198,8 @@ def test_workers_aggregated_whichever_answers(frontd: Start, site: Path) -> None
     n = 30
     for _ in range(n):
         assert get(server, "/missing") == 404  # a fresh connection each: either worker accepts
+    # A worker counts a request just after sending its response: let the last one land.
+    wait_for(lambda: status(server)["totals"]["responses"]["4xx"] == n, what=f"{n} 404s counted")
     answers: dict[int, dict[str, Any]] = {}
     lock = threading.Lock()
 
@@ -223,8 +226,8 @@ def test_workers_aggregated_whichever_answers(frontd: Start, site: Path) -> None
         assert [w["worker"] for w in doc["workers"]] == [0, 1]
         assert all(len(w["pids"]) == 1 for w in doc["workers"])
     # Each worker has answered status requests, and each answer saw the other's count.
-    final = status(server)
-    assert all(w["responses"]["2xx"] > 0 for w in final["workers"])
+    wait_for(lambda: all(w["responses"]["2xx"] > 0 for w in status(server)["workers"]),
+             what="status requests counted by both workers")
 
 
 def test_counters_survive_a_reload(frontd: Start, site: Path) -> None:
@@ -243,3 +246,27 @@ def test_counters_survive_a_reload(frontd: Start, site: Path) -> None:
     assert after["totals"]["responses"]["4xx"] == 4
     assert after["workers"][0]["pids"] != before["workers"][0]["pids"]
     assert after["started"] == before["started"]
+
+
+def test_a_killed_worker_keeps_its_counts_and_drops_its_connections(frontd: Start, site: Path) -> None:
+    server = frontd(config(site))
+    for _ in range(3):
+        get(server, "/missing")
+    (old,) = wait_workers(server.pid, 1)
+    held = server.connect()
+    try:
+        wait_for(lambda: status(server)["totals"]["active_connections"] == 2, what="the held connection counted")
+        os.kill(old, signal.SIGKILL)
+        wait_workers(server.pid, 1, not_in={old})
+
+        def replaced() -> dict[str, Any] | None:
+            doc = status(server)
+            return doc if doc["workers"][0]["pids"] and old not in doc["workers"][0]["pids"] else None
+
+        doc = cast(dict[str, Any], wait_for(replaced, what="the new worker 0 answering"))
+    finally:
+        held.close()
+    # Worker 0's history goes on under the new process; the dead one's open connections are gone.
+    assert [w["worker"] for w in doc["workers"]] == [0]
+    assert doc["totals"]["responses"]["4xx"] == 3
+    assert doc["totals"]["active_connections"] == 1
