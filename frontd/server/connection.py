@@ -390,26 +390,38 @@ class Connection:
                 return None  # an idle keep-alive connection simply ends
         self.idle = False
         self.started = time.monotonic()
+        head = self._take_head()
+        if head is not None:
+            return head  # the usual case: the whole head came in one read, no timer needed
         try:
             async with asyncio.timeout(limits.header_timeout):
                 while True:
-                    end = _head_end(self.buf)
-                    line_end = self.buf.find(b"\n")
-                    line_len = line_end if line_end >= 0 else len(self.buf)
-                    if line_len > limits.max_target_size + 32:
-                        raise URITooLong(f"request line over {limits.max_target_size} bytes")
-                    if end >= 0:
-                        if end > limits.max_header_size:
-                            raise HeaderFieldsTooLarge(f"request head over max_header_size ({limits.max_header_size})")
-                        head = bytes(self.buf[:end])
-                        del self.buf[:end]
-                        return head
-                    if len(self.buf) > limits.max_header_size:
-                        raise HeaderFieldsTooLarge(f"request head over max_header_size ({limits.max_header_size})")
                     if self.eof or not await self._read_more():
                         raise BadRequest("client closed the connection inside the request head")
+                    head = self._take_head()
+                    if head is not None:
+                        return head
         except TimeoutError:
             raise RequestTimeout(f"request head not complete within header_timeout ({limits.header_timeout:g}s)") from None
+
+    def _take_head(self) -> bytes | None:
+        """The head at the start of the buffer if it is complete; its size limits checked."""
+        limits = self.limits
+        buf = self.buf
+        end = _head_end(buf)
+        line_end = buf.find(b"\n")
+        line_len = line_end if line_end >= 0 else len(buf)
+        if line_len > limits.max_target_size + 32:
+            raise URITooLong(f"request line over {limits.max_target_size} bytes")
+        if end < 0:
+            if len(buf) > limits.max_header_size:
+                raise HeaderFieldsTooLarge(f"request head over max_header_size ({limits.max_header_size})")
+            return None
+        if end > limits.max_header_size:
+            raise HeaderFieldsTooLarge(f"request head over max_header_size ({limits.max_header_size})")
+        head = bytes(buf[:end])
+        del buf[:end]
+        return head
 
     async def _one_request(self, first: bool) -> bool:
         """Serve one request; True when the connection can carry another."""
