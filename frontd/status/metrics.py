@@ -351,7 +351,7 @@ class Counts:
 
     @property
     def observed(self) -> int:
-        """Requests in the latency histogram (equal to `requests` for a worker)."""
+        """Requests in the latency histogram: all but WebSocket tunnels (101)."""
         return sum(self.buckets)
 
     def percentile(self, q: float) -> float | None:
@@ -498,16 +498,19 @@ class WorkerStats:
     def request(self, status: int, size: int, started: float) -> None:
         """One finished request (as the access log records it): status, body bytes, start time.
 
-        The request count is not a cell of its own: it is the sum of the class cells.
+        The request count is not a cell of its own: it is the sum of the class cells. A 101 (a
+        WebSocket tunnel, logged when it closes) stays out of the latency histogram: its duration
+        is the tunnel's life, not the time to answer.
         """
-        us = int((_monotonic() - started) * 1_000_000)
+        us = int((_monotonic() - started) * 1_000_000) if status != 101 else -1
         cls = _CLASS_CELL[(status // 100) % 10]
-        bucket = W_BUCKETS + _bisect(_BOUNDS_US, us)
         w = self._w
         w[cls] += 1
         w[W_BYTES] += size
-        w[W_LATENCY_SUM] += us
-        w[bucket] += 1
+        if us >= 0:
+            bucket = _bisect(_BOUNDS_US, us)
+            w[W_LATENCY_SUM] += us
+            w[W_BUCKETS + bucket] += 1
         backend = _current_backend.get()
         if backend >= 0:
             _current_backend.set(-1)
@@ -515,8 +518,9 @@ class WorkerStats:
             k = backend * BACKEND_CELLS
             b[k + cls] += 1
             b[k + B_BYTES] += size
-            b[k + B_LATENCY_SUM] += us
-            b[k + bucket - W_BUCKETS + B_BUCKETS] += 1
+            if us >= 0:
+                b[k + B_LATENCY_SUM] += us
+                b[k + B_BUCKETS + bucket] += 1
 
     def backend_used(self, backend: int) -> None:
         """A connection to `backend` was handed out: the current request is counted as its."""
