@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Final
 
@@ -132,6 +133,7 @@ class FastCGITransport(StreamTransport):
         self._stdin_ended = False  # the empty FCGI_STDIN record was written
         self._received = False  # any reply byte arrived on the current connection
         self._aborted = False
+        self._released = False  # the connection went back to the pool, or was closed
         # What was written on a pooled connection, for one replay on a new one (None: the
         # request can no longer be replayed: too large, already retried, or not pooled).
         self._replay: list[bytes] | None = None
@@ -185,6 +187,31 @@ class FastCGITransport(StreamTransport):
             # §5.5: the application rejected the request; another try later may succeed.
             status = _REJECTED.get(event.protocol_status, f"protocolStatus {event.protocol_status}")
             raise ServiceUnavailable(f"{self.name}: FCGI_END_REQUEST with {status}")
+        # The response is all here: let the connection go now, not once the client has it.
+        # libfcgi and php-fpm linger after a request on a connection that is not kept, until
+        # the web server closes it; every moment it stays open keeps their worker busy.
+        self._release()
+
+    def _release(self) -> None:
+        """Hand the connection back: pooled when it can carry another request, else closed.
+        Afterwards this transport never touches it again (it may serve another request)."""
+        conn = self.conn
+        if conn is None or self._released:
+            return
+        self._released = True
+        decoder = self._decoder
+        conn.keep = (self.setup.keep_conn and decoder.ended and self._stdin_ended and not self._aborted
+                     and not decoder.trailing_data and conn.writer.transport.get_write_buffer_size() == 0)
+        if not conn.keep:
+            # The transport closes its socket only on a later turn of the event loop; the FIN
+            # that ends the application's lingering close goes out now.
+            sock = conn.writer.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.setup.backends.release(conn)
 
     def _log_stderr(self, data: bytes) -> None:
         # §6.1: FCGI_STDERR is the application's error output; each line becomes a log line.
@@ -297,8 +324,7 @@ class FastCGITransport(StreamTransport):
             return True
 
     async def close(self) -> None:
-        conn = self.conn
-        if conn is None:
+        if self.conn is None or self._released:
             return
         setup = self.setup
         if setup.keep_conn and not self._decoder.ended and self._stdin_ended:
@@ -310,10 +336,7 @@ class FastCGITransport(StreamTransport):
                         pass
             except (BadGateway, ServiceUnavailable, WireError, TimeoutError) as exc:
                 log.debug("%s: not pooled: %s", self.name, exc)
-        decoder = self._decoder
-        conn.keep = (setup.keep_conn and decoder.ended and self._stdin_ended
-                     and not decoder.trailing_data and not self._aborted)
-        setup.backends.release(conn)
+        self._release()
 
     def abort(self) -> None:
         if self._aborted:
@@ -321,7 +344,7 @@ class FastCGITransport(StreamTransport):
         self._aborted = True
         self.finished = True
         conn = self.conn
-        if conn is None:
+        if conn is None or self._released:
             return
         transport = conn.writer.transport
         if (self.setup.keep_conn and not self._decoder.ended and conn.alive()
