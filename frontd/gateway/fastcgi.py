@@ -46,6 +46,7 @@ from frontd.wire.fastcgi import (
     NEED_DATA,
     EndRequest,
     FastCGIResponseDecoder,
+    Stderr,
     Stdout,
     encode_abort_request,
     encode_begin_request,
@@ -172,13 +173,13 @@ class FastCGITransport(StreamTransport):
             event = decoder.next_event()
             if event is NEED_DATA:
                 break
-            if type(event) is Stdout:
+            if isinstance(event, Stdout):
                 out.append(event.data)
-            elif type(event) is EndRequest:
+            elif isinstance(event, Stderr):
+                self._log_stderr(event.data)
+            else:
                 self._end_request(event)
                 break
-            else:
-                self._log_stderr(event.data)
         return b"".join(out)
 
     def _end_request(self, event: EndRequest) -> None:

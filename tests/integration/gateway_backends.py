@@ -166,18 +166,14 @@ class CaptureServer:
     def _serve_oneshot(self, sock: socket.socket, connection: int) -> None:
         raw = b""
         while True:
-            parsed = (decode_request_head(raw) if self.protocol == "scgi" else decode_request(raw))
-            if parsed is not None:
+            head = self._parse_head(raw)
+            if head is not None:
                 break
             data = sock.recv(65536)
             if not data:
                 return
             raw += data
-        if self.protocol == "scgi":
-            params, consumed = parsed  # type: ignore[misc]
-        else:
-            packet, consumed = parsed  # type: ignore[misc]
-            params = packet.vars
+        params, consumed = head
         length = int(dict(params).get(b"CONTENT_LENGTH", b"0") or b"0")
         while len(raw) < consumed + length:
             data = sock.recv(65536)
@@ -192,6 +188,16 @@ class CaptureServer:
             return
         self._send_answer(sock, answer, lambda data: sock.sendall(data))
         sock.shutdown(socket.SHUT_WR)
+
+    def _parse_head(self, raw: bytes) -> tuple[list[tuple[bytes, bytes]], int] | None:
+        """(params, bytes consumed) once the SCGI netstring or uwsgi vars block is complete."""
+        if self.protocol == "scgi":
+            return decode_request_head(raw)
+        parsed = decode_request(raw)
+        if parsed is None:
+            return None
+        packet, consumed = parsed
+        return packet.vars, consumed
 
     def _send_answer(self, sock: socket.socket, answer: Answer, send: Callable[[bytes], None]) -> None:
         if answer.delay:

@@ -319,7 +319,7 @@ def test_ten_mib_response_streamed_with_flat_memory(frontd: Start, backend: Call
     assert size == 10 * 1024 * 1024
     assert digest.hexdigest() == hashlib.sha256(piece * 160).hexdigest()
     _, peak_after = rss_kib(worker)
-    assert peak_after - peak_before < 4 * 1024, f"worker peak RSS grew {peak_after - peak_before} KiB"
+    assert peak_after - peak_before < 6 * 1024, f"worker peak RSS grew {peak_after - peak_before} KiB"
 
 
 def test_large_params_split_across_records(frontd: Start, backend: Callable[..., CaptureServer]) -> None:

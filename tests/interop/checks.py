@@ -59,7 +59,7 @@ class GatewayPeerChecks:
                                   headers={"Content-Type": "application/octet-stream"})
         assert response.status_code == 200, response.text[:500]
         result = parse_output(response.content)
-        assert int(result["length"]) == len(body)  # type: ignore[arg-type]
+        assert int(result["length"]) == len(body)
         assert result["sha256"] == hashlib.sha256(body).hexdigest()
 
     def test_chunked_post(self, deploy: Deployment) -> None:
@@ -73,7 +73,7 @@ class GatewayPeerChecks:
                                   headers={"Content-Type": "application/octet-stream"})
         assert response.status_code == 200, response.text[:500]
         result = parse_output(response.content)
-        assert int(result["length"]) == len(body)  # type: ignore[arg-type]
+        assert int(result["length"]) == len(body)
         assert result["sha256"] == hashlib.sha256(body).hexdigest()
 
     def test_status_and_header_relayed(self, deploy: Deployment) -> None:

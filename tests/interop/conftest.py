@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -266,12 +267,13 @@ class Deployment:
         return prefix.rstrip("/")
 
 
-def parse_output(body: bytes) -> dict[str, object]:
+def parse_output(body: bytes) -> dict[str, Any]:
     """An app's report: JSON (PHP, WSGI), or NAME=value lines (the shell scripts)."""
     text = body.decode("utf-8", "replace")
     if text.startswith("{"):
-        return json.loads(text)  # type: ignore[no-any-return]
-    values: dict[str, object] = {}
+        report: dict[str, Any] = json.loads(text)
+        return report
+    values: dict[str, Any] = {}
     for line in text.splitlines():
         name, sep, value = line.partition("=")
         if sep:

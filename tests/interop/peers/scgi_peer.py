@@ -8,6 +8,7 @@ SCGI headers, the body on wsgi.input, a CGI-style response (Status field) on the
 
 import socket
 import sys
+from typing import Any, BinaryIO
 
 from scgi.scgi_server import SCGIServer
 from scgi.util import SCGIHandler
@@ -16,33 +17,29 @@ import wsgi_app
 
 
 class WSGIHandler(SCGIHandler):
-    def produce(self, env, bodysize, input, output):
-        environ = dict(env)
+    def produce(self, env: dict[str, str], bodysize: int, input: BinaryIO, output: BinaryIO) -> None:
+        environ: dict[str, Any] = dict(env)
         environ.update({
             "wsgi.input": input, "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
             "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
             "wsgi.url_scheme": "https" if env.get("HTTPS") == "on" else "http",
         })
-        head = []
+        head: list[Any] = []
 
-        def start_response(status, headers, exc_info=None):
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Any:
             head[:] = [status, headers]
             return output.write
 
         result = wsgi_app.application(environ, start_response)
         try:
-            started = False
-            for piece in result:
-                if not started:
-                    status, headers = head
-                    lines = [f"Status: {status}"] + [f"{k}: {v}" for k, v in headers]
-                    output.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-                    started = True
+            pieces = iter(result)
+            first = next(pieces, b"")  # start_response has run once the first piece is out
+            status, headers = head
+            lines = [f"Status: {status}"] + [f"{name}: {value}" for name, value in headers]
+            output.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            output.write(first)
+            for piece in pieces:
                 output.write(piece)
-            if not started:
-                status, headers = head
-                lines = [f"Status: {status}"] + [f"{k}: {v}" for k, v in headers]
-                output.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         finally:
             close = getattr(result, "close", None)
             if close is not None:

@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 NAME = os.environ.get("PEER_NAME", "?")
 BIG_PIECE = bytes(range(256)) * 256  # 64 KiB
@@ -26,7 +28,7 @@ INFO_KEYS = (
 )
 
 
-def _read_body(environ):
+def _read_body(environ: dict[str, Any]) -> tuple[int, str]:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     stream = environ["wsgi.input"]
     digest = hashlib.sha256()
@@ -40,7 +42,7 @@ def _read_body(environ):
     return length - left, digest.hexdigest()
 
 
-def application(environ, start_response):
+def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     # The first segment of PATH_INFO names the endpoint: /echo, /echo/anything.
     path = "/" + environ.get("PATH_INFO", "").lstrip("/").split("/", 1)[0]
     if path == "/echo":
