@@ -11,9 +11,11 @@ goes to the error log tagged with the backend's address, and FCGI_END_REQUEST en
 response (§5.5: not EOF). A protocolStatus of CANT_MPX_CONN, OVERLOADED or UNKNOWN_ROLE means
 the application refused the request: 503.
 
-Connection reuse (§3.5, FCGI_KEEP_CONN) is off unless the route sets `keepalive = N`. Then a
-connection goes back to the pool only after a clean FCGI_END_REQUEST with all of FCGI_STDIN
-sent and nothing after it. A pooled connection that the backend closed while it sat idle (php-fpm
+The connection is let go as soon as FCGI_END_REQUEST arrives, before the response has reached
+the client: closed (libfcgi and php-fpm wait for that close before taking the next request), or
+pooled. Connection reuse (§3.5, FCGI_KEEP_CONN) is off unless the route sets `keepalive = N`;
+then a connection is pooled only after a clean FCGI_END_REQUEST with all of FCGI_STDIN sent and
+nothing after it. A pooled connection that the backend closed while it sat idle (php-fpm
 closes at `pm.max_requests`, flup and others after their own idle time) is found out either
 before use (`BackendSet`) or by the request itself: when it fails before any reply byte came
 back, the request is sent again once on a new connection, provided everything sent so far is
