@@ -9,10 +9,12 @@ per test would dominate the run. A missing peer program skips its module with th
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +74,15 @@ def can_connect(address: str) -> bool:
         sock.close()
 
 
+def _die_with_parent() -> None:
+    # Linux prctl(PR_SET_PDEATHSIG, SIGKILL): a peer whose test run is killed (a CI timeout)
+    # does not outlive it, since no teardown will stop it then.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 class Peer:
     """One peer process, its own session (process group), output in a log file."""
 
@@ -84,7 +95,8 @@ class Peer:
         full_env.update(env or {})
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(list(argv), cwd=directory, env=full_env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         try:
             self.wait_ready()
         except BaseException:
