@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -115,6 +116,17 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         proc.wait(5)
 
 
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, so that a test run killed
+    from outside (a timeout) leaves no frontd behind. Only a prepared libc call runs here."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def frontd_command() -> list[str]:
     return [sys.executable, "-m", "frontd"]
 
@@ -140,7 +152,8 @@ def start_frontd(tmp_path: Path, config: str, *, top: str = "", name: str = "fro
     stdout = open(tmp_path / f"{name}.stdout", "ab")
     stderr = open(tmp_path / f"{name}.stderr", "ab")
     proc = subprocess.Popen([*frontd_command(), "-c", str(conf)], cwd=tmp_path, env=env,
-                            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+                            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True,
+                            preexec_fn=die_with_parent)
     stdout.close()
     stderr.close()
     server = Frontd(proc, conf, error_log, access_log)
