@@ -14,7 +14,10 @@ rest is the same and lives here, in `exchange()`:
   gave one, else chunked for HTTP/1.1, else close-delimited), HEAD bodies are dropped by the
   sink, non-parsed-header output is passed through raw (§5);
 - failures carry their status: a malformed head or output that ends before one → 502, silence
-  for `timeout` seconds → 504, a transport that cannot start → what it raises (502/503).
+  for `timeout` seconds → 504, a transport that cannot start → what it raises (502/503). A
+  socket error on the application's side (a connection reset) is a 502 naming the application,
+  whatever the transport: `ConnectionError` escaping a handler means the client left, and the
+  backend's reset must never be taken for that.
 
 A transport is a small class, `Transport`: start (spawn or connect, and send the request head),
 write body bytes, end the body, read response bytes, then `close()` when the response ended or
@@ -48,6 +51,11 @@ _NOT_RELAYED: Final = HOP_BY_HOP | {b"server", b"date"}
 _DIGITS: Final = re.compile(rb"[0-9]{1,18}")
 # RFC 9110 §6.4.1: these responses have no content, whatever the application wrote.
 _NO_CONTENT: Final = frozenset({204, 304})
+
+
+def connection_lost(name: str, exc: OSError) -> BadGateway:
+    """The application's connection failed under an exchange (reset, broken): its 502."""
+    return BadGateway(f"{name}: connection lost: {exc.strerror or exc}")
 
 
 class Transport(abc.ABC):
@@ -89,7 +97,8 @@ class Transport(abc.ABC):
     async def read(self) -> bytes:
         """The next bytes of the response (CGI-style: head, blank line, body); b"" at its end.
 
-        Raise BadGateway (or WireError) when the transport's own framing is broken.
+        Raise BadGateway (or WireError) when the transport's own framing is broken. An OSError
+        raised here (a connection reset) becomes a 502 naming the transport in the core.
         """
 
     @abc.abstractmethod
@@ -109,6 +118,8 @@ class StreamTransport(Transport):
     response bytes; b"" with `finished` set at the end of the response). `connect` returns the
     stream pair (a pool or `asyncio.open_connection`/`open_unix_connection` under a
     `connect_timeout`); `release` is called by `close` and may keep the connection for reuse.
+    `read` turns a socket error into a 502 naming the transport (`connection_lost`), and
+    returns b"" once the exchange was aborted.
     """
 
     READ_SIZE: Final = 65536
@@ -120,6 +131,7 @@ class StreamTransport(Transport):
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.finished = False  # the framing saw the end of the response
+        self.aborted = False
 
     # -- framing, supplied by each protocol ------------------------------------------------
 
@@ -167,7 +179,14 @@ class StreamTransport(Transport):
     async def read(self) -> bytes:
         assert self.reader is not None
         while not self.finished:
-            data = await self.reader.read(self.READ_SIZE)
+            try:
+                data = await self.reader.read(self.READ_SIZE)
+            except OSError as exc:
+                if self.aborted:
+                    return b""  # the exception `abort` set to wake this read
+                raise connection_lost(self.name, exc) from None
+            if self.aborted:
+                return b""
             out = self.decode(data)
             if out:
                 return out
@@ -180,11 +199,18 @@ class StreamTransport(Transport):
         self.release()
 
     def abort(self) -> None:
+        if self.aborted:
+            return
+        self.aborted = True
         self.finished = True
         if self.writer is not None:
             self.writer.transport.abort()
         if self.reader is not None:
-            self.reader.feed_eof()  # wake a pending read
+            # Wake a pending read. Not with feed_eof: a connection that is only half-closed (a
+            # subclass may have sent its abort and shut down its side) still receives, and a
+            # StreamReader given data after EOF fails, which resets the connection; an
+            # exception may be set at any time and data after it is merely buffered.
+            self.reader.set_exception(ConnectionAbortedError(f"{self.name}: exchange aborted"))
 
 
 class _Exchange:
@@ -208,14 +234,16 @@ class _Exchange:
         try:
             while True:
                 data = await body.read()
-                if not data:
-                    break
-                await transport.write(data)
-            await transport.end_body()
-        except ConnectionError:
-            # The application stopped reading its input (it may answer without it): not an
-            # error. What the client still sends is read away by the connection.
-            return
+                try:
+                    if not data:
+                        await transport.end_body()
+                        return
+                    await transport.write(data)
+                except OSError:
+                    # The application stopped reading its input (it may answer without it), or
+                    # its connection failed (the response read reports that): not the client's
+                    # error. What the client still sends is read away by the connection.
+                    return
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the client side failed: report it from the main task
@@ -223,10 +251,18 @@ class _Exchange:
             transport.abort()
 
     async def read(self) -> bytes:
-        """The transport's next bytes; 504 after `timeout` seconds of silence."""
+        """The transport's next bytes; 504 after `timeout` seconds of silence, 502 when the
+        application's connection fails."""
         try:
             async with asyncio.timeout(self.timeout):
-                data = await self.transport.read()
+                try:
+                    data = await self.transport.read()
+                except OSError as exc:
+                    # Inside the timeout block, so that a socket's own ETIMEDOUT (a TimeoutError
+                    # too) is not taken for the application's silence.
+                    if self.failure is not None:
+                        raise self.failure from None
+                    raise connection_lost(self.transport.name, exc) from None
         except TimeoutError:
             if self.failure is not None:
                 raise self.failure from None
@@ -326,11 +362,19 @@ async def exchange(
     pump: asyncio.Task[None] | None = None
     complete = False
     try:
-        await transport.open(environ, body.length)
+        try:
+            await transport.open(environ, body.length)
+        except OSError as exc:
+            # Whatever the transport let through (a refused connection is a ConnectionError):
+            # the application's failure, not the client's.
+            raise BadGateway(f"{transport.name}: cannot start: {exc.strerror or exc}") from None
         if body.length:
             pump = asyncio.create_task(state.pump(body))
         else:
-            await transport.end_body()
+            try:
+                await transport.end_body()
+            except OSError:
+                pass  # as in `pump`: the application stopped reading; its response tells
         result: LocalRedirect | None = None
         if nph:
             await state.relay_nph()

@@ -36,7 +36,7 @@ from typing import Final
 from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, ServiceUnavailable
 from frontd.gateway.backends import BackendConnection, BackendSet
-from frontd.gateway.exchange import StreamTransport
+from frontd.gateway.exchange import StreamTransport, connection_lost
 from frontd.request import Request
 from frontd.wire.fastcgi import (
     FCGI_CANT_MPX_CONN,
@@ -135,7 +135,6 @@ class FastCGITransport(StreamTransport):
         self._decoder = FastCGIResponseDecoder(REQUEST_ID)
         self._stdin_ended = False  # the empty FCGI_STDIN record was written
         self._received = False  # any reply byte arrived on the current connection
-        self._aborted = False
         self._released = False  # the connection went back to the pool, or was closed
         # What was written on a pooled connection, for one replay on a new one (None: the
         # request can no longer be replayed: too large, already retried, or not pooled).
@@ -203,7 +202,7 @@ class FastCGITransport(StreamTransport):
             return
         self._released = True
         decoder = self._decoder
-        conn.keep = (self.setup.keep_conn and decoder.ended and self._stdin_ended and not self._aborted
+        conn.keep = (self.setup.keep_conn and decoder.ended and self._stdin_ended and not self.aborted
                      and not decoder.trailing_data and conn.writer.transport.get_write_buffer_size() == 0)
         if not conn.keep:
             # The transport closes its socket only on a later turn of the event loop; the FIN
@@ -286,13 +285,13 @@ class FastCGITransport(StreamTransport):
             assert conn is not None
             try:
                 data = await conn.reader.read(READ_SIZE)
-            except ConnectionError as exc:
-                if self._aborted:
+            except OSError as exc:
+                if self.aborted:
                     return b""
-                if await self._retry(conn):
+                if isinstance(exc, ConnectionError) and await self._retry(conn):
                     continue
-                raise BadGateway(f"{self.name}: connection lost: {exc.strerror or exc}") from None
-            if self._aborted:
+                raise connection_lost(self.name, exc) from None
+            if self.aborted:
                 return b""
             if not data and not self._received and await self._retry(conn):
                 continue
@@ -310,15 +309,15 @@ class FastCGITransport(StreamTransport):
             self._retry_lock = asyncio.Lock()
         async with self._retry_lock:  # the body pump and the reader may both get here
             if self.conn is not failed:
-                return not self._aborted  # the other one already moved the request
-            if self._aborted or self._received or not failed.reused or self._replay is None:
+                return not self.aborted  # the other one already moved the request
+            if self.aborted or self._received or not failed.reused or self._replay is None:
                 return False
             replay, self._replay = self._replay, None
             log.info("%s: pooled connection closed by the backend; sending the request again on a "
                      "new one%s", self.name, self.request.log_context())
             failed.close()
             conn = await self.setup.backends.acquire(fresh=True)
-            if self._aborted:
+            if self.aborted:
                 conn.close()
                 return False
             self._use(conn)
@@ -342,9 +341,9 @@ class FastCGITransport(StreamTransport):
         self._release()
 
     def abort(self) -> None:
-        if self._aborted:
+        if self.aborted:
             return
-        self._aborted = True
+        self.aborted = True
         self.finished = True
         conn = self.conn
         if conn is None or self._released:

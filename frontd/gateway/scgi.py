@@ -11,20 +11,15 @@ HTTP status line as many SCGI servers send one; it ends when the server closes (
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from typing import Final
 
 from frontd.config.model import Config, Route
-from frontd.errors import BadGateway
 from frontd.gateway.backends import BackendConnection, BackendSet
 from frontd.gateway.exchange import StreamTransport
 from frontd.request import Request
 from frontd.wire.scgi import CONTENT_LENGTH, SCGI, encode_request_head
 
-log = logging.getLogger("frontd")
-
-READ_SIZE: Final = 65536
 _SCGI_1: Final = (SCGI, b"1")
 _NO_BODY: Final = (CONTENT_LENGTH, b"0")
 
@@ -62,7 +57,6 @@ class SCGITransport(StreamTransport):
         super().__init__(self.protocol, _no_connect)
         self.backends = backends
         self.conn: BackendConnection | None = None
-        self._aborted = False
 
     def encode_head(self, environ: Mapping[bytes, bytes], content_length: int | None) -> bytes:
         # §3: CONTENT_LENGTH first, even when 0, then SCGI=1; the environ (a dict) has no
@@ -84,37 +78,9 @@ class SCGITransport(StreamTransport):
         self.name = f"{self.protocol} {conn.address}"
         conn.writer.write(head)
 
-    async def end_body(self) -> None:
-        try:
-            await super().end_body()
-        except ConnectionError:
-            pass  # the server stopped reading; `read` finds out whether it still answers
-
-    async def read(self) -> bytes:
-        conn = self.conn
-        assert conn is not None
-        if self.finished:
-            return b""
-        try:
-            data = await conn.reader.read(READ_SIZE)
-        except ConnectionError as exc:
-            if self._aborted:
-                return b""
-            raise BadGateway(f"{self.name}: connection lost: {exc.strerror or exc}") from None
-        if not data or self._aborted:
-            self.finished = True
-            return b""
-        return data
-
     async def close(self) -> None:
         if self.conn is not None:
             self.backends.release(self.conn)
-
-    def abort(self) -> None:
-        self._aborted = True
-        if self.conn is not None:
-            self.conn.close()
-        super().abort()
 
 
 async def _no_connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -61,6 +61,9 @@ class Answer:
     protocol_status: int = 0  # FastCGI: FCGI_END_REQUEST.protocolStatus
     close: bool = False  # close the connection after answering even when it could be kept
     drop: bool = False  # close the connection without answering
+    # Reset the connection (SO_LINGER 0, then close) after sending `output` or `pieces`, with
+    # no end of response: for FastCGI the output goes as FCGI_STDOUT without FCGI_END_REQUEST.
+    reset: bool = False
 
 
 App = Callable[["CaptureServer", Captured], Answer]
@@ -187,6 +190,9 @@ class CaptureServer:
         if answer.drop:
             return
         self._send_answer(sock, answer, lambda data: sock.sendall(data))
+        if answer.reset:
+            _reset(sock)
+            return
         sock.shutdown(socket.SHUT_WR)
 
     def _parse_head(self, raw: bytes) -> tuple[list[tuple[bytes, bytes]], int] | None:
@@ -237,6 +243,9 @@ class CaptureServer:
                 if not req.flags & 1:
                     return
                 continue
+            if answer.reset:
+                _reset(sock)
+                return
             sock.sendall(_record(6, b"") + _record(7, b"") + _record(3, struct.pack(">IB3x", 0, answer.protocol_status)))
             if not req.flags & 1 or answer.close:
                 return
@@ -282,6 +291,11 @@ class CaptureServer:
 
 class _Aborted(Exception):
     pass
+
+
+def _reset(sock: socket.socket) -> None:
+    """Make the coming close() a TCP reset (RST) rather than an orderly FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _record(rtype: int, content: bytes, request_id: int = 1) -> bytes:

@@ -302,3 +302,125 @@ def test_stream_transport_adds_only_framing() -> None:
     sink, writer = asyncio.run(main())
     assert (sink.status, bytes(sink.body)) == (201, b"created")
     assert bytes(writer.data) == b"4:A\x001\x00,xyz" and writer.closed
+
+
+class ResettingWriter(FakeWriter):
+    """Sends `answer`, then the connection is reset, as asyncio reports it: the reader's
+    exception set by the protocol's connection_lost(ConnectionResetError)."""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) == self.request_size:
+            if self.answer:
+                self.reader.feed_data(self.answer)
+            self.reader.set_exception(ConnectionResetError(104, "Connection reset by peer"))
+
+
+def run_stream(writer_class: type[FakeWriter], answer: bytes, sink: FakeSink) -> None:
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        writer = writer_class(reader, len(b"4:A\x001\x00,"), answer)  # the head: no body
+
+        async def connect() -> Any:
+            return reader, writer
+
+        transport = Netstring("toy 127.0.0.1:1", connect)
+        await exchange(request(), sink, transport, {b"A": b"1"}, NoBody(), timeout=5)
+
+    asyncio.run(main())
+
+
+def test_backend_reset_before_the_response_is_502_naming_it() -> None:
+    # A ConnectionResetError escaping the handler would be taken for the client leaving (499).
+    sink = FakeSink()
+    with pytest.raises(BadGateway, match=r"^toy 127\.0\.0\.1:1: connection lost: Connection reset by peer$"):
+        run_stream(ResettingWriter, b"", sink)
+    assert not sink.started
+
+
+def test_backend_reset_inside_the_response_is_502_after_start() -> None:
+    sink = FakeSink()
+
+    class HalfThenReset(ResettingWriter):
+        def write(self, data: bytes) -> None:
+            self.data += data
+            if len(self.data) == self.request_size:
+                self.reader.feed_data(self.answer)
+                # The reset comes once the first part was read, as over a socket.
+                asyncio.get_running_loop().call_later(0.01, self.reader.set_exception,
+                                                      ConnectionResetError(104, "Connection reset by peer"))
+
+    with pytest.raises(BadGateway, match="connection lost"):
+        run_stream(HalfThenReset, b"Content-Type: text/plain\nContent-Length: 10\n\nhalf", sink)
+    assert sink.started and not sink.ended and bytes(sink.body) == b"half"
+
+
+class RaisingTransport(FakeTransport):
+    """Any transport, not only StreamTransport: socket errors from its own methods."""
+
+    def __init__(self, output: list[bytes | float], **errors: OSError) -> None:
+        super().__init__(output)
+        self.errors = errors
+
+    async def open(self, environ: Mapping[bytes, bytes], content_length: int | None) -> None:
+        if "open" in self.errors:
+            raise self.errors["open"]
+        await super().open(environ, content_length)
+
+    async def end_body(self) -> None:
+        if "end_body" in self.errors:
+            raise self.errors["end_body"]
+        await super().end_body()
+
+    async def read(self) -> bytes:
+        data = await super().read()
+        if not data and "read" in self.errors:
+            raise self.errors["read"]
+        return data
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"),
+                                   BrokenPipeError(32, "Broken pipe"),
+                                   TimeoutError(110, "Connection timed out")])  # a TCP keepalive's ETIMEDOUT
+def test_socket_error_from_any_transport_read_is_502_not_504(error: OSError) -> None:
+    transport = RaisingTransport([], read=error)
+    with pytest.raises(BadGateway, match=f"^fake: connection lost: {error.strerror}$"):
+        run(transport, FakeSink())
+    assert transport.aborted
+
+
+def test_refused_open_is_502() -> None:
+    transport = RaisingTransport([], open=ConnectionRefusedError(111, "Connection refused"))
+    with pytest.raises(BadGateway, match="^fake: cannot start: Connection refused$"):
+        run(transport, FakeSink())
+    assert transport.aborted
+
+
+def test_end_body_failure_without_a_body_still_reads_the_response() -> None:
+    transport = RaisingTransport([b"Content-Type: text/plain\n\nok"], end_body=BrokenPipeError(32, "Broken pipe"))
+    sink = FakeSink()
+    run(transport, sink)
+    assert bytes(sink.body) == b"ok" and transport.closed
+
+
+def test_stream_abort_wakes_the_read_and_leaves_the_reader_open_to_data() -> None:
+    async def main() -> tuple[bytes, Netstring]:
+        reader = asyncio.StreamReader()
+        writer = FakeWriter(reader, -1, b"")
+
+        async def connect() -> Any:
+            return reader, writer
+
+        transport = Netstring("toy 127.0.0.1:1", connect)
+        await transport.open({b"A": b"1"}, None)
+        pending = asyncio.create_task(transport.read())
+        await asyncio.sleep(0)
+        transport.abort()
+        transport.abort()  # idempotent
+        # A half-closed connection still receives: data after abort must be taken, not refused
+        # (feed_data after feed_eof fails, and the protocol resets the connection for it).
+        reader.feed_data(b"late bytes")
+        return await pending, transport
+
+    data, transport = asyncio.run(main())
+    assert data == b"" and transport.aborted and transport.finished
