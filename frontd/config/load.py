@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import difflib
 import grp
+import hashlib
 import ipaddress
 import os
 import pwd
 import re
+import shlex
 import shutil
 import stat
+import tempfile
 import tomllib
 from dataclasses import fields
 from typing import Any, NoReturn
 
-from frontd.config.address import parse_address, parse_hostname, parse_proxy_url
+from frontd.config.address import MAX_UNIX_PATH, parse_address, parse_hostname, parse_proxy_url
 from frontd.config.model import (
     GATEWAY_KINDS,
     ROUTE_KINDS,
@@ -41,7 +44,7 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
 TOP_KEYS: tuple[str, ...] = (
     "listen", "workers", "pid_file", "error_log", "access_log", "log_level", "user", "group",
-    "shutdown_timeout", "limits", "vhost",
+    "shutdown_timeout", "limits", "vhost", "run_dir",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
 VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow")
@@ -51,7 +54,7 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "index": ("static", "cgi", *GATEWAY_KINDS),
     "timeout": ("cgi", *GATEWAY_KINDS, "proxy"),
     "connect_timeout": (*GATEWAY_KINDS, "proxy"),
-    "env": ("cgi", *GATEWAY_KINDS),
+    "env": ("cgi", *GATEWAY_KINDS, "proxy"),  # on proxy routes only with spawn
     "interpreters": ("cgi",),
     "path": ("cgi",),
     "max_processes": ("cgi",),
@@ -59,7 +62,14 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "keepalive": ("fastcgi", "proxy"),
     "host": ("proxy",),
     "autoindex": ("static",),
+    # Spawned backends (docs/spawn.md); all but spawn itself only go with spawn.
+    "spawn": (*GATEWAY_KINDS, "proxy"),
+    "processes": (*GATEWAY_KINDS, "proxy"),
+    "cwd": (*GATEWAY_KINDS, "proxy"),
+    "user": (*GATEWAY_KINDS, "proxy"),
+    "socket": (*GATEWAY_KINDS, "proxy"),
 }
+SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
 KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static")
 ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS)
@@ -70,6 +80,7 @@ _CONFIG_DEFAULTS = Config(path="", listen=(), vhosts=())
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXTENSION_RE = re.compile(r"\.[^/\0]+")
 _HOST_HEADER_RE = re.compile(r"[A-Za-z0-9._~\-\[\]:]+")
+_SOCKET_NAME_RE = re.compile(r"[^A-Za-z0-9.-]+")
 _TOML_POSITION_RE = re.compile(r"(.*) \(at (?:line (\d+), column (\d+)|end of document)\)", re.DOTALL)
 
 
@@ -120,6 +131,12 @@ class _Loader:
         self.file = path
         self.path = os.path.abspath(path)
         self.base_dir = os.path.dirname(self.path)
+        # For spawn routes: set by `config` and `vhost` before the routes are read.
+        self.listen_addresses: tuple[Address, ...] = ()
+        self.top_user: str | None = None
+        self.run_dir_path = ""
+        self.vhost_label = ""
+        self.spawn_sockets: dict[Address, str] = {}  # socket -> key path of the route that has it
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -242,6 +259,8 @@ class _Loader:
             positive=False,
         )
         limits = self.limits(data["limits"]) if "limits" in data else Limits()
+        self.listen_addresses, self.top_user = listen, user
+        self.run_dir_path = self.run_dir(data.get("run_dir"), pid_file)
         vhosts = self.vhosts(data.get("vhost"))
         return Config(
             path=self.path,
@@ -256,6 +275,7 @@ class _Loader:
             group=group,
             shutdown_timeout=shutdown_timeout,
             limits=limits,
+            run_dir=self.run_dir_path,
         )
 
     def listen(self, value: object) -> tuple[Address, ...]:
@@ -378,6 +398,7 @@ class _Loader:
     def vhost(self, table: dict[str, object], path: str, owners: dict[str, str]) -> VHost:
         self.check_keys(table, VHOST_KEYS, path)
         names = self.names(table.get("names", []), f"{path}.names", path, owners)
+        self.vhost_label = names[0] if names else path.replace("[", "").replace("]", "")
         default = self.boolean(table["default"], f"{path}.default") if "default" in table else False
         root = self.directory(table["root"], f"{path}.root") if "root" in table else None
         index = (
@@ -497,7 +518,9 @@ class _Loader:
 
         values: dict[str, Any] = {"prefix": prefix, "kind": kind}
         target = table[kind]
-        if kind in ("static", "cgi"):
+        if kind in ROUTE_OPTIONS["spawn"] and self.spawn(table, path, kind, values):
+            pass  # backends or proxy: the socket frontd creates
+        elif kind in ("static", "cgi"):
             values["directory"] = self.directory(target, key(kind))
         elif kind == "proxy":
             values["proxy"] = self.proxy(target, key(kind))
@@ -544,6 +567,121 @@ class _Loader:
                 self.fail(key("host"), f"bad Host header value {show(host)}")
             values["host"] = host
         return Route(**values)
+
+    def run_dir(self, value: object, pid_file: str | None) -> str:
+        """Where default sockets of spawned backends go: `run_dir`, else beside the pid file, else
+        a directory of this user's under the temporary directory. The master creates it (mode 0700,
+        or 0711 when workers run as another user) and refuses one that others could write to."""
+        if value is not None:
+            text = self.string(value, "run_dir", "a directory path")
+            path = os.path.normpath(os.path.join(self.base_dir, text))
+            if os.path.exists(path) and not os.path.isdir(path):
+                self.fail("run_dir", f"{show(path)} is not a directory")
+            if not os.path.isdir(os.path.dirname(path)):
+                self.fail("run_dir", f"directory {show(os.path.dirname(path))} does not exist")
+            return path
+        if pid_file is not None:
+            return os.path.splitext(pid_file)[0] + "-sockets"
+        # One directory per configuration file and user, so that two frontds never share one.
+        digest = hashlib.sha1(self.path.encode()).hexdigest()[:10]
+        return os.path.join(tempfile.gettempdir(), f"frontd-{os.geteuid()}-{digest}")
+
+    def spawn(self, table: dict[str, object], path: str, kind: str, values: dict[str, Any]) -> bool:
+        """The spawn options of a route, into `values`; False when the route has no `spawn`.
+
+        With spawn the kind's key is `true`: the backend is the socket frontd creates (`socket`,
+        or a Unix socket in run_dir named after the vhost and prefix), in `backends` or `proxy`.
+        """
+
+        def key(name: str) -> str:
+            return f"{path}.{name}"
+
+        if "spawn" not in table:
+            for name in SPAWN_ONLY:
+                if name in table:
+                    self.fail(key(name), "only applies with spawn")
+            if kind == "proxy" and "env" in table:
+                self.fail(key("env"), "on a proxy route only applies with spawn "
+                          "(it is the environment of the spawned processes)")
+            if table[kind] is True:
+                self.fail(key(kind), f"{kind} = true needs spawn (the command frontd runs)")
+            return False
+        if table[kind] is not True:
+            self.fail(key(kind), f"with spawn, write {kind} = true: frontd creates the socket "
+                      '(set socket = "..." to choose its address)')
+        env = dict(self.env(table["env"], key("env"))) if "env" in table else {}
+        values["spawn"] = self.command(table["spawn"], key("spawn"), env.get("PATH"))
+        if "processes" in table:
+            values["processes"] = self.integer(table["processes"], key("processes"), 1)
+        values["cwd"] = self.directory(table["cwd"], key("cwd")) if "cwd" in table else self.base_dir
+        user: str | None = None
+        if "user" in table:
+            user = self.string(table["user"], key("user"), "a user name")
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                self.fail(key("user"), f"no such user {show(user)}")
+        values["user"] = user
+        if os.geteuid() == 0 and user is None and self.top_user is None:
+            self.fail(key("spawn"), "frontd runs as root and would run this command as root: set user "
+                      '(on the route, or at the top level), or user = "root" to really mean it')
+        if "socket" in table:
+            item = self.string(table["socket"], key("socket"), 'an address ("host:port" or "unix:/path")')
+            address = parse_address(item, self.where(key("socket")), listener=False, base_dir=self.base_dir)
+            if address.kind == "unix":
+                self.check_listener_socket(address.path, key("socket"))
+            if address in self.listen_addresses:
+                self.fail(key("socket"), f'"{address}" is also a listen address')
+        else:
+            address = self.default_socket(values["prefix"], key("spawn"))
+        if address in self.spawn_sockets:
+            self.fail(key("socket"), f'"{address}" is already the socket of {self.spawn_sockets[address]}')
+        self.spawn_sockets[address] = path
+        values["socket"] = address
+        if kind == "proxy":
+            values["proxy"] = (ProxyTarget(address),)
+        else:
+            values["backends"] = (address,)
+        return True
+
+    def command(self, value: object, key: str, search_path: str | None) -> tuple[str, ...]:
+        """A non-empty argv; a bare program name is looked up in PATH now, a path is made absolute."""
+        if not isinstance(value, list) or not value:
+            self.fail(key, f'expected a non-empty array of strings such as ["python3", "app.py"], got {show(value)}')
+        argv: list[str] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.fail(f"{key}[{i}]", f"expected a string, got {show(item)}")
+            if "\0" in item:
+                self.fail(f"{key}[{i}]", "contains a NUL character")
+            argv.append(item)
+        program = self.string(argv[0], f"{key}[0]", "a program")
+        if "/" in program:
+            found = os.path.normpath(os.path.join(self.base_dir, program))
+        else:
+            search = search_path if search_path is not None else os.environ.get("PATH", os.defpath)
+            which = shutil.which(program, path=search)
+            if which is None:
+                self.fail(f"{key}[0]", f"{show(program)} is not found in PATH {show(search)}")
+            found = os.path.abspath(which)
+        if not os.path.isfile(found) or not os.access(found, os.X_OK):
+            self.fail(f"{key}[0]", f"{show(found)} is not an executable file")
+        return (found, *argv[1:])
+
+    def default_socket(self, prefix: str, key: str) -> Address:
+        """unix:RUN_DIR/VHOST_PREFIX.sock, e.g. run/frontd-sockets/example.test_app.sock."""
+        slug = _SOCKET_NAME_RE.sub("_", f"{self.vhost_label}{prefix}").strip("_") or "root"
+        taken = {a.path for a in self.spawn_sockets}
+        name = f"{slug}.sock"
+        room = MAX_UNIX_PATH - len(self.run_dir_path) - 1
+        if len(name) > room or os.path.join(self.run_dir_path, name) in taken:
+            # Too long or already taken (two prefixes that differ only in punctuation): a digest.
+            digest = hashlib.sha1(f"{self.vhost_label}{prefix}".encode()).hexdigest()[:10]
+            name = f"{slug[:max(room - 16, 0)]}-{digest}.sock"
+        if len(name) > room:
+            self.fail(key, f"the socket path in run_dir {show(self.run_dir_path)} would be longer than "
+                      f"{MAX_UNIX_PATH} bytes: set a shorter run_dir, or socket")
+        return Address(kind="unix", path=os.path.join(self.run_dir_path, name))
 
     def prefix(self, value: object, key: str) -> str:
         """A path prefix of whole segments, always ending in "/": "/app" and "/app/" are the same."""
@@ -653,6 +791,8 @@ def summary(config: Config) -> str:
     if config.group is not None:
         lines.append(f"group {config.group}")
     lines.append(f"shutdown_timeout {format_duration(config.shutdown_timeout)}")
+    if any(route.spawn for vhost in config.vhosts for route in vhost.routes):
+        lines.append(f"run_dir {config.run_dir}")
     lines.append(
         "limits "
         + " ".join(
@@ -726,6 +866,10 @@ def _describe_route(route: Route) -> str:
         options.extend(f"env.{name}={show(value)}" for name, value in route.env)
     if route.kind == "proxy":
         options.append(f"host={route.host}" if route.host else "host=(client's)")
+    if route.spawn:
+        options.append(f"spawn={show(shlex.join(route.spawn))} processes={route.processes} cwd={route.cwd}")
+        if route.user is not None:
+            options.append(f"user={route.user}")
     return "  ".join([" ".join(parts), " ".join(options)])
 
 

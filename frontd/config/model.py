@@ -72,6 +72,13 @@ class Route:
     keepalive: int = 0  # pooled idle backend connections per backend
     host: str | None = None  # proxy: Host header sent to the backend
     autoindex: bool = False
+    # Spawned backends (fastcgi, scgi, uwsgi, proxy): the master creates `socket`, runs `processes`
+    # copies of `spawn` on it, and `backends` (or `proxy`) holds that one address.
+    spawn: tuple[str, ...] = ()  # argv; argv[0] resolved to an absolute path at load time
+    processes: int = 1
+    cwd: str | None = None  # the config file's directory when spawn is set
+    user: str | None = None  # account of the spawned processes when frontd runs as root
+    socket: Address | None = None  # the listening socket frontd creates for them
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,7 @@ class Config:
     group: str | None = None
     shutdown_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
+    run_dir: str = ""  # where spawned backends' default Unix sockets live (see config/load.py)
 
 
 class ConfigError(Exception):

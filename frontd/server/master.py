@@ -12,7 +12,8 @@ The master never serves a request. It waits for signals with every one of them b
   sockets never close, so a client sees no refused connection and no failed request.
 - USR1: reopen the log files (after logrotate renamed them), then the same in every worker.
 - CHLD: reap; a worker of the current generation that died is restarted, after a back-off
-  when it died young, so that a worker failing at start does not spin.
+  when it died young, so that a worker failing at start does not spin. Processes of spawned
+  backends are the supervisor's (spawn.py): it is asked about each pid first.
 
 When started as root with `user` set, the master stays root (to bind new listeners on reload
 and reopen log files) and each worker drops to that user right after the fork, before it
@@ -36,6 +37,7 @@ from frontd.config.model import Address, Config
 from frontd.server import pidfile
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import reopen_error_log, setup_error_log
+from frontd.server.spawn import SpawnError, Supervisor
 from frontd.server.worker import run_worker
 from frontd.status import metrics
 
@@ -102,6 +104,7 @@ class Master:
         self.stop_deadline = 0.0
         self.killed = False
         self.pid = os.getpid()
+        self.supervisor = Supervisor()  # spawned backends (spawn.py)
         # Shared with every worker forked from now on: the status page's counters.
         self.stats = metrics.create(config)
 
@@ -216,6 +219,7 @@ class Master:
         code = 0
         try:
             metrics.STATS.attach(self.stats, stat_slot, number)
+            self.supervisor.close_in_child()
             # The mask stays blocked until the worker's own handlers are in place (worker.py).
             for signum in MASTER_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
@@ -254,6 +258,8 @@ class Master:
                 return
             self.stats.exited(pid)
             how = exit_description(status)
+            if self.supervisor.reaped(pid, how):
+                continue  # a spawned backend's process, not a worker
             if pid in self.retiring:
                 self.retiring.discard(pid)
                 log.info("worker %d %s", pid, how)
@@ -306,8 +312,14 @@ class Master:
             log.error("configuration reload failed: %s; still running the previous configuration", exc)
             return
         try:
+            plan = self.supervisor.prepare(config, _account(config) if os.geteuid() == 0 else None)
+        except SpawnError as exc:
+            log.error("configuration reload failed: %s; still running the previous configuration", exc)
+            return
+        try:
             listeners = self.bind_listeners(config)
         except ListenError as exc:
+            self.supervisor.discard(plan)
             log.error("configuration reload failed: cannot listen on %s; still running the previous configuration",
                       exc)
             return
@@ -321,6 +333,8 @@ class Master:
         self.config = config
         self.stats.configured(config)
         self.prepare_log_files()
+        # Spawned backends first: new ones start before the new workers use them.
+        self.supervisor.apply(plan)
         # New workers first, then retire the old: the listeners are never without an acceptor for long,
         # and connections that arrive in between wait in the listen backlog.
         retiring = set(self.workers)
@@ -353,16 +367,19 @@ class Master:
     def timeout(self) -> float | None:
         """Seconds until the loop has something to do without a signal, or None for never."""
         if self.stopping:
-            due = [] if self.killed else [self.stop_deadline]
+            due = [] if self.killed or not (self.workers or self.retiring) else [self.stop_deadline]
         else:
             due = [slot.restart_at for slot in self.slots if slot.restart_at is not None]
+        spawned = self.supervisor.next_due()
+        if spawned is not None:
+            due.append(spawned)
         if not due:
             return None
         return max(min(due) - time.monotonic(), 0.001)
 
     def serve(self) -> None:
         self.start_generation()
-        while not (self.stopping and not self.workers and not self.retiring):
+        while not (self.stopping and not self.workers and not self.retiring and self.supervisor.idle()):
             timeout = self.timeout()
             if timeout is None:
                 info = signal.sigwaitinfo(MASTER_SIGNALS)
@@ -374,13 +391,17 @@ class Master:
                 self.on_signal(signum)
             self.reap()
             if self.stopping:
-                if not self.killed and time.monotonic() >= self.stop_deadline:
-                    left = set(self.workers) | self.retiring
+                left = set(self.workers) | self.retiring
+                if left and not self.killed and time.monotonic() >= self.stop_deadline:
                     log.warning("killing %d worker(s) still running after the stop deadline", len(left))
                     self.signal_workers(signal.SIGKILL)
                     self.killed = True
+                if not left:
+                    # Only now: until the workers are gone, their requests may need the applications.
+                    self.supervisor.stop(FAST_STOP_TIMEOUT)
             else:
                 self.restart_due()
+            self.supervisor.tick(old_workers=bool(self.retiring))
 
 
 def run(config: Config) -> int:
@@ -406,9 +427,17 @@ def run(config: Config) -> int:
             raise
         master.check_account(config)
         master.prepare_log_files()
+        try:
+            # After binding, before the workers: they find the applications' sockets ready.
+            master.supervisor.start(config, master.worker_account())
+        except SpawnError as exc:
+            log.error("%s", exc)
+            print(f"frontd: {exc}", file=sys.stderr)
+            return 1
         log.info("frontd %d started with %d worker(s)", master.pid, config.workers)
         master.serve()
     finally:
+        master.supervisor.close()
         master.close_listeners()
         if master.config.pid_file is not None:
             pidfile.remove(master.config.pid_file)

@@ -1,0 +1,845 @@
+"""Spawned backends: the master's supervisor of the application processes that `spawn` routes run.
+
+A fastcgi, scgi, uwsgi or proxy route with `spawn = [argv...]` has its backend started by frontd.
+The master creates the route's listening socket (`route.socket`: a Unix socket in `run_dir` unless
+the route names one) and keeps it open for its whole life; the route's `backends` (or `proxy`) is
+that one address, so workers connect to it like to any other backend. `route.processes` copies of
+the command share the socket, each getting it as an inherited descriptor:
+
+- fastcgi and uwsgi: on fd 0. FastCGI 1.0 §2.2 (FCGI_LISTENSOCK_FILENO = STDIN_FILENO) is what
+  flup's WSGIServer without bindAddress, php-cgi and libfcgi look for; uWSGI takes a socket on fd
+  0 by itself ("inherited ... fd 0"), while its systemd path (LISTEN_FDS) crashes uWSGI 2.0.
+- scgi and proxy: on fd 3 with LISTEN_FDS=1 and LISTEN_PID=<its pid>, systemd's socket
+  activation protocol (sd_listen_fds(3): descriptors start at SD_LISTEN_FDS_START = 3).
+- Always FRONTD_SOCKET_FD (0 or 3) and FRONTD_SOCKET (the address, "unix:/path" or "host:port");
+  `{fd}`, `{socket}` (the path of a Unix socket, else host:port) and `{address}` in argv are
+  replaced by the same values, for programs that take them as options.
+
+Since the socket outlives the processes, a connection made while no process is accepting waits in
+its backlog instead of being refused: a restarted or reloaded application loses no request.
+
+What happens to the processes:
+
+- They run in a session of their own (setsid), as `route.user`, else the top-level `user` (when
+  frontd runs as root; the config loader refuses to run them as root unless told), in
+  `route.cwd`, with frontd's environment plus `route.env`. Their stdout and stderr go to the
+  error log. They get SIGTERM if the master dies (PR_SET_PDEATHSIG).
+- One that dies is started again at once and logged with its exit status; one that keeps dying
+  within STABLE_UPTIME of its start waits 0.1s, 0.2s, 0.4s ... up to MAX_RESTART_DELAY first.
+- Reload (`apply`) replaces every process. On a Unix socket, the new processes start one at a
+  time on a new socket beside the old (`PATH.new`), each after the previous one stayed alive for
+  READY_DELAY; then the new socket is renamed over PATH, so that new connections reach the new
+  processes only, and DRAIN_DELAY later, once the old processes have accepted what was queued
+  for them, those get SIGTERM (SIGKILL after shutdown_timeout). A new process that dies before
+  the switch abandons the reload of that application: the old processes carry on. A TCP socket
+  cannot be renamed: its processes are replaced one at a time on the same socket, each old one
+  stopped when its successor stayed alive for READY_DELAY. Groups no longer in the file are
+  stopped once the old workers, which may still use them, have exited; new groups start before
+  the new workers.
+- Stop: the master calls `stop` once its workers have exited (they may still be waiting on an
+  application): SIGTERM, then SIGKILL to the process group after the grace.
+
+The master reaps every child with waitpid(-1) and offers each pid to `reaped` before its worker
+accounting: a pid this supervisor started is never mistaken for a worker, and vice versa.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import grp
+import hashlib
+import logging
+import os
+import pwd
+import signal
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from frontd.config.address import MAX_UNIX_PATH
+from frontd.config.model import Address, Config, Route
+from frontd.server.listeners import ListenError, bind
+from frontd.status import metrics
+
+log = logging.getLogger("frontd")
+
+STABLE_UPTIME = 5.0  # a process that lived this long died of something other than its start
+MIN_RESTART_DELAY = 0.1
+MAX_RESTART_DELAY = 10.0
+READY_DELAY = 1.0  # on reload, how long a new process must stay alive before the next step
+DRAIN_DELAY = 1.0  # after the switch, how long the old processes accept what is queued for them
+STOP_GRACE = 5.0  # SIGTERM to SIGKILL, for processes that served nothing (abandoned successors)
+SD_LISTEN_FDS_START = 3  # sd_listen_fds(3)
+FCGI_LISTENSOCK_FILENO = 0  # FastCGI 1.0 §2.2
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Variables of frontd's own environment that would mislead a child: they describe frontd's start.
+NOT_INHERITED = frozenset({"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+                           "FRONTD_SOCKET", "FRONTD_SOCKET_FD"})
+CHILD_DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
+                         signal.SIGUSR2, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ)
+
+Account = tuple[int, int, str]  # uid, gid, user name
+
+
+class SpawnError(Exception):
+    """Spawned backends cannot be set up (socket, run_dir); the message names what and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    """What one spawn route runs: the same for all its processes."""
+
+    label: str  # "fastcgi example.test/app/", in log lines
+    kind: str
+    socket: Address
+    argv: tuple[str, ...]
+    processes: int
+    cwd: str
+    env: tuple[tuple[str, str], ...]
+    user: str | None
+
+    @property
+    def fd(self) -> int:
+        return FCGI_LISTENSOCK_FILENO if self.kind in ("fastcgi", "uwsgi") else SD_LISTEN_FDS_START
+
+
+def app_specs(config: Config) -> dict[str, AppSpec]:
+    """The spawn routes of `config`, by socket address (what identifies a group across reloads)."""
+    specs: dict[str, AppSpec] = {}
+    for i, vhost in enumerate(config.vhosts):
+        host = vhost.names[0] if vhost.names else f"vhost[{i}]"
+        for route in vhost.routes:
+            if route.spawn and route.socket is not None:
+                specs[str(route.socket)] = _spec(route, f"{route.kind} {host}{route.prefix}")
+    return specs
+
+
+def _spec(route: Route, label: str) -> AppSpec:
+    assert route.socket is not None
+    return AppSpec(label=label, kind=route.kind, socket=route.socket, argv=route.spawn,
+                   processes=route.processes, cwd=route.cwd or "/", env=route.env, user=route.user)
+
+
+def substitute(argv: tuple[str, ...], address: Address, fd: int) -> list[str]:
+    """argv with {socket}, {address} and {fd} replaced; nothing else in braces is touched."""
+    path = address.path if address.kind == "unix" else str(address)
+    return [arg.replace("{socket}", path).replace("{address}", str(address)).replace("{fd}", str(fd))
+            for arg in argv]
+
+
+@dataclass(slots=True, eq=False)
+class _Process:
+    """A live child: in a slot of its group, or retired (told to stop, or about to be)."""
+
+    pid: int
+    group: _Group
+    started: float
+    slot: _Slot | None = None  # None once retired
+    stop_at: float | None = None  # replaced by a reload: SIGTERM at this time (its _Draining's)
+    grace: float = 0.0  # from SIGTERM to SIGKILL
+    deadline: float | None = None  # SIGTERM sent: SIGKILL at this time
+    killed: bool = False
+
+    @property
+    def retired(self) -> bool:
+        return self.stop_at is not None or self.deadline is not None
+
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    """One of a group's `processes` places and its restart history."""
+
+    index: int
+    process: _Process | None = None
+    quick_deaths: int = 0  # consecutive deaths soon after start: the back-off exponent
+    restart_at: float | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Successor:
+    """A reload's new processes for a group on a Unix socket, started one at a time on a socket
+    of their own (bound at `path`) while the running ones carry on; renamed over the group's
+    path once all of them are up."""
+
+    sock: socket.socket
+    path: str
+    slots: list[_Slot] = field(default_factory=list)
+    ready_at: float = 0.0  # the latest one has proven itself (stayed alive) at this time
+
+
+@dataclass(slots=True, eq=False)
+class _Draining:
+    """The old processes after a switch, and their old socket: kept by the master, and reachable
+    at `link` (a hard link made before the rename), until they are told to stop at `term_at`."""
+
+    sock: socket.socket
+    link: str | None
+    processes: list[_Process]
+    term_at: float
+
+
+@dataclass(slots=True, eq=False)
+class _Probation:
+    """A reload's replacement on a shared TCP socket: `new` took the slot, `old` stops at `ready_at`."""
+
+    new: _Process
+    old: _Process | None
+    ready_at: float
+
+
+@dataclass(slots=True, eq=False)
+class _Group:
+    """The processes of one spawn route, the socket they share and the account they run as."""
+
+    spec: AppSpec
+    sock: socket.socket
+    account: Account | None
+    slots: list[_Slot] = field(default_factory=list)
+    successor: _Successor | None = None
+    draining: list[_Draining] = field(default_factory=list)
+    replace: collections.deque[int] = field(default_factory=collections.deque)  # TCP: slots to renew
+    probation: _Probation | None = None
+    restarts: int = 0  # processes started again after one died
+
+
+@dataclass(slots=True)
+class Plan:
+    """A reload's groups, prepared (sockets bound) before the new configuration is committed."""
+
+    config: Config
+    specs: dict[str, AppSpec]
+    accounts: dict[str, Account | None]
+    fresh: dict[str, socket.socket] = field(default_factory=dict)  # groups that are new
+    successors: dict[str, tuple[socket.socket, str]] = field(default_factory=dict)  # kept, Unix
+
+
+class Supervisor:
+    """The spawned processes of every spawn route; driven by the master's loop."""
+
+    def __init__(self) -> None:
+        self.config: Config | None = None
+        self.groups: dict[str, _Group] = {}
+        self.leaving: list[_Group] = []  # dropped by a reload; stopped when old workers are gone
+        self.processes: dict[int, _Process] = {}  # every live child of ours, by pid
+        self.stopping = False
+        self.master_pid = os.getpid()
+        self._warned_users: set[str] = set()
+        self._links = 0
+        self._prctl = _load_prctl()
+
+    # -- setting up and reloading --------------------------------------------------------------
+
+    def start(self, config: Config, worker_account: Account | None) -> None:
+        """Create the sockets and start every process; SpawnError when a socket cannot be made."""
+        self.apply(self.prepare(config, worker_account))
+
+    def prepare(self, config: Config, worker_account: Account | None) -> Plan:
+        """Bind the sockets `config` needs (new groups; the successors of kept Unix groups);
+        nothing else changes until `apply`. SpawnError, with nothing left bound, on failure."""
+        specs = app_specs(config)
+        try:
+            accounts = {key: self._account(spec, config) for key, spec in specs.items()}
+        except KeyError as exc:  # the user existed when the file was loaded
+            raise SpawnError(f"no such user or group: {exc}") from None
+        plan = Plan(config, specs, accounts)
+        try:
+            for key, spec in specs.items():
+                if key not in self.groups:
+                    if spec.socket.kind == "unix" and os.path.dirname(spec.socket.path) == config.run_dir:
+                        make_run_dir(config.run_dir, worker_account)
+                    plan.fresh[key] = _listen(spec.socket, worker_account)
+                elif spec.socket.kind == "unix":
+                    # A reload during a reload: the successor being built still holds its path.
+                    busy = self.groups[key].successor
+                    path = _successor_path(spec.socket.path, busy.path if busy is not None else None)
+                    if path is not None:
+                        address = Address(kind="unix", path=path)
+                        plan.successors[key] = (_listen(address, worker_account), path)
+        except SpawnError:
+            self.discard(plan)
+            raise
+        return plan
+
+    def discard(self, plan: Plan) -> None:
+        """Close what `prepare` bound, for a reload that failed after it."""
+        for key, sock in plan.fresh.items():
+            _close_socket(sock, plan.specs[key].socket.path)
+        for sock, path in plan.successors.values():
+            _close_socket(sock, path)
+
+    def apply(self, plan: Plan) -> None:
+        """Switch to the groups of `plan`: start the new, renew the kept, retire the dropped."""
+        self.config = plan.config
+        for key in list(self.groups):
+            if key not in plan.specs:
+                dropped = self.groups.pop(key)
+                self._abandon(dropped)
+                self.leaving.append(dropped)
+        for key, spec in plan.specs.items():
+            group = self.groups.get(key)
+            if group is None:
+                group = _Group(spec, plan.fresh[key], plan.accounts[key])
+                self.groups[key] = group
+                log.info("%s: %d process(es) on %s: %s", spec.label, spec.processes, spec.socket,
+                         " ".join(spec.argv))
+                for index in range(spec.processes):
+                    group.slots.append(_Slot(index))
+                    self._start(group, group.slots[-1])
+                continue
+            self._abandon(group)
+            group.spec, group.account = spec, plan.accounts[key]
+            if key in plan.successors:
+                sock, path = plan.successors[key]
+                group.successor = _Successor(sock, path)
+                log.info("%s: starting %d new process(es) beside the running ones", spec.label, spec.processes)
+                continue
+            # A TCP socket cannot be switched: replace the processes on it one at a time.
+            kept = min(len(group.slots), spec.processes)
+            for slot in group.slots[spec.processes:]:
+                if slot.process is not None:
+                    self._retire(slot.process, grace=plan.config.shutdown_timeout)
+            del group.slots[spec.processes:]
+            for index in range(kept, spec.processes):
+                group.slots.append(_Slot(index))
+                self._start(group, group.slots[-1])
+            group.replace = collections.deque(range(kept))
+            log.info("%s: replacing %d process(es) one at a time", spec.label, kept)
+        self.tick(old_workers=True)
+
+    def _account(self, spec: AppSpec, config: Config) -> Account | None:
+        """Who the processes run as: None keeps frontd's own identity (frontd is not root)."""
+        if os.geteuid() != 0:
+            if spec.user is not None and spec.user != pwd.getpwuid(os.geteuid()).pw_name:
+                if spec.user not in self._warned_users:
+                    self._warned_users.add(spec.user)
+                    log.warning('%s: "user = %s" is ignored: frontd was not started as root', spec.label, spec.user)
+            return None
+        name = spec.user if spec.user is not None else config.user
+        if name is None:  # the loader refuses this; never fall back to root silently
+            raise SpawnError(f"{spec.label}: no user to run the processes as")
+        entry = pwd.getpwnam(name)
+        gid = entry.pw_gid
+        if spec.user is None and config.group is not None:
+            gid = grp.getgrnam(config.group).gr_gid
+        return entry.pw_uid, gid, entry.pw_name
+
+    # -- the master's loop ---------------------------------------------------------------------
+
+    def reaped(self, pid: int, how: str) -> bool:
+        """The master reaped `pid`, which ended as `how`; False when it is not one of ours."""
+        process = self.processes.pop(pid, None)
+        if process is None:
+            return False
+        group, label = process.group, process.group.spec.label
+        self._report(group)
+        slot = process.slot
+        successor, probation = group.successor, group.probation
+        if probation is not None and process is probation.old:
+            probation.old = None  # never to be signalled: its pid may be reused from now on
+        if process.retired or self.stopping or slot is None or group in self.leaving:
+            log.info("%s: process %d %s", label, pid, how)
+            self._kill_group(pid)  # whatever it left behind in its process group
+            return True
+        slot.process = None
+        if successor is not None and slot in successor.slots:
+            # The new code does not run: keep the processes that do.
+            log.error("%s: new process %d %s before it took over; the running processes carry on "
+                      "(reload abandoned for this application)", label, pid, how)
+            self._abandon(group)
+            return True
+        now = time.monotonic()
+        if probation is not None and process is probation.new:
+            group.probation = None
+            if probation.old is not None:
+                log.error("%s: new process %d %s within %gs of its start; keeping process %d, "
+                          "not replacing the others", label, pid, how, READY_DELAY, probation.old.pid)
+                probation.old.slot, slot.process = slot, probation.old
+                group.replace.clear()
+                return True
+        if now - process.started >= STABLE_UPTIME:
+            slot.quick_deaths = 0
+        delay = 0.0 if slot.quick_deaths == 0 else min(
+            MIN_RESTART_DELAY * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY)
+        slot.quick_deaths += 1
+        slot.restart_at = now + delay
+        log.error("%s: process %d %s; starting a new one%s", label, pid, how,
+                  f" in {delay:g}s" if delay else "")
+        return True
+
+    def tick(self, *, old_workers: bool) -> None:
+        """Do what is due: restarts, the next step of a reload, SIGTERM and SIGKILL of retired
+        processes; with no `old_workers` left, stop the groups a reload dropped."""
+        now = time.monotonic()
+        if not old_workers and self.leaving and self.config is not None:
+            for group in self.leaving:
+                log.info("%s: no longer in the configuration; stopping its processes", group.spec.label)
+                for draining in list(group.draining):
+                    self._end_drain(group, draining, now)
+                for slot in group.slots:
+                    if slot.process is not None:
+                        self._retire(slot.process, grace=self.config.shutdown_timeout)
+                _close_socket(group.sock, group.spec.socket.path)
+            self.leaving = []
+        for group in [*self.groups.values(), *self.leaving]:
+            for draining in [d for d in group.draining if now >= d.term_at]:
+                self._end_drain(group, draining, now)
+        for process in list(self.processes.values()):
+            if process.deadline is not None and not process.killed and now >= process.deadline:
+                log.warning("%s: process %d did not exit after SIGTERM; killing it",
+                            process.group.spec.label, process.pid)
+                self._kill_group(process.pid)
+                process.killed = True
+        if self.stopping:
+            return
+        for group in self.groups.values():
+            for slot in group.slots:
+                if slot.restart_at is not None and slot.restart_at <= now:
+                    group.restarts += 1
+                    metrics.backend_restarted(group.spec.socket, kind=group.spec.kind)
+                    self._start(group, slot)
+            if group.successor is not None:
+                self._step_successor(group, now)
+            else:
+                self._step_replacement(group, now)
+
+    def next_due(self) -> float | None:
+        """The monotonic time of the next thing `tick` has to do, or None."""
+        due: list[float] = []
+        for process in self.processes.values():
+            if process.stop_at is not None:
+                due.append(process.stop_at)
+            elif process.deadline is not None and not process.killed:
+                due.append(process.deadline)
+        if not self.stopping:
+            for group in self.groups.values():
+                due.extend(s.restart_at for s in group.slots if s.restart_at is not None)
+                if group.successor is not None:
+                    due.append(group.successor.ready_at)
+                if group.probation is not None:
+                    due.append(group.probation.ready_at)
+        return min(due) if due else None
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM to every process (once), SIGKILL to those left after `grace`."""
+        if self.stopping:
+            return
+        self.stopping = True
+        now = time.monotonic()
+        for process in self.processes.values():
+            process.grace = grace
+            if process.deadline is not None:  # already told: no longer than `grace` from now
+                process.deadline = min(process.deadline, now + grace)
+        for group in [*self.groups.values(), *self.leaving]:
+            for draining in list(group.draining):
+                self._end_drain(group, draining, now)
+        for process in list(self.processes.values()):
+            if process.deadline is None:
+                self._terminate(process, now)
+        for group in [*self.groups.values(), *self.leaving]:
+            if group.successor is not None:
+                _poke(group.successor.path, len(group.successor.slots))
+            live = sum(1 for p in self.processes.values() if p.group is group and p.slot in group.slots)
+            _poke(group.spec.socket.path or group.spec.socket, live)
+
+    def idle(self) -> bool:
+        """No process of ours is left (the master may exit)."""
+        return not self.processes
+
+    def close_in_child(self) -> None:
+        """In a forked worker: drop our copies of the sockets (the master keeps them open)."""
+        for group in [*self.groups.values(), *self.leaving]:
+            group.sock.close()
+            if group.successor is not None:
+                group.successor.sock.close()
+            for draining in group.draining:
+                draining.sock.close()
+
+    def close(self) -> None:
+        """At the master's exit: kill what is left, close the sockets and remove their files."""
+        for pid in list(self.processes):
+            self._kill_group(pid)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.processes.clear()
+        for group in [*self.groups.values(), *self.leaving]:
+            _close_socket(group.sock, group.spec.socket.path)
+            if group.successor is not None:
+                _close_socket(group.successor.sock, group.successor.path)
+            for draining in group.draining:
+                _close_socket(draining.sock, draining.link or "")
+        self.groups, self.leaving = {}, []
+        if self.config is not None:
+            try:
+                os.rmdir(self.config.run_dir)  # only when empty: it may hold other things
+            except OSError:
+                pass
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Per group: label, socket, command, the pids running and how many were restarted."""
+        return [{"label": g.spec.label, "kind": g.spec.kind, "socket": str(g.spec.socket),
+                 "argv": list(g.spec.argv), "processes": g.spec.processes,
+                 "pids": [s.process.pid for s in g.slots if s.process is not None],
+                 "restarts": g.restarts} for g in self.groups.values()]
+
+    # -- reload --------------------------------------------------------------------------------
+
+    def _step_successor(self, group: _Group, now: float) -> None:
+        """Start the next new process once the last one proved itself; when all are up, switch.
+
+        rename(2) replaces the socket file atomically: from then on workers connect to the new
+        socket, while the old processes accept what is already queued on theirs. They get
+        SIGTERM only DRAIN_DELAY later, when the old socket has no more connections coming, so
+        that an application that drops what it just accepted when told to stop (flup does)
+        drops nothing.
+        """
+        successor = group.successor
+        assert successor is not None and self.config is not None
+        if now < successor.ready_at:
+            return
+        if len(successor.slots) < group.spec.processes:
+            slot = _Slot(len(successor.slots))
+            successor.slots.append(slot)
+            successor.ready_at = now + READY_DELAY
+            if not self._start(group, slot, successor.sock):
+                log.error("%s: the running processes carry on (reload abandoned for this application)",
+                          group.spec.label)
+                self._abandon(group)
+            return
+        label, path = group.spec.label, group.spec.socket.path
+        # The old socket stays reachable under another name, for `_end_drain` to wake its acceptors.
+        self._links += 1  # unique: the drain of an earlier switch may still use its link
+        name = f"{path}.old{self._links}"
+        link = name if len(name) <= MAX_UNIX_PATH else None
+        if link is not None:
+            try:
+                try:
+                    os.unlink(link)  # left by a crash
+                except FileNotFoundError:
+                    pass
+                os.link(path, link)
+            except OSError:
+                link = None
+        try:
+            os.rename(successor.path, path)
+        except OSError as exc:
+            log.error("%s: cannot switch to the new processes: rename %s: %s; the running processes "
+                      "carry on", label, successor.path, exc.strerror)
+            if link is not None:
+                os.unlink(link)
+            self._abandon(group)
+            return
+        term_at = now + DRAIN_DELAY
+        old: list[_Process] = []
+        for slot in group.slots:
+            process, slot.process = slot.process, None
+            if process is not None:
+                process.slot, process.stop_at, process.grace = None, term_at, self.config.shutdown_timeout
+                old.append(process)
+        group.draining.append(_Draining(group.sock, link, old, term_at))
+        group.sock, group.slots, group.successor = successor.sock, successor.slots, None
+        log.info("%s: the new processes took over; the old ones get SIGTERM in %gs", label, DRAIN_DELAY)
+
+    def _end_drain(self, group: _Group, draining: _Draining, now: float) -> None:
+        """SIGTERM to the old processes of a switch, then one empty connection each to their old
+        socket: one blocked in accept(2) is not woken by a signal when its runtime retries the
+        call (Python does, PEP 475), and no real connection comes any more. Then the master
+        lets go of that socket; the processes keep their own copies until they exit."""
+        live = [p for p in draining.processes if p.pid in self.processes and p.deadline is None]
+        for process in live:
+            self._terminate(process, now)
+        if draining.link is not None:
+            _poke(draining.link, len(live))
+        _close_socket(draining.sock, draining.link or "")
+        group.draining.remove(draining)
+
+    def _step_replacement(self, group: _Group, now: float) -> None:
+        """TCP: replace the next process on the shared socket; its predecessor stops READY_DELAY later."""
+        probation = group.probation
+        if probation is not None:
+            if now < probation.ready_at:
+                return
+            self._conclude_probation(group)
+        while group.replace:
+            slot = group.slots[group.replace.popleft()]
+            old = slot.process
+            if old is None:  # dead and waiting for its restart, which uses the new spec anyway
+                continue
+            old.slot = None
+            slot.process = None
+            slot.quick_deaths, slot.restart_at = 0, None
+            if self._start(group, slot) and slot.process is not None:
+                group.probation = _Probation(slot.process, old, now + READY_DELAY)
+            else:  # keep the old one in its place, and stop replacing
+                slot.restart_at, slot.process, old.slot = None, old, slot
+                group.replace.clear()
+            return
+
+    def _conclude_probation(self, group: _Group) -> None:
+        probation, group.probation = group.probation, None
+        if probation is not None and probation.old is not None and self.config is not None:
+            self._retire(probation.old, grace=self.config.shutdown_timeout)
+
+    def _abandon(self, group: _Group) -> None:
+        """Give up a reload in progress: stop the successors (they never got a connection), or
+        finish the TCP replacement under way."""
+        successor, group.successor = group.successor, None
+        if successor is not None:
+            for slot in successor.slots:
+                if slot.process is not None:
+                    self._retire(slot.process, grace=STOP_GRACE)
+            _close_socket(successor.sock, successor.path)
+        self._conclude_probation(group)
+        group.replace.clear()
+
+    # -- processes -----------------------------------------------------------------------------
+
+    def _retire(self, process: _Process, *, grace: float) -> None:
+        """Take the process out of its slot: SIGTERM now, SIGKILL `grace` later."""
+        if process.slot is not None:
+            process.slot.process = None
+            process.slot = None
+        process.grace = grace
+        self._terminate(process, time.monotonic())
+
+    def _terminate(self, process: _Process, now: float) -> None:
+        process.stop_at = None
+        process.deadline = now + process.grace
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    @staticmethod
+    def _kill_group(pid: int) -> None:
+        """SIGKILL the process group the process leads (its own session: setsid at start)."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _report(self, group: _Group) -> None:
+        """Tell the status page how many processes serve the group's socket now."""
+        running = sum(1 for p in self.processes.values() if p.group is group)
+        metrics.backend_processes(group.spec.socket, running, kind=group.spec.kind)
+
+    def _start(self, group: _Group, slot: _Slot, sock: socket.socket | None = None) -> bool:
+        """Fork and exec one process for `slot` on `sock` (the group's); a failure before exec is
+        logged with its reason and shows up as the process's exit (status 127). False when not
+        even the fork worked: the slot is then tried again after the usual back-off."""
+        assert self.config is not None
+        spec = group.spec
+        argv = substitute(spec.argv, spec.socket, spec.fd)
+        env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+        env.update(spec.env)
+        env["FRONTD_SOCKET"] = str(spec.socket)
+        env["FRONTD_SOCKET_FD"] = str(spec.fd)
+        if spec.fd == SD_LISTEN_FDS_START:
+            env["LISTEN_FDS"] = "1"
+        if group.account is not None:
+            home = pwd.getpwnam(group.account[2]).pw_dir
+            env.update(HOME=home, USER=group.account[2], LOGNAME=group.account[2])
+        for handler in log.handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            report_r, report_w = os.pipe()  # close-on-exec: EOF at a successful exec
+        except OSError as exc:
+            self._start_failed(group, slot, exc)
+            return False
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(report_r)
+            os.close(report_w)
+            self._start_failed(group, slot, exc)
+            return False
+        if pid == 0:
+            os.close(report_r)
+            self._child(group, sock or group.sock, argv, env, self.config.error_log, report_w)
+        os.close(report_w)
+        chunks = []
+        while True:
+            data = os.read(report_r, 4096)
+            if not data:
+                break
+            chunks.append(data)
+        os.close(report_r)
+        process = _Process(pid, group, time.monotonic(), slot)
+        self.processes[pid] = process
+        slot.process, slot.restart_at = process, None
+        if chunks:
+            log.error("%s: cannot start %s: %s", spec.label, spec.argv[0],
+                      b"".join(chunks).decode(errors="replace"))
+        else:
+            log.info("%s: process %d started", spec.label, pid)
+        self._report(group)
+        return True
+
+    def _start_failed(self, group: _Group, slot: _Slot, exc: OSError) -> None:
+        delay = min(MIN_RESTART_DELAY * 2 ** slot.quick_deaths, MAX_RESTART_DELAY)
+        slot.quick_deaths += 1
+        slot.restart_at = time.monotonic() + delay
+        log.error("%s: cannot start a process: %s; trying again in %gs", group.spec.label,
+                  exc.strerror or exc, delay)
+
+    def _child(self, group: _Group, listener: socket.socket, argv: list[str], env: dict[str, str],
+               error_log: str, report: int) -> None:
+        """In the forked child: set up descriptors, session, identity, then exec. Never returns."""
+        stage = "setting up"
+        try:
+            for signum in CHILD_DEFAULT_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            os.setsid()
+            spec = group.spec
+            stage = f"opening {error_log}"
+            # Everything first goes to 10 and above, so that no dup2 below overwrites a source.
+            sock = fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD, 10)
+            null = fcntl.fcntl(os.open(os.devnull, os.O_RDWR), fcntl.F_DUPFD, 10)
+            if error_log == "-":
+                out = fcntl.fcntl(2, fcntl.F_DUPFD, 10)
+            else:
+                out = fcntl.fcntl(os.open(error_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640),
+                                  fcntl.F_DUPFD, 10)
+            stage = "passing the socket"
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.dup2(sock, spec.fd)  # inheritable: it crosses the exec
+            _close_other_fds({0, 1, 2, spec.fd, report})
+            stage = f"changing to directory {spec.cwd}"
+            os.chdir(spec.cwd)
+            if group.account is not None:
+                uid, gid, name = group.account
+                stage = f"switching to user {name}"
+                os.initgroups(name, gid)
+                os.setgid(gid)
+                os.setuid(uid)
+            # After the change of identity, which clears it (prctl(2)); then make sure the master
+            # did not die before it took effect.
+            if self._prctl is not None:
+                self._prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != self.master_pid:
+                os._exit(1)
+            if spec.fd == SD_LISTEN_FDS_START:
+                env["LISTEN_PID"] = str(os.getpid())
+            stage = f"executing {spec.argv[0]}"
+            os.execve(spec.argv[0], argv, env)
+        except BaseException as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            try:
+                os.write(report, f"{stage}: {reason}".encode())
+            except OSError:
+                pass
+        finally:
+            os._exit(127)
+
+
+# -- sockets and the run directory -------------------------------------------------------------
+
+
+def make_run_dir(path: str, worker_account: Account | None) -> None:
+    """Create `path` (mode 0700; 0711 when workers run as another user, who must reach the sockets
+    in it) or check the existing one: a directory of frontd's user that nobody else can write to,
+    since whoever can replace a socket there receives the requests."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise SpawnError(f"run_dir {path}: cannot create it: {exc.strerror}") from None
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise SpawnError(f"run_dir {path}: not a directory")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise SpawnError(f"run_dir {path}: must belong to uid {os.geteuid()} and be writable by no one "
+                         f"else (it belongs to uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})")
+    other = worker_account is not None and worker_account[0] != os.geteuid()
+    os.chmod(path, 0o711 if other else 0o700)
+
+
+def _listen(address: Address, worker_account: Account | None) -> socket.socket:
+    """The listening socket of a group: blocking, as the applications expect of what they inherit
+    (O_NONBLOCK is shared by every copy of the descriptor); the master itself never accepts."""
+    try:
+        sock = bind(address)
+    except ListenError as exc:
+        raise SpawnError(f"cannot create the socket {exc}") from None
+    sock.setblocking(True)
+    if address.kind == "unix":
+        # Only the workers connect: they run as the worker account when frontd is root.
+        if worker_account is not None:
+            os.chown(address.path, worker_account[0], worker_account[1])
+        os.chmod(address.path, 0o660)
+    return sock
+
+
+def _close_socket(sock: socket.socket, path: str) -> None:
+    """Close a group's socket and remove its file ("" for a TCP socket: nothing to remove)."""
+    sock.close()
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _poke(target: str | Address, count: int) -> None:
+    """Open and at once close `count` connections to a listening socket (a Unix socket path, or a
+    TCP address): each wakes one process blocked in accept(2), which then sees it was told to stop."""
+    for _ in range(count):
+        try:
+            if isinstance(target, str):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.setblocking(False)  # a full backlog: nobody is blocked in accept anyway
+                    sock.connect(target)
+            else:
+                socket.create_connection((target.host, target.port), timeout=0.2).close()
+        except OSError:
+            return
+
+
+def _successor_path(path: str, avoid: str | None) -> str | None:
+    """Where a reload binds the new socket before renaming it over `path` (not `avoid`, the path
+    of a successor still being built); None if no name fits in a sockaddr_un."""
+    digest = hashlib.sha1(path.encode()).hexdigest()[:8]
+    directory = os.path.dirname(path)
+    for candidate in (f"{path}.new", f"{path}.nxt", os.path.join(directory, f".{digest}n"),
+                      os.path.join(directory, f".{digest}x")):
+        if len(candidate) <= MAX_UNIX_PATH and candidate != avoid:
+            return candidate
+    return None
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    """Close every descriptor but `keep`: frontd's own may lack close-on-exec (inherited ones)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, loaded once in the master (not in each child); None where there is none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):
+        return None
