@@ -607,8 +607,9 @@ class Supervisor:
         if process.slot is not None:
             process.slot.process = None
             process.slot = None
-        process.grace = grace
-        self._terminate(process, time.monotonic())
+        if process.deadline is None:  # not told yet (a stop may have told it already)
+            process.grace = grace
+            self._terminate(process, time.monotonic())
 
     def _terminate(self, process: _Process, now: float) -> None:
         process.stop_at = None

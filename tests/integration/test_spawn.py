@@ -64,7 +64,7 @@ InheritedSocketServer(application).run()
 
 # An HTTP server on systemd's socket-activation descriptor; SIGTERM lets requests in flight finish.
 HTTP_APP = r'''
-import os, signal, socket, threading
+import os, signal, socket, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 assert os.environ["LISTEN_PID"] == str(os.getpid()) and os.environ["LISTEN_FDS"] == "1"
@@ -73,6 +73,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
 
     def do_GET(self):
+        if "slow" in self.path:  # tell the test it is here, then take a while
+            open("slow.started", "w").close()
+            time.sleep(1.0)
         body = (f"http pid={os.getpid()} version={os.environ.get('APP_VERSION')} path={self.path} "
                 f"fd={os.environ['FRONTD_SOCKET_FD']} uid={os.getuid()}\n").encode()
         self.send_response(200)
@@ -89,7 +92,8 @@ class Server(ThreadingHTTPServer):
 server = Server(("", 0), Handler, bind_and_activate=False)
 server.socket.close()
 server.socket = socket.socket(fileno=3)
-signal.signal(signal.SIGTERM, lambda *args: threading.Thread(target=server.shutdown).start())
+if os.environ.get("GRACEFUL") != "no":  # else SIGTERM kills it at once, whatever it is doing
+    signal.signal(signal.SIGTERM, lambda *args: threading.Thread(target=server.shutdown).start())
 server.serve_forever(poll_interval=0.05)
 server.server_close()
 '''
@@ -412,3 +416,24 @@ def test_reload_during_a_reload_and_dropped_routes(frontd: Start, apps: Path, tm
     wait_for(lambda: not old_socket.exists(), what="the dropped route's socket to go")
     assert "reload failed" not in server.errors()
     wait_for(lambda: len(running(str(apps))) == 2, what="one process per route left")
+
+
+def test_graceful_stop_lets_the_application_finish_first(frontd: Start, apps: Path) -> None:
+    # An application that dies on SIGTERM: the request succeeds only if it is told after the worker is done.
+    extra = 'cwd = "apps"\n  env = { GRACEFUL = "no" }'
+    server = frontd(site(route("/web/", "proxy", [PY, str(apps / "http_app.py")], extra)), top=TOP)
+    assert answer(server, "/web/")["kind"] == "http"
+    outcome: list[tuple[int, bytes]] = []
+    request = threading.Thread(target=lambda: outcome.append(get(server.port, "/web/slow", timeout=10)))
+    request.start()
+    wait_for(lambda: (apps / "slow.started").exists(), what="the slow request to reach the application")
+    server.proc.send_signal(signal.SIGQUIT)
+    request.join(10)
+    assert outcome and outcome[0][0] == 200 and b"path=/web/slow" in outcome[0][1]
+    server.proc.wait(10)
+    errors = server.errors()
+    # The worker first (its request needed the application), then the application.
+    worker = re.search(r"worker \d+ exited with status 0", errors)
+    app = re.search(r"proxy localhost/web/: process \d+ killed by signal SIGTERM", errors)
+    assert worker and app and worker.start() < app.start()
+    assert running(str(apps)) == []
