@@ -52,6 +52,7 @@ VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex",
 ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "root": GATEWAY_KINDS,
     "index": ("static", "cgi", *GATEWAY_KINDS),
+    "extensions": GATEWAY_KINDS,
     "timeout": ("cgi", *GATEWAY_KINDS, "proxy"),
     "connect_timeout": (*GATEWAY_KINDS, "proxy"),
     "env": ("cgi", *GATEWAY_KINDS, "proxy"),  # on proxy routes only with spawn
@@ -228,6 +229,18 @@ class _Loader:
         if os.path.isdir(path):
             self.fail(key, f"{show(path)} is a directory")
         return path
+
+    def extensions(self, value: object, key: str) -> tuple[str, ...]:
+        """Script-mode extensions: ".php"-like strings; [] allows any file."""
+        if not isinstance(value, list):
+            self.fail(key, f'expected an array of extensions such as [".php"], got {show(value)}')
+        found: list[str] = []
+        for i, item in enumerate(value):
+            ext = self.string(item, f"{key}[{i}]", "an extension")
+            if not _EXTENSION_RE.fullmatch(ext):
+                self.fail(f"{key}[{i}]", f'an extension must start with "." and contain no "/", got {show(ext)}')
+            found.append(ext)
+        return tuple(found)
 
     def file_names(self, value: object, key: str) -> tuple[str, ...]:
         """An index list: plain file names, looked up in the requested directory."""
@@ -535,6 +548,12 @@ class _Loader:
             values["index"] = self.file_names(table["index"], key("index"))
         elif kind == "static":
             values["index"] = vhost_index
+        if "extensions" in table:
+            if "root" not in table:
+                self.fail(key("extensions"), "only applies with root (script mode)")
+            values["extensions"] = self.extensions(table["extensions"], key("extensions"))
+        elif "root" in table:
+            values["extensions"] = index_extensions(values.get("index", ()))
         if "autoindex" in table:
             values["autoindex"] = self.boolean(table["autoindex"], key("autoindex"))
         elif kind == "static":
@@ -770,6 +789,17 @@ class _Loader:
         return tuple(pairs)
 
 
+def index_extensions(index: tuple[str, ...]) -> tuple[str, ...]:
+    """The default `extensions` of a script-mode route: those of its index names, in order
+    (["index.php"] -> (".php",)); () (any file) when none has one (fcgiwrap's CGI scripts)."""
+    found: list[str] = []
+    for name in index:
+        ext = os.path.splitext(name)[1]
+        if ext and ext not in found:
+            found.append(ext)
+    return tuple(found)
+
+
 # -- frontd -t -------------------------------------------------------------------------------------
 
 
@@ -849,6 +879,8 @@ def _describe_route(route: Route) -> str:
             options.append(f"SCRIPT_NAME={script_name} (application mount)")
     if route.index:
         options.append(f"index={','.join(route.index)}")
+    if route.root is not None:
+        options.append(f"extensions={','.join(route.extensions) or '(any)'}")
     if route.kind == "static":
         options.append(f"autoindex={'on' if route.autoindex else 'off'}")
     if route.kind != "static":

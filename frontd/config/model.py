@@ -62,6 +62,9 @@ class Route:
     proxy: tuple[ProxyTarget, ...] = ()
     root: str | None = None  # gateway script mode (php-fpm, fcgiwrap)
     index: tuple[str, ...] = ()
+    # Script mode: what a script's name must end in, () for any file. load.py fills the
+    # default from `index` (["index.php"] -> (".php",)).
+    extensions: tuple[str, ...] = ()
     timeout: float = 60.0
     connect_timeout: float = 5.0
     env: tuple[tuple[str, str], ...] = ()

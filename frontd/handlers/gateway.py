@@ -14,7 +14,11 @@ transport:
 - `fastcgi`/`scgi`/`uwsgi` without `root` (an application mount): SCRIPT_NAME is the prefix
   without its trailing "/", PATH_INFO the rest of the path. With `root` (script mode, php-fpm
   and fcgiwrap): the same walk as CGI under `root`, `index` names for a directory, no
-  execute bit needed; a missing script is a 404.
+  execute bit needed; a missing script is a 404. The script found must also end in one of the
+  route's `extensions` (by default those of its `index` names): `/upload/a.jpg/x.php` finds
+  the picture, which is then a 404 from frontd, never a request that leaves the backend to
+  decide whether to run a picture as PHP (CVE-2019-11043's setup, php-fpm's
+  `security.limit_extensions`).
 
 Transports for the socket gateways are registered by kind (`GatewayHandler.register`, or the
 `transports` argument): a factory `(route, request) -> Transport` that does not connect yet.
@@ -73,13 +77,16 @@ def _lookup(candidate: str, directory: str, path: str) -> tuple[str, os.stat_res
         raise Forbidden(f"cannot look up {path!r}: {exc.strerror}") from None
 
 
-def find_script(directory: str, prefix: str, path: str, index: tuple[str, ...] = ()) -> ScriptMatch:
+def find_script(directory: str, prefix: str, path: str, index: tuple[str, ...] = (),
+                extensions: tuple[str, ...] = ()) -> ScriptMatch:
     """Walk `path` (decoded, normalised) below `prefix` under `directory` (a real path).
 
     The first regular file is the script; the remaining segments are PATH_INFO. A path that
     ends at a directory takes the first of `index` found there, else it is a 403. Raises
     NotFound for a missing or hidden name and Forbidden for anything that is not a regular
-    file or a symlink leading out of `directory`.
+    file or a symlink leading out of `directory`. With `extensions`, a script whose name (as
+    requested, and once symlinks are resolved) ends in none of them is a 404 and an index
+    name that ends in none of them is skipped.
     """
     rel = path[len(prefix):] if path.startswith(prefix) else ""
     segments = rel.split("/") if rel else []
@@ -96,6 +103,10 @@ def find_script(directory: str, prefix: str, path: str, index: tuple[str, ...] =
             continue
         if not stat.S_ISREG(st.st_mode):
             raise Forbidden(f"{path!r} is not a regular file")
+        if extensions and not (segment.endswith(extensions) and real.endswith(extensions)):
+            # PROTOCOLS.md §4, CVE-2019-11043 row: `/upload/a.jpg/x.php` finds the picture, and
+            # the backend must not be asked to run it: a 404, as for a missing script.
+            raise NotFound(f"{path!r}: script {real} does not end in {' or '.join(extensions)}")
         rest = segments[i + 1:]
         return ScriptMatch(filename=real, script_name=prefix + "/".join(segments[:i + 1]),
                            path_info="/" + "/".join(rest) if rest else "")
@@ -103,11 +114,13 @@ def find_script(directory: str, prefix: str, path: str, index: tuple[str, ...] =
     if rel and not rel.endswith("/"):
         base += "/"
     for name in index:
+        if extensions and not name.endswith(extensions):
+            continue
         try:
             real, st = _lookup(os.path.join(current, name), directory, path)
         except NotFound:
             continue
-        if stat.S_ISREG(st.st_mode):
+        if stat.S_ISREG(st.st_mode) and (not extensions or real.endswith(extensions)):
             return ScriptMatch(filename=real, script_name=base + name, path_info="")
     raise Forbidden(f"{path!r} is a directory")
 
@@ -164,7 +177,7 @@ class GatewayHandler:
         if factory is None:
             raise BadGateway(f"no transport for {route.kind} routes")
         if route.root:
-            match = find_script(route.root, route.prefix, request.path, route.index)
+            match = find_script(route.root, route.prefix, request.path, route.index, route.extensions)
             paths = ScriptPaths(match.script_name, match.path_info, route.root, match.filename)
         else:
             paths = mount_paths(request, route)
