@@ -328,6 +328,16 @@ class Connection:
         loop = asyncio.get_running_loop()
         transport = self.writer.transport
         end = offset + count
+        if self._sock is not None and not transport.get_write_buffer_size():
+            # Nothing queued ahead of the file: one sendfile(2) straight away usually sends it
+            # all, without loop.sendfile's pause/resume and futures. The rest, if the socket
+            # buffer fills, goes the awaited way below.
+            try:
+                offset += os.sendfile(self._sock.fileno(), file.fileno(), offset, count)
+            except BlockingIOError:
+                pass
+            except OSError:
+                raise _ClientGone() from None
         try:
             while offset < end:
                 n = min(SENDFILE_CHUNK, end - offset)
