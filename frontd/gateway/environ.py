@@ -155,9 +155,15 @@ def build_environ(
     if content_length is not None:
         env[b"CONTENT_LENGTH"] = str(content_length).encode()  # §4.1.2
     headers: dict[bytes, bytes] = {}
+    content_type: bytes | None = None
+    cached = _names.get  # per header, a dict lookup: `_variable` runs for names not seen yet
     for name, value in request.headers:
-        variable = _variable(name)
+        variable = cached(name)
+        if variable is None:
+            variable = _variable(name)
         if not variable:
+            if content_type is None and name == b"content-type":
+                content_type = value  # the first one, as request.header() gives it
             continue
         if variable == _INVALID:
             log.debug("request header %r left out of the gateway environment: only letters, digits "
@@ -173,7 +179,6 @@ def build_environ(
             headers[variable] = previous + b"; " + value  # RFC 6265 §5.4: one Cookie line
         else:
             headers[variable] = previous + b", " + value  # §4.1.18, RFC 9110 §5.3
-    content_type = request.header(b"content-type")
     if content_type is not None:
         env[b"CONTENT_TYPE"] = content_type  # §4.1.3: whenever the request carried one
     env.update(headers)

@@ -145,7 +145,7 @@ class FastCGITransport(StreamTransport):
     # -- framing ----------------------------------------------------------------------------
 
     def encode_head(self, environ: Mapping[bytes, bytes], content_length: int | None) -> bytes:
-        head = self.setup.begin_request + encode_params(REQUEST_ID, list(environ.items()))
+        head = self.setup.begin_request + encode_params(REQUEST_ID, environ.items())
         if not content_length:
             # §6.1: FCGI_STDIN is sent even when empty. With no body it goes with the head: one
             # write for the whole request.

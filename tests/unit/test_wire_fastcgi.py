@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import pytest
@@ -405,3 +406,79 @@ def _split_records(data: bytes) -> list[tuple[int, int, bytes]]:
         assert pos % 8 == 0
     assert pos == len(data)
     return records
+
+
+# -- encode_params against the implementation it replaced ----------------------------------------
+
+
+def _reference_encode_params(request_id: int, pairs: list[tuple[bytes, bytes]]) -> bytes:
+    """encode_params as it was before it was made fast (a bytearray grown pair by pair, each
+    length through a function, the stream cut by the generic record splitter): the same bytes
+    and the same errors are expected from the fast one."""
+    encoded = bytearray()
+    for name, value in pairs:
+        if not name:
+            raise WireError("FCGI_PARAMS name", "empty name", name, section="FastCGI 1.0 §6.1")
+        if b"\x00" in name:
+            raise WireError("FCGI_PARAMS name", "contains NUL", name, section="FastCGI 1.0 §6.1")
+        if b"\x00" in value:
+            raise WireError(f"FCGI_PARAMS value of {name!r}", "contains NUL", value, section="FastCGI 1.0 §6.1")
+        for length in (len(name), len(value)):
+            encoded += bytes((length,)) if length <= 0x7F else (length | 0x80000000).to_bytes(4, "big")
+        encoded += name
+        encoded += value
+    records = [encode_record(fastcgi.FCGI_PARAMS, request_id, bytes(encoded[start:start + 65535]))
+               for start in range(0, len(encoded), 65535)]
+    return b"".join(records) + encode_record(fastcgi.FCGI_PARAMS, request_id)
+
+
+def _random_bytes(rng: random.Random, size: int, nul: float) -> bytes:
+    data = bytearray(rng.randbytes(size).replace(b"\x00", b"0"))
+    if data and rng.random() < nul:
+        data[rng.randrange(len(data))] = 0
+    return bytes(data)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_params_same_bytes_and_errors_as_the_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    # Lengths around the 1/4-byte boundary (127/128), and now and then a payload over one record.
+    lengths = [0, 1, 7, 126, 127, 128, 129, 255, 1000, 40000]
+    pairs = []
+    for _ in range(rng.randrange(0, 40)):
+        name = _random_bytes(rng, rng.choice(lengths[1:6]) if rng.random() < 0.9 else rng.choice(lengths), 0.01)
+        value = _random_bytes(rng, rng.choice(lengths), 0.01)
+        if rng.random() < 0.005:
+            name = b""
+        pairs.append((name, value))
+    request_id = rng.choice([1, 2, 255, 256, 65535])
+    try:
+        expected: bytes | str = _reference_encode_params(request_id, pairs)
+    except WireError as exc:
+        expected = str(exc)
+    try:
+        got: bytes | str = encode_params(request_id, pairs)
+    except WireError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+@pytest.mark.parametrize("pairs", [
+    [(b"A", b"1"), (b"", b"x"), (b"B\x00", b"y")],  # the first bad pair is the one reported
+    [(b"A\x00", b"\x00")],  # a NUL in the name is reported before one in the value
+    [(b"N" * 200, b"v\x00")],
+])
+def test_params_first_error_as_the_reference(pairs: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(WireError) as reference:
+        _reference_encode_params(1, pairs)
+    with pytest.raises(WireError) as fast:
+        encode_params(1, pairs)
+    assert str(fast.value) == str(reference.value)
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 65535, 65536, 131070, 131071, 200003])
+def test_stdin_same_records_as_one_encode_record_per_slice(size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    expected = b"".join(encode_record(fastcgi.FCGI_STDIN, 7, data[start:start + 65535])
+                        for start in range(0, size, 65535))
+    assert encode_stdin(7, data) == expected
