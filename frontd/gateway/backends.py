@@ -89,6 +89,7 @@ class BackendSet:
         self.fail_timeout = fail_timeout
         self.idle_timeout = idle_timeout
         self._next = 0
+        self.closed = False  # the worker is stopping: no connection is pooled any more
         self._down_until: dict[Address, float] = {}
         self._stat_ids = {address: STATS.backend_id(address) for address in self.addresses}  # status page
         self._idle: dict[Address, collections.deque[BackendConnection]] = {
@@ -152,7 +153,7 @@ class BackendSet:
         """Give a connection back: pooled when `reusable` (default `conn.keep`) and there is room."""
         keep = conn.keep if reusable is None else reusable
         pool = self._idle.get(conn.address)
-        if not keep or pool is None or self.keepalive <= 0 or not conn.alive():
+        if not keep or pool is None or self.keepalive <= 0 or self.closed or not conn.alive():
             conn.close()
             return
         self._prune(pool)
@@ -185,6 +186,14 @@ class BackendSet:
             for conn in pool:
                 conn.close()
             pool.clear()
+
+    def close(self) -> None:
+        """The worker is stopping: close the pooled connections now, and those of requests still
+        running when they end. An idle connection held through a graceful stop would keep a
+        backend worker waiting on it (php-fpm with FCGI_KEEP_CONN) while other frontd workers,
+        the next generation after a reload, need it."""
+        self.closed = True
+        self.close_idle()
 
     def _prune(self, pool: collections.deque[BackendConnection]) -> None:
         """Drop pooled connections the backend closed, and those idle over idle_timeout."""

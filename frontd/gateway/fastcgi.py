@@ -119,9 +119,14 @@ class FastCGIGateway:
         return FastCGITransport(setup, request)
 
     def close_idle(self) -> None:
-        """Close every pooled connection (worker shutdown)."""
+        """Close every pooled connection."""
         for setup in self.routes.values():
             setup.backends.close_idle()
+
+    def close(self) -> None:
+        """Worker shutdown: pooled connections are closed, and no more are pooled."""
+        for setup in self.routes.values():
+            setup.backends.close()
 
 
 class FastCGITransport(StreamTransport):

@@ -37,6 +37,15 @@ class Dispatcher:
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle
 
+    def close(self) -> None:
+        """Worker shutdown: each handler object with a `close` method (one that keeps backend
+        connections between requests) lets them go."""
+        owners = {id(owner): owner for owner in (getattr(h, "__self__", None) for h in self.handlers.values())}
+        for owner in owners.values():
+            close = getattr(owner, "close", None)
+            if close is not None:
+                close()
+
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         while True:
             vhost = self.router.vhost(request.host)

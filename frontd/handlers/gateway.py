@@ -163,6 +163,14 @@ class GatewayHandler:
                 self._routes[id(route)] = _RouteSetup(extra, dict(route.interpreters),
                                                       ProcessSlots(route.max_processes))
 
+    def close(self) -> None:
+        """Worker shutdown: transport factories that pool backend connections (a `close`
+        method, as `FastCGIGateway` has) close them."""
+        for factory in self.transports.values():
+            close = getattr(factory, "close", None)
+            if close is not None:
+                close()
+
     def register(self, kind: str, factory: TransportFactory) -> None:
         """Serve `kind` routes ("fastcgi", "scgi", "uwsgi") through transports from `factory`."""
         self.transports[kind] = factory

@@ -56,6 +56,7 @@ class Worker:
         await self.stopping.wait()
         log.info("worker %s", "shutting down gracefully" if self.graceful else "stopping")
         self._listen(False)
+        self.dispatcher.close()  # pooled backend connections: closed now, none pooled from here on
         # Our copies only: the master and the next generation of workers keep the listeners open.
         for sock in self.sockets:
             sock.close()

@@ -94,6 +94,7 @@ class CaptureServer:
         self.label = label
         self.requests: list[Captured] = []
         self.connections = 0
+        self.closed_by_peer: set[int] = set()  # FastCGI: connections frontd closed between requests
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._stopped = False
@@ -225,6 +226,8 @@ class CaptureServer:
             number += 1
             req = self._read_fastcgi_request(reader, connection, number)
             if req is None:
+                with self._lock:
+                    self.closed_by_peer.add(connection)
                 return
             self._record(req)
             answer = self.app(self, req)

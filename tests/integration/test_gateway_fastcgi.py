@@ -4,8 +4,11 @@ the replies (status, STDERR, protocolStatus, timeouts, connection reuse and abor
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -345,3 +348,37 @@ def test_local_redirect_served_internally(frontd: Start, backend: Callable[..., 
     assert response.status_code == 200
     assert response.json()["env"]["PATH_INFO"] == "/landed"
     assert response.json()["env"]["QUERY_STRING"] == "x=1"
+
+
+def test_graceful_stop_closes_pooled_connections_at_once(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    # An idle pooled connection holds a backend worker (php-fpm with FCGI_KEEP_CONN): a worker
+    # that stops gracefully closes it at once, not when its last request ends.
+    release = threading.Event()
+
+    def app(server: CaptureServer, req: Captured) -> Answer:
+        if req.env["SCRIPT_NAME"] == "/slow":
+            release.wait(10)
+        return env_json(server, req)
+
+    fcgi = backend(app)
+    # /slow/ has a pool of its own (none): its request cannot take the pooled connection.
+    slow_route = f'[[vhost.route]]\n  prefix = "/slow/"\n  fastcgi = "{fcgi.address}"\n'
+    server = frontd(config(fcgi.address, extra="keepalive = 2\n  " + slow_route),
+                    top='shutdown_timeout = "20s"\n')
+    assert requests.get(server.url("/app/"), headers=HOST, timeout=10).status_code == 200
+    assert fcgi.connections == 1 and not fcgi.closed_by_peer  # pooled, open
+    statuses: list[int] = []
+    slow = threading.Thread(target=lambda: statuses.append(
+        requests.get(server.url("/slow/"), headers=HOST, timeout=20).status_code))
+    slow.start()
+    try:
+        fcgi.wait_requests(2)  # the slow request holds a second connection, and the worker
+        os.kill(server.pid, signal.SIGQUIT)
+        server.wait_error_log("worker shutting down gracefully")
+        wait_for(lambda: 1 in fcgi.closed_by_peer, 10, "the pooled connection to be closed")
+        assert slow.is_alive() and not statuses  # while a request still runs
+    finally:
+        release.set()
+        slow.join(20)
+    assert statuses == [200]  # the request that ran through the stop is answered
+    assert server.proc.wait(10) == 0
