@@ -106,6 +106,11 @@ class ProxyHandler:
             self._backends[id(route)] = found
         return found
 
+    def close(self) -> None:
+        """Worker shutdown: idle pooled connections close now, busy ones when their request ends."""
+        for backends in self._backends.values():
+            backends.close()
+
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         route = request.route
         assert route is not None and route.proxy
