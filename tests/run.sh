@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # php-fpm, fcgiwrap, uwsgi + its python3 plugin: the interop peers (tests/interop/); python3-dev
-# builds the `scgi` package's C extension (pip, the test extra); chromium renders the status page.
-DEBIAN_PACKAGES="gcc libc6-dev python3-venv python3-dev php-fpm fcgiwrap uwsgi uwsgi-plugin-python3 chromium"
+# builds the `scgi` package's C extension (pip, the test extra); chromium renders the status page;
+# strace shows file bodies leave through sendfile(2).
+DEBIAN_PACKAGES="gcc libc6-dev python3-venv python3-dev php-fpm fcgiwrap uwsgi uwsgi-plugin-python3 chromium strace"
 if command -v apt-get >/dev/null 2>&1; then
     missing=$(for p in $DEBIAN_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
     if [ -n "$missing" ]; then
