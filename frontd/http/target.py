@@ -13,6 +13,7 @@ name used for virtual-host matching. `is_hidden` says whether a normalised path 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -56,6 +57,11 @@ _IPV4 = re.compile(rb"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
 _PORT = re.compile(rb"[0-9]{0,5}")  # RFC 3986 §3.2.3: port = *DIGIT
 
 
+# Segments of pchars (RFC 3986 §3.3) with no "%" and not starting with ".", so that decoding and
+# dot-segment removal would leave the path as it is: the common case, taken without either.
+_PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-._~!$&'()*+,;=:@]*)*/?")
+
+
 def parse_target(raw: bytes, method: str, *, max_size: int | None = None) -> Target:
     """Parse and normalise a request-target (RFC 9112 §3.2).
 
@@ -97,6 +103,10 @@ def parse_target(raw: bytes, method: str, *, max_size: int | None = None) -> Tar
             # RFC 9110 §4.2.3: an empty path is equivalent to "/".
             rest = b"/" + rest
     raw_path, sep, query = rest.partition(b"?")
+    if _PLAIN_PATH.fullmatch(raw_path):
+        # Nothing to decode and no empty or dot segment: the path is already normal.
+        text = raw_path.decode("ascii")
+        return Target(path=text, raw_path=text, query=query.decode("ascii"), host=host, port=port)
     if not _PATH_BYTES.fullmatch(raw_path):
         raise BadRequest(f"request-target {raw[:64]!r}: '#' or '\\' in path")
     return Target(
@@ -175,6 +185,7 @@ def is_hidden(path: str, allowed: Collection[str] = ()) -> bool:
     return any(seg.startswith(".") and seg not in allowed for seg in path.split("/"))
 
 
+@functools.lru_cache(maxsize=256)
 def host_from_header(value: bytes) -> str:
     """Validate a Host field value and return the host, lower-cased, without port or trailing dot.
 

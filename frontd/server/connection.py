@@ -53,8 +53,9 @@ SERVER_HEADER = (b"server", SERVER_SOFTWARE.encode())
 SERVER_LINE = b"server: " + SERVER_SOFTWARE.encode() + b"\r\n"
 # Framing and hop-by-hop fields are the connection's business, never a handler's.
 _FRAMING_HEADERS = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
-_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Header lines as RFC 9110 §5.1, §5.5 allow them: a token, ": ", a value without CTLs (HTAB
+# allowed). Checked on the whole block at once: one regex run per response.
+_HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
 _BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
@@ -173,19 +174,23 @@ class Sink:
             line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
         out = [line, SERVER_LINE, b"date: " + http_date(time.time()) + b"\r\n"]
         length: int | None = None
+        lines: list[bytes] = []
         for name, value in headers:
             if name in _FRAMING_HEADERS:
                 if name == b"connection" and value.lower() == b"close":
                     self.close_after = True
                 continue
-            if _BAD_NAME.search(name) or _BAD_VALUE.search(value) or not name:
-                # Response splitting guard: nothing from a backend may end a header line early.
-                raise error_for_status(502, f"invalid response header {name[:40]!r}")
             if name == b"content-length":
                 if not _DIGITS.fullmatch(value) or (length is not None and int(value) != length):
                     raise error_for_status(502, f"invalid Content-Length {value[:40]!r}")
                 length = int(value)
-            out.append(name + b": " + value + b"\r\n")
+            lines.append(name + b": " + value + b"\r\n")
+        block = b"".join(lines)
+        if not _HEADER_BLOCK.fullmatch(block):
+            # Response splitting guard: nothing from a backend may end a header line early.
+            bad = next(n for n, v in headers if not _HEADER_BLOCK.fullmatch(n + b": " + v + b"\r\n"))
+            raise error_for_status(502, f"invalid response header {bad[:40]!r}")
+        out.append(block)
         if self._head_only or status in (204, 304):
             self._framing = _NO_BODY
         elif length is not None:

@@ -254,3 +254,22 @@ def test_host_port_limits() -> None:
     assert parse_target(b"http://h:0/", "GET").port == 0
     with pytest.raises(BadRequest):
         parse_target(b"http://h:65536/", "GET")
+
+
+def test_plain_path_shortcut_agrees_with_full_normalisation() -> None:
+    # The fast path for paths with nothing to decode must give what decoding and dot-segment
+    # removal give; seeded random paths over the characters that matter.
+    import random
+
+    from frontd.http import target as t
+
+    rng = random.Random(20261125)
+    alphabet = "ab.-_~!$&'()*+,;=:@/09Z"
+    checked = 0
+    for _ in range(5000):
+        raw = ("/" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))).encode()
+        if not t._PLAIN_PATH.fullmatch(raw):
+            continue
+        checked += 1
+        assert parse_target(raw, "GET").path == t._normalise(raw), raw
+    assert checked > 500
