@@ -59,7 +59,7 @@ def test_t_prints_configuration_ok_and_summary(tmp_path: Path, site: Path) -> No
 
 def test_s_without_pid_file_fails_clearly(tmp_path: Path, site: Path) -> None:
     conf = tmp_path / "s.conf"
-    conf.write_text(f'pid_file = "run.pid"\n' + VHOST.format(root=site))
+    conf.write_text('pid_file = "run.pid"\n' + VHOST.format(root=site))
     result = frontd_cli("-s", "reload", "-c", str(conf), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr == f"frontd: pid file {tmp_path / 'run.pid'} does not exist (is frontd running?)\n"

@@ -55,7 +55,7 @@ def test_run_dir_without_pid_file_is_per_user_and_file(tmp_path: Path) -> None:
 
 def test_explicit_socket_cwd_processes_user_and_proxy(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
-    config = load(tmp_path, f'proxy = true\nspawn = ["python3"]\nsocket = "unix:app/web.sock"\n'
+    config = load(tmp_path, 'proxy = true\nspawn = ["python3"]\nsocket = "unix:app/web.sock"\n'
                   'cwd = "app"\nprocesses = 3\nuser = "nobody"\nenv = { A = "1" }',
                   TOP + 'run_dir = "run"\n')
     route = config.vhosts[0].routes[0]
