@@ -375,3 +375,37 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 def unix_path(directory: os.PathLike[str] | str, name: str) -> str:
     return os.path.join(os.fspath(directory), name)
+
+
+class CaptureServers:
+    """The capture backends one test starts (TCP, or Unix sockets in `directory`); `stop_all`
+    stops every one of them."""
+
+    def __init__(self, protocol: str, directory: os.PathLike[str] | str) -> None:
+        self.protocol = protocol
+        self.directory = directory
+        self.started: list[CaptureServer] = []
+
+    def __call__(self, app: App | None = None, *, unix: bool = False, label: str = "capture") -> CaptureServer:
+        path = unix_path(self.directory, f"{self.protocol}{len(self.started)}.sock") if unix else None
+        server = CaptureServer(self.protocol, app, unix=path, label=label)
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()
+
+
+def route_config(kind: str, address: str, *, prefix: str = "/app/", extra: str = "",
+                 names: str = '"app.test"') -> str:
+    """A vhost for `names` with one gateway route of `kind` to `address`."""
+    return f"""
+[[vhost]]
+names = [{names}]
+
+  [[vhost.route]]
+  prefix = "{prefix}"
+  {kind} = "{address}"
+  {extra}
+"""

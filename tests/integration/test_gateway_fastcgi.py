@@ -22,8 +22,10 @@ from tests.integration.gateway_backends import (
     Answer,
     CaptureServer,
     Captured,
+    CaptureServers,
     env_json,
     free_port,
+    route_config,
     rss_kib,
 )
 from tests.integration.processes import children
@@ -33,31 +35,14 @@ HOST = {"Host": "app.test"}
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Iterator[Callable[..., CaptureServer]]:
-    started: list[CaptureServer] = []
-
-    def start(app: Callable[[CaptureServer, Captured], Answer] | None = None, *, unix: bool = False,
-              label: str = "capture") -> CaptureServer:
-        path = str(tmp_path / f"fcgi{len(started)}.sock") if unix else None
-        server = CaptureServer("fastcgi", app, unix=path, label=label)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def backend(tmp_path: Path) -> Iterator[CaptureServers]:
+    servers = CaptureServers("fastcgi", tmp_path)
+    yield servers
+    servers.stop_all()
 
 
 def config(address: str, prefix: str = "/app/", extra: str = "", names: str = '"app.test"') -> str:
-    return f"""
-[[vhost]]
-names = [{names}]
-
-  [[vhost.route]]
-  prefix = "{prefix}"
-  fastcgi = "{address}"
-  {extra}
-"""
+    return route_config("fastcgi", address, prefix=prefix, extra=extra, names=names)
 
 
 def test_get_sends_begin_params_and_empty_stdin(frontd: Start, backend: Callable[..., CaptureServer]) -> None:

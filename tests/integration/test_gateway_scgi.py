@@ -12,37 +12,21 @@ import requests
 
 from tests.conftest import Frontd
 from tests.http_client import RawClient
-from tests.integration.gateway_backends import Answer, CaptureServer, Captured, free_port
+from tests.integration.gateway_backends import Answer, CaptureServer, Captured, CaptureServers, free_port, route_config
 
 Start = Callable[..., Frontd]
 HOST = {"Host": "app.test"}
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Iterator[Callable[..., CaptureServer]]:
-    started: list[CaptureServer] = []
-
-    def start(app: Callable[[CaptureServer, Captured], Answer] | None = None, *, unix: bool = False) -> CaptureServer:
-        path = str(tmp_path / f"scgi{len(started)}.sock") if unix else None
-        server = CaptureServer("scgi", app, unix=path)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def backend(tmp_path: Path) -> Iterator[CaptureServers]:
+    servers = CaptureServers("scgi", tmp_path)
+    yield servers
+    servers.stop_all()
 
 
 def config(address: str, extra: str = "") -> str:
-    return f"""
-[[vhost]]
-names = ["app.test"]
-
-  [[vhost.route]]
-  prefix = "/app/"
-  scgi = "{address}"
-  {extra}
-"""
+    return route_config("scgi", address, extra=extra)
 
 
 def test_head_netstring_content_length_first(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
