@@ -120,11 +120,20 @@ _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the test process dies, so that a test run killed
-    from outside (a timeout) leaves no frontd behind. Only a prepared libc call runs here."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent_by(signum: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets `signum` when the test process dies, so that a test run
+    killed from outside (a timeout) leaves no process of its own behind. Only a libc call
+    prepared here, in the parent, runs in the child."""
+
+    def arm() -> None:
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, signum)
+
+    return arm
+
+
+# frontd gets SIGTERM: its master then stops its workers and their children.
+die_with_parent = die_with_parent_by(signal.SIGTERM)
 
 
 def frontd_command() -> list[str]:

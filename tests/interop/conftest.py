@@ -9,7 +9,6 @@ per test would dominate the run. A missing peer program skips its module with th
 
 from __future__ import annotations
 
-import ctypes
 import glob
 import json
 import os
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Frontd, start_frontd, stop_process
+from tests.conftest import Frontd, die_with_parent_by, start_frontd, stop_process
 
 PEERS = Path(__file__).resolve().parent / "peers"
 READY_TIMEOUT = 20.0
@@ -74,13 +73,8 @@ def can_connect(address: str) -> bool:
         sock.close()
 
 
-def _die_with_parent() -> None:
-    # Linux prctl(PR_SET_PDEATHSIG, SIGKILL): a peer whose test run is killed (a CI timeout)
-    # does not outlive it, since no teardown will stop it then.
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+# A peer whose test run is killed (a CI timeout) does not outlive it: no teardown stops it then.
+_die_with_parent = die_with_parent_by(signal.SIGKILL)
 
 
 class Peer:
