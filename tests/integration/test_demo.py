@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -42,73 +43,79 @@ def demo_config(tmp_path: Path) -> str:
     return text
 
 
-def app_pid(server: Frontd, path: str = "/app/") -> int:
-    status, body = get(server.port, path)
-    assert status == 200, body
-    match = re.search(rb"Process (\d+), started by frontd", body)
-    assert match, body
-    return int(match.group(1))
+@dataclass
+class Demo:
+    server: Frontd
+    app_pids: list[int] = field(default_factory=list)  # every application process seen
+
+    def app_pid(self) -> int:
+        """The pid of the WSGI process that answers /app/, from its page."""
+        status, body = get(self.server.port, "/app/")
+        assert status == 200, body
+        match = re.search(rb"Process (\d+), started by frontd", body)
+        assert match, body
+        pid = int(match.group(1))
+        self.app_pids.append(pid)
+        return pid
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Frontd]:
+def demo(tmp_path: Path) -> Iterator[Demo]:
     pytest.importorskip("flup")
-    server = start_frontd(tmp_path, demo_config(tmp_path), name="conf/frontd.conf")
-    seen: list[int] = []
-    server.app_pids = seen  # type: ignore[attr-defined]
+    running = Demo(start_frontd(tmp_path, demo_config(tmp_path), name="conf/frontd.conf"))
     try:
-        yield server
+        yield running
     finally:
-        server.stop()
+        running.server.stop()
         # The application runs in a session of its own; one that outlived frontd is killed by PID.
-        for pid in seen:
+        for pid in running.app_pids:
             if alive(pid) and os.readlink(f"/proc/{pid}/cwd").startswith(str(tmp_path)):
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_demo_serves_what_its_front_page_links_to(demo: Frontd) -> None:
-    status, page = get(demo.port, "/")
+def test_demo_serves_what_its_front_page_links_to(demo: Demo) -> None:
+    port = demo.server.port
+    status, page = get(port, "/")
     assert status == 200 and b"frontd works" in page
     links = re.findall(rb'href="(/[^"]*)"', page)
     for needed in (b"/cgi-bin/hello.sh", b"/cgi-bin/hello?", b"/app/"):
         assert any(link.startswith(needed) for link in links), (needed, links)
     for link in links:
-        status, body = get(demo.port, link.decode())
+        status, body = get(port, link.decode())
         assert status == 200, (link, body[:200])
 
-    status, body = get(demo.port, "/cgi-bin/hello.sh/extra?name=world")
+    status, body = get(port, "/cgi-bin/hello.sh/extra?name=world")
     assert status == 200 and b"Hello from a shell CGI script." in body
     assert b"PATH_INFO=/extra" in body and b"QUERY_STRING=name=world" in body
-    status, body = get(demo.port, "/cgi-bin/hello?name=world")
+    status, body = get(port, "/cgi-bin/hello?name=world")
     assert status == 200 and b"Hello from a C CGI program." in body and b"QUERY_STRING=name=world" in body
 
-    status, body = get(demo.port, "/app/hello?x=1")
+    status, body = get(port, "/app/hello?x=1")
     assert status == 200 and b"A WSGI application over FastCGI" in body
     for name, value in ((b"SCRIPT_NAME", b"/app"), (b"PATH_INFO", b"/hello"), (b"QUERY_STRING", b"x=1")):
         assert re.search(rb"<th>%s</th><td><code>%s</code>" % (name, value), body), name
-    # The application is the process frontd spawned, not one started by hand.
-    pid = app_pid(demo)
-    demo.app_pids.append(pid)  # type: ignore[attr-defined]
-    assert os.readlink(f"/proc/{pid}/cwd") == str(demo.conf.parent.parent / "demo")
+    # The application is the process frontd spawned in demo/, not one started by hand.
+    pid = demo.app_pid()
+    assert os.readlink(f"/proc/{pid}/cwd") == str(demo.server.conf.parent.parent / "demo")
 
 
-def test_demo_reload_and_quit(demo: Frontd) -> None:
-    conf_dir = demo.conf.parent
-    pid_file = conf_dir.parent / "run" / "frontd.pid"
-    assert pid_file.read_text() == f"{demo.pid}\n"
-    before = app_pid(demo)
-    demo.app_pids.append(before)  # type: ignore[attr-defined]
+def test_demo_reload_and_quit(demo: Demo) -> None:
+    server = demo.server
+    base = server.conf.parent.parent
+    pid_file = base / "run" / "frontd.pid"
+    assert pid_file.read_text() == f"{server.pid}\n"
+    before = demo.app_pid()
 
-    result = frontd_cli("-s", "reload", "-c", "conf/frontd.conf", cwd=conf_dir.parent)
+    result = frontd_cli("-s", "reload", "-c", "conf/frontd.conf", cwd=base)
     assert result.returncode == 0, result.stderr
-    demo.wait_error_log("configuration reloaded")
+    server.wait_error_log("configuration reloaded")
     # A reload replaces the spawned application as well.
-    after = wait_for(lambda: (pid := app_pid(demo)) != before and pid, 20, "a new application process")
-    demo.app_pids.append(after)  # type: ignore[arg-type, attr-defined]
-    assert get(demo.port, "/cgi-bin/hello.sh")[0] == 200 and get(demo.port, "/")[0] == 200
+    wait_for(lambda: demo.app_pid() != before, 20, "a new application process")
+    after = demo.app_pids[-1]
+    assert get(server.port, "/cgi-bin/hello.sh")[0] == 200 and get(server.port, "/")[0] == 200
 
-    result = frontd_cli("-s", "quit", "-c", "conf/frontd.conf", cwd=conf_dir.parent)
+    result = frontd_cli("-s", "quit", "-c", "conf/frontd.conf", cwd=base)
     assert result.returncode == 0, result.stderr
-    assert demo.proc.wait(20) == 0
+    assert server.proc.wait(20) == 0
     assert not pid_file.exists()
-    wait_for(lambda: not alive(before) and not alive(after), 10, "the application to stop")  # type: ignore[arg-type]
+    wait_for(lambda: not alive(before) and not alive(after), 10, "the application to stop")
