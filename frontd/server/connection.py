@@ -624,5 +624,5 @@ def _keep_alive(request: Request) -> bool:
         # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; close after it.
         if any(name == b"transfer-encoding" for name, _ in request.headers):
             return False
-        return b"keep-alive" in tokens
+        return b"keep-alive" in tokens and b"close" not in tokens
     return b"close" not in tokens

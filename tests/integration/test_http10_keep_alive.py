@@ -113,9 +113,10 @@ def test_response_without_length_closes_and_says_so(server: Frontd) -> None:
     assert body == b"no length\n"  # the pipelined request after it was not answered
 
 
-def test_without_keep_alive_closes(server: Frontd) -> None:
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive, close\r\n"])
+def test_without_keep_alive_closes(server: Frontd, connection: bytes) -> None:
     with server.connect() as sock:
-        sock.sendall(get10(b"/hello.txt", extra=b""))
+        sock.sendall(get10(b"/hello.txt", extra=connection))
         data = recv_all(sock)
     assert b"keep-alive" not in data.lower() and data.endswith(b"\r\n\r\nhello\n")
 
