@@ -289,6 +289,7 @@ class _Loader:
             shutdown_timeout=shutdown_timeout,
             limits=limits,
             run_dir=self.run_dir_path,
+            script_extensions=script_extensions(vhosts),
         )
 
     def listen(self, value: object) -> tuple[Address, ...]:
@@ -789,6 +790,19 @@ class _Loader:
         return tuple(pairs)
 
 
+def script_extensions(vhosts: tuple[VHost, ...]) -> tuple[str, ...]:
+    """The names no static root serves (CONFIG.md, "Script extensions"): the `extensions` of every
+    script-mode route in the file and every CGI `interpreters` extension, lower-cased (they are
+    refused whatever their case), longest first, each once."""
+    found: set[str] = set()
+    for vhost in vhosts:
+        for route in vhost.routes:
+            if route.root is not None:
+                found.update(ext.lower() for ext in route.extensions)
+            found.update(ext.lower() for ext, _ in route.interpreters)
+    return tuple(sorted(found, key=lambda ext: (-len(ext), ext)))
+
+
 def index_extensions(index: tuple[str, ...]) -> tuple[str, ...]:
     """The default `extensions` of a script-mode route: those of its index names, in order
     (["index.php"] -> (".php",)); () (any file) when none has one (fcgiwrap's CGI scripts)."""
@@ -829,6 +843,8 @@ def summary(config: Config) -> str:
             f"{f.name}={_format_limit(f.name, getattr(limits, f.name))}" for f in fields(Limits)
         )
     )
+    if config.script_extensions:
+        lines.append(f"script_extensions {' '.join(config.script_extensions)}  (never served as static files)")
     has_default = any(v.default for v in config.vhosts)
     for i, vhost in enumerate(config.vhosts):
         lines.append("")

@@ -18,7 +18,9 @@ transport:
   route's `extensions` (by default those of its `index` names): `/upload/a.jpg/x.php` finds
   the picture, which is then a 404 from frontd, never a request that leaves the backend to
   decide whether to run a picture as PHP (CVE-2019-11043's setup, php-fpm's
-  `security.limit_extensions`).
+  `security.limit_extensions`). A path that ends at such a file (`/upload/a.jpg`) is served
+  as a static file instead (`NotAScript`), so that one route serves an application's scripts
+  and its pictures, as Caddy's `php_fastcgi` does.
 
 Transports for the socket gateways are registered by kind (`GatewayHandler.register`, or the
 `transports` argument): a factory `(route, request) -> Transport` that does not connect yet.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from frontd.config.model import GATEWAY_KINDS, Config, Route
@@ -42,6 +44,8 @@ from frontd.request import Request
 from frontd.response import LocalRedirect, ResponseSink
 
 TransportFactory = Callable[[Route, Request], Transport]
+# Serves a file under a directory as a static file: (request, sink, directory, relative path).
+StaticFiles = Callable[[Request, ResponseSink, str, str], Awaitable[None]]
 
 NPH_PREFIX = "nph-"  # RFC 3875 §5: the conventional mark of a non-parsed-header script
 
@@ -53,6 +57,15 @@ class ScriptMatch:
     filename: str  # resolved path of the script file (SCRIPT_FILENAME, what is executed)
     script_name: str  # SCRIPT_NAME: the prefix and the segments up to the script, decoded
     path_info: str  # PATH_INFO: "" or "/" and the remaining segments, decoded
+
+
+class NotAScript(NotFound):
+    """The path ends at an existing regular file that does not end in the route's `extensions`
+    (nothing follows it): a 404 for the backend, a static file for a script-mode route."""
+
+    def __init__(self, detail: str, rel: str) -> None:
+        super().__init__(detail)
+        self.rel = rel  # the file's path below the directory, as requested
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -86,7 +99,8 @@ def find_script(directory: str, prefix: str, path: str, index: tuple[str, ...] =
     NotFound for a missing or hidden name and Forbidden for anything that is not a regular
     file or a symlink leading out of `directory`. With `extensions`, a script whose name (as
     requested, and once symlinks are resolved) ends in none of them is a 404 and an index
-    name that ends in none of them is skipped.
+    name that ends in none of them is skipped; when the path ends at such a file, the 404 is
+    a `NotAScript`.
     """
     rel = path[len(prefix):] if path.startswith(prefix) else ""
     segments = rel.split("/") if rel else []
@@ -106,7 +120,12 @@ def find_script(directory: str, prefix: str, path: str, index: tuple[str, ...] =
         if extensions and not (segment.endswith(extensions) and real.endswith(extensions)):
             # PROTOCOLS.md §4, CVE-2019-11043 row: `/upload/a.jpg/x.php` finds the picture, and
             # the backend must not be asked to run it: a 404, as for a missing script.
-            raise NotFound(f"{path!r}: script {real} does not end in {' or '.join(extensions)}")
+            detail = f"{path!r}: script {real} does not end in {' or '.join(extensions)}"
+            if i == len(segments) - 1 and not segment.endswith(extensions):
+                # Nothing after it, and not named like a script (a symlink `x.php` to a
+                # picture stays a 404): a file the caller may serve as a static file.
+                raise NotAScript(detail, "/".join(segments))
+            raise NotFound(detail)
         rest = segments[i + 1:]
         return ScriptMatch(filename=real, script_name=prefix + "/".join(segments[:i + 1]),
                            path_info="/" + "/".join(rest) if rest else "")
@@ -147,9 +166,12 @@ class _RouteSetup:
 class GatewayHandler:
     """Serves cgi routes itself and fastcgi/scgi/uwsgi routes through registered transports."""
 
-    def __init__(self, config: Config, transports: Mapping[str, TransportFactory] | None = None) -> None:
+    def __init__(self, config: Config, transports: Mapping[str, TransportFactory] | None = None,
+                 static: StaticFiles | None = None) -> None:
         self.limits = config.limits
         self.transports: dict[str, TransportFactory] = dict(transports or {})
+        # What serves the files of a script-mode route that are not scripts (else they are 404s).
+        self.static = static
         self._routes: dict[int, _RouteSetup] = {}
         for vhost in config.vhosts:
             for route in vhost.routes:
@@ -185,7 +207,13 @@ class GatewayHandler:
         if factory is None:
             raise BadGateway(f"no transport for {route.kind} routes")
         if route.root:
-            match = find_script(route.root, route.prefix, request.path, route.index, route.extensions)
+            try:
+                match = find_script(route.root, route.prefix, request.path, route.index, route.extensions)
+            except NotAScript as exc:
+                if self.static is None:
+                    raise
+                await self.static(request, sink, route.root, exc.rel)
+                return None
             paths = ScriptPaths(match.script_name, match.path_info, route.root, match.filename)
         else:
             paths = mount_paths(request, route)

@@ -11,7 +11,7 @@ import pytest
 from frontd.config.load import ConfigError, index_extensions, load_config, summary
 from frontd.config.model import Config, Route
 from frontd.errors import Forbidden, NotFound
-from frontd.handlers.gateway import find_script
+from frontd.handlers.gateway import NotAScript, find_script
 
 
 @pytest.mark.parametrize("index,expected", [
@@ -117,3 +117,66 @@ def test_index_names_that_do_not_match_are_skipped(root: str) -> None:
 def test_no_extensions_allow_any_file(root: str) -> None:
     match = find_script(root, "/", "/upload/a.jpg/x.php", ())
     assert (match.filename, match.path_info) == (f"{root}/upload/a.jpg", "/x.php")
+
+
+def test_walk_ending_at_a_file_that_is_not_a_script(root: str) -> None:
+    # Nothing after it and not named like a script: the caller may serve it as a static file.
+    with pytest.raises(NotAScript) as info:
+        find_script(root, "/", "/upload/a.jpg", ("index.php",), PHP)
+    assert info.value.rel == "upload/a.jpg"
+    # Path info after it, or a script's name on it: a plain 404.
+    for path in ("/upload/a.jpg/x.php", "/upload/a.jpg/", "/disguised.php"):
+        with pytest.raises(NotFound) as other:
+            find_script(root, "/", path, ("index.php",), PHP)
+        assert not isinstance(other.value, NotAScript), path
+
+
+# -- the configuration's script extensions (CONFIG.md: "Script extensions") ---------------------
+
+
+def write(tmp_path: Path, text: str) -> Config:
+    for name in ("php", "cgi", "files"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    path = tmp_path / "frontd.conf"
+    path.write_text(text)
+    return load_config(str(path))
+
+
+def test_script_extensions_of_the_whole_file(tmp_path: Path) -> None:
+    config = write(tmp_path, """
+[[vhost]]
+names = ["a.test"]
+  [[vhost.route]]
+  prefix = "/php/"
+  fastcgi = "127.0.0.1:9000"
+  root = "php"
+  index = ["index.php"]
+  [[vhost.route]]
+  prefix = "/cgi-bin/"
+  cgi = "cgi"
+  interpreters = { ".py" = "python3", ".PL" = "python3" }
+  [[vhost.route]]
+  prefix = "/app/"
+  scgi = "127.0.0.1:4000"
+[[vhost]]
+names = ["b.test"]
+  [[vhost.route]]
+  prefix = "/"
+  fastcgi = "127.0.0.1:9000"
+  root = "php"
+  extensions = [".PHTML", ".php"]
+  [[vhost.route]]
+  prefix = "/any/"
+  fastcgi = "127.0.0.1:9001"
+  root = "php"
+""")
+    # Every vhost's, lower-cased, each once; an application mount and a route whose
+    # extensions allow any file add none.
+    assert config.script_extensions == (".phtml", ".php", ".pl", ".py")
+    assert "script_extensions .phtml .php .pl .py  (never served as static files)" in summary(config)
+
+
+def test_no_script_routes_no_script_extensions(tmp_path: Path) -> None:
+    config = write(tmp_path, '[[vhost]]\nnames = ["a.test"]\n[[vhost.route]]\nprefix = "/f/"\nstatic = "files"\n')
+    assert config.script_extensions == ()
+    assert "script_extensions" not in summary(config)
