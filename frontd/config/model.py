@@ -58,6 +58,7 @@ class Route:
     prefix: str  # always starts and ends with "/"
     kind: RouteKind
     directory: str | None = None  # static = DIR, cgi = DIR
+    program: str | None = None  # cgi = FILE: this one program for every path under the prefix
     backends: tuple[Address, ...] = ()  # fastcgi / scgi / uwsgi
     proxy: tuple[ProxyTarget, ...] = ()
     root: str | None = None  # gateway script mode (php-fpm, fcgiwrap)

@@ -11,6 +11,9 @@ transport:
   refused, and a symlink is followed only if it stays inside DIR. A file without the execute
   bit (and no interpreter for its extension) is a 403, a directory without an index a 403, a
   missing name a 404: never a listing, never the script's source.
+- `cgi = FILE`: that one program for every path under the prefix (Apache's ScriptAlias to a
+  file, as `git http-backend` wants): SCRIPT_NAME is the prefix without its trailing "/",
+  PATH_INFO the rest of the path, SCRIPT_FILENAME the program.
 - `fastcgi`/`scgi`/`uwsgi` without `root` (an application mount): SCRIPT_NAME is the prefix
   without its trailing "/", PATH_INFO the rest of the path. With `root` (script mode, php-fpm
   and fcgiwrap): the same walk as CGI under `root`, `index` names for a directory, no
@@ -221,10 +224,17 @@ class GatewayHandler:
 
     async def _cgi(self, request: Request, sink: ResponseSink, route: Route,
                    setup: _RouteSetup) -> LocalRedirect | None:
-        assert route.directory is not None
-        match = find_script(route.directory, route.prefix, request.path, route.index)
+        if route.program is not None:
+            # One program for the whole prefix: SCRIPT_NAME is the prefix, PATH_INFO the rest.
+            mount = mount_paths(request, route)
+            match = ScriptMatch(route.program, mount.script_name, mount.path_info)
+            name = route.program
+        else:
+            assert route.directory is not None
+            match = find_script(route.directory, route.prefix, request.path, route.index)
+            name = match.script_name
         script = match.filename
-        interpreter = setup.interpreters.get(os.path.splitext(match.script_name)[1]) if setup.interpreters else None
+        interpreter = setup.interpreters.get(os.path.splitext(name)[1]) if setup.interpreters else None
         if interpreter is not None:
             argv = [interpreter, script]
         elif os.access(script, os.X_OK):
@@ -240,7 +250,7 @@ class GatewayHandler:
                             vhost.root if vhost is not None and vhost.root else "", script)
         transport = CGITransport(argv, os.path.dirname(script), script=script, slots=setup.slots,
                                  log_context=request.log_context(), timeout=route.timeout)
-        nph = os.path.basename(match.script_name).startswith(NPH_PREFIX)
+        nph = os.path.basename(name).startswith(NPH_PREFIX)
         return await self._run(request, sink, route, setup, paths, transport, nph=nph)
 
     async def _run(self, request: Request, sink: ResponseSink, route: Route, setup: _RouteSetup,

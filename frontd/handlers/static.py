@@ -72,6 +72,9 @@ class StaticHandler:
                              if route.kind == "cgi" and route.directory)
             for vhost in config.vhosts
         }
+        # `cgi = FILE` programs: never sent as bytes either, wherever they lie.
+        self._cgi_programs = frozenset(os.path.realpath(route.program) for vhost in config.vhosts
+                                       for route in vhost.routes if route.program is not None)
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         vhost, route = request.vhost, request.route
@@ -126,6 +129,8 @@ class StaticHandler:
         if self._script_extensions and self._is_script(name, path):
             raise Forbidden(f"{request.path!r}: {path} is a script ({' '.join(self._script_extensions)}); "
                             "its source is never served")
+        if self._cgi_programs and path in self._cgi_programs:
+            raise Forbidden(f"{request.path!r}: {path} is a CGI program; its bytes are never served")
         await self._send_file(request, sink, path, st)
         return None
 

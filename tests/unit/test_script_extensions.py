@@ -180,3 +180,46 @@ def test_no_script_routes_no_script_extensions(tmp_path: Path) -> None:
     config = write(tmp_path, '[[vhost]]\nnames = ["a.test"]\n[[vhost.route]]\nprefix = "/f/"\nstatic = "files"\n')
     assert config.script_extensions == ()
     assert "script_extensions" not in summary(config)
+
+
+# -- cgi = FILE: one program at a prefix ---------------------------------------------------------
+
+
+def cgi_route(tmp_path: Path, target: str, extra: str = "") -> str:
+    return f'[[vhost]]\nnames = ["a.test"]\n[[vhost.route]]\nprefix = "/git/"\ncgi = "{target}"\n{extra}\n'
+
+
+def test_cgi_program_is_loaded_as_written(tmp_path: Path) -> None:
+    program = tmp_path / "bin" / "backend"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    os.symlink("backend", tmp_path / "bin" / "alias")
+    route = only_route(write(tmp_path, cgi_route(tmp_path, "bin/alias")))
+    # The path as written, made absolute: a multi-call program knows itself by its name.
+    assert (route.program, route.directory) == (str(tmp_path / "bin" / "alias"), None)
+    text = summary(write(tmp_path, cgi_route(tmp_path, "bin/alias")))
+    assert f"cgi {tmp_path}/bin/alias (one program: SCRIPT_NAME=/git, PATH_INFO=the rest)" in text
+
+
+def test_cgi_program_through_an_interpreter_needs_no_execute_bit(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print()\n")
+    route = only_route(write(tmp_path, cgi_route(tmp_path, "app.py", 'interpreters = { ".py" = "python3" }')))
+    assert route.program == str(tmp_path / "app.py")
+
+
+@pytest.mark.parametrize("target,extra,message", [
+    ("prog", 'index = ["index.sh"]', 'vhost[0].route[0].index: only applies to cgi = DIR (a directory of '
+                                     "scripts), not to one program"),
+    ("plain.txt", "", 'vhost[0].route[0].cgi: "{dir}/plain.txt" is not executable'),
+    ("fifo", "", 'vhost[0].route[0].cgi: "{dir}/fifo" is neither a directory nor a regular file'),
+    ("missing", "", 'vhost[0].route[0].cgi: directory or program "{dir}/missing" does not exist'),
+])
+def test_cgi_program_mistakes(tmp_path: Path, target: str, extra: str, message: str) -> None:
+    (tmp_path / "prog").write_text("#!/bin/sh\n")
+    (tmp_path / "prog").chmod(0o755)
+    (tmp_path / "plain.txt").write_text("")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ConfigError) as info:
+        write(tmp_path, cgi_route(tmp_path, target, extra))
+    assert message.replace("{dir}", str(tmp_path)) in str(info.value)
