@@ -33,7 +33,7 @@ class Dispatcher:
         self.handlers["proxy"] = ProxyHandler(config).handle
         self.handlers["status"] = StatusHandler(config).handle
         gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config), "scgi": SCGIGateway(config),
-                                          "uwsgi": UwsgiGateway(config)})
+                                          "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle
 
