@@ -403,3 +403,51 @@ def test_internal_ca_trusted_by_curl(frontd: Start, site: Path, tmp_path: Path) 
     tls_port(again)
     assert ca.read_bytes() == ca_bytes
     assert (storage / "certificates" / "localhost" / "fullchain.pem").read_bytes() == leaf
+
+
+def demo_config(tmp_path: Path) -> str:
+    """conf/frontd.conf with its paths made absolute, both listeners on port 0, state in tmp_path."""
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "conf" / "frontd.conf").read_text()
+    text = re.sub(r"(?m)^(listen|error_log|access_log) = .*$", "", text).replace('"../', f'"{repo}/')
+    return text + f'\n[acme]\nstorage = "{tmp_path / "state"}"\n'
+
+
+def chromium_dom(chromium: str, url: str, home: Path) -> subprocess.CompletedProcess[str]:
+    profile = home / "profile"
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(home)},
+    )
+
+
+def test_chromium_loads_demo_over_https_with_local_ca_trusted(frontd: Start, tmp_path: Path) -> None:
+    """Chromium trusts the local CA from the NSS database in $HOME/.pki/nssdb (what a developer does
+    with certutil): the demo's page loads over HTTPS; with an empty database it does not."""
+    chromium, certutil = shutil.which("chromium"), shutil.which("certutil")
+    if chromium is None or certutil is None:
+        pytest.skip("chromium and certutil (libnss3-tools) are needed; tests/run.sh installs them")
+    server = frontd(demo_config(tmp_path), top=TLS_TOP)
+    port = tls_port(server)
+    ca = tmp_path / "state" / "internal" / "ca.pem"
+    url = f"https://localhost:{port}/"
+    untrusted, trusted = tmp_path / "home-untrusted", tmp_path / "home-trusted"
+    for home in (untrusted, trusted):
+        nssdb = home / ".pki" / "nssdb"
+        nssdb.mkdir(parents=True)
+        subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True, timeout=30,
+                       capture_output=True)
+    subprocess.run([certutil, "-d", f"sql:{trusted / '.pki' / 'nssdb'}", "-A", "-t", "C,,", "-n", "frontd local CA",
+                    "-i", str(ca)], check=True, timeout=30, capture_output=True)
+    result = chromium_dom(chromium, url, trusted)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "<h1>frontd works</h1>" in result.stdout, result.stderr[-2000:]
+    # The page's stylesheet and images came over the same TLS listener.
+    server.wait_access_log(r'"GET /style\.css HTTP/1\.1" 200')
+    assert not re.search(r"net::ERR_CERT|CONSOLE.*(Uncaught|Error)|Failed to load resource", result.stderr)
+    result = chromium_dom(chromium, url, untrusted)
+    assert "<h1>frontd works</h1>" not in result.stdout
+    assert "ERR_CERT_AUTHORITY_INVALID" in result.stderr
