@@ -6,6 +6,7 @@ TLS listener, both on port 0 (the TLS one is the second "listening on" line).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import http.client
 import json
@@ -29,6 +30,7 @@ from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration.proxy_backend import Backend, Backends, Received, Reply
 
 Start = Callable[..., Frontd]
+NOW_UTC = datetime.datetime.now(datetime.timezone.utc)
 TLS_TOP = 'listen = ["127.0.0.1:0", { address = "127.0.0.1:0", tls = true }]'
 
 
@@ -451,3 +453,37 @@ def test_chromium_loads_demo_over_https_with_local_ca_trusted(frontd: Start, tmp
     result = chromium_dom(chromium, url, untrusted)
     assert "<h1>frontd works</h1>" not in result.stdout
     assert "ERR_CERT_AUTHORITY_INVALID" in result.stderr
+
+
+def test_status_page_lists_certificates(frontd: Start, site: Path, pki: Pki, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.integration.test_status import STATUS, status
+
+    soon = NOW_UTC + datetime.timedelta(days=5)
+    pki.issue("b", "b.test", not_after=soon)
+    storage = tmp_path / "state"
+    config = (f'[acme]\nstorage = "{storage}"\n'
+              + two_sites(site, extra_a=f'status = "{STATUS}"')
+              + f'[[vhost]]\nnames = ["localhost"]\nroot = "{site}"\ntls = "internal"\n'
+              + f'[[vhost]]\nnames = ["later.test"]\nroot = "{site}"\ntls = "acme"\n')
+    server = frontd(config, top=TLS_TOP)
+    tls_port(server)
+    server.wait_error_log(r"HTTPS for later\.test waits for its certificate \(acme\)")
+    doc = status(server)  # plain HTTP, Host 127.0.0.1: the default vhost (a.test) has the page
+    by_vhost = {c["vhost"]: c for c in doc["certificates"]}
+    assert set(by_vhost) == {"a.test", "b.test", "localhost", "later.test"}
+    assert by_vhost["a.test"]["names"] == ["a.test", "www.a.test"] and by_vhost["a.test"]["source"] == "file"
+    assert by_vhost["b.test"]["not_after"] == pytest.approx(soon.timestamp(), abs=1)
+    assert by_vhost["localhost"]["source"] == "internal"
+    assert by_vhost["localhost"]["issuer"].startswith("frontd local CA")
+    assert by_vhost["later.test"]["error"] == "not issued yet" and by_vhost["later.test"]["not_after"] is None
+    text = server.raw(f"GET {STATUS}?format=prometheus HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+                      .encode()).split(b"\r\n\r\n", 1)[1].decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    expiry = {s.labels["vhost"]: (s.labels["source"], s.value)
+              for s in families["frontd_tls_certificate_expiry_timestamp_seconds"].samples}
+    assert set(expiry) == {"a.test", "b.test", "localhost"}
+    assert expiry["b.test"] == ("file", pytest.approx(soon.timestamp(), abs=1))
+    page = server.raw(f"GET {STATUS} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n".encode()).decode()
+    assert '<table id="certificates">' in page and "not issued yet" in page
