@@ -487,3 +487,24 @@ def test_status_page_lists_certificates(frontd: Start, site: Path, pki: Pki, tmp
     assert expiry["b.test"] == ("file", pytest.approx(soon.timestamp(), abs=1))
     page = server.raw(f"GET {STATUS} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n".encode()).decode()
     assert '<table id="certificates">' in page and "not issued yet" in page
+
+
+def resumed(port: int, context: ssl.SSLContext) -> bool:
+    """Whether a second connection resumes the first one's session (TLS 1.3 tickets)."""
+    session = None
+    for attempt in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="a.test", session=session) as sock:
+                sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                assert recv_all(sock).startswith(b"HTTP/1.1 200")  # tickets come after the handshake
+                if attempt:
+                    return sock.session_reused
+                session = sock.session
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("tickets", [True, False])
+def test_session_tickets(frontd: Start, site: Path, pki: Pki, tickets: bool) -> None:
+    setting = "" if tickets else "[tls]\nsession_tickets = false\n"
+    server = frontd(setting + two_sites(site), top=TLS_TOP)
+    assert resumed(tls_port(server), pki.client()) is tickets
