@@ -19,7 +19,7 @@ import ssl
 
 from frontd.config.model import Config
 from frontd.handlers.dispatch import Dispatcher
-from frontd.protocol.tls import Certificates
+from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLog, reopen_error_log
 
@@ -53,6 +53,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         self.access_log = AccessLog(self.config.access_log)
         self.dispatcher = Dispatcher(self.config, https_port=self._https_port())
+        if self.tls_sockets:
+            quiet_undecodable_server_names()
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):
             loop.add_signal_handler(signum, self._stop, graceful)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen)
@@ -229,7 +231,7 @@ class Worker:
     def _handshake_failure(self, exc: BaseException) -> str:
         """Why a handshake failed, in a few words: OpenSSL's reason, a timeout, or a client gone."""
         if isinstance(exc, ssl.SSLError):
-            return str(exc.reason or exc)
+            return handshake_failure(str(exc.reason or exc))
         if isinstance(exc, (TimeoutError, ConnectionAbortedError)):
             return f"not complete within header_timeout ({self.config.limits.header_timeout:g}s)"
         if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
