@@ -28,6 +28,9 @@ STREAM_LIMIT = 1 << 16
 ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and the like: back off instead of spinning
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the master
+# Closing a TLS connection sends close_notify and waits this long for the client's (asyncio's
+# default is 30 s): a client that vanished does not hold a socket for half a minute.
+TLS_SHUTDOWN_TIMEOUT = 5.0
 
 
 class Worker:
@@ -220,7 +223,7 @@ class Worker:
         try:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol, sock, ssl=self.certificates.context,
-                ssl_handshake_timeout=self.config.limits.header_timeout)
+                ssl_handshake_timeout=self.config.limits.header_timeout, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         except (OSError, ssl.SSLError, EOFError) as exc:
             sock.close()
             log.info("TLS handshake failed: %s, client: %s", self._handshake_failure(exc), client)
