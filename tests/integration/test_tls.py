@@ -25,9 +25,12 @@ from pathlib import Path
 
 import pytest
 import trustme
+from websockets.sync.client import connect as ws_connect
+from websockets.sync.server import Server
 
 from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration.proxy_backend import Backend, Backends, Received, Reply
+from tests.integration.test_proxy_websocket import ws_servers  # noqa: F401 - the fixture
 
 Start = Callable[..., Frontd]
 NOW_UTC = datetime.datetime.now(datetime.timezone.utc)
@@ -527,3 +530,21 @@ def test_non_ascii_sni_refused_without_traceback(frontd: Start, site: Path, pki:
                           r"client: 127\.0\.0\.1")
     assert Client("a.test", port, pki.client()).get("/hello.txt")[0] == 200
     assert "Traceback" not in (tmp_path / "frontd.conf.stderr").read_text()
+
+
+def test_websocket_through_tls(frontd: Start, site: Path, pki: Pki, ws_servers: Callable[..., Server]) -> None:
+    """wss://: the tunnel after the 101 runs over the TLS connection (the detached streams)."""
+    backend = ws_servers()
+    url = f"http://127.0.0.1:{backend.socket.getsockname()[1]}"
+    server = frontd(two_sites(site, extra_a=f'[[vhost.route]]\nprefix = "/ws/"\nproxy = "{url}"\n'), top=TLS_TOP)
+    port = tls_port(server)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with ws_connect(f"wss://a.test:{port}/ws/echo", sock=sock, ssl=pki.client(), server_hostname="a.test",
+                    proxy=None, ping_interval=None, open_timeout=10) as ws:
+        blob = os.urandom(300_000)
+        ws.send(blob)
+        assert ws.recv(timeout=10) == blob
+        ws.send("headers?")
+        headers = json.loads(ws.recv(timeout=10))
+        assert headers["x-forwarded-proto"] == "https"
+    server.wait_access_log(r'"GET /ws/echo HTTP/1\.1" 101 [1-9][0-9]{5,} ')
