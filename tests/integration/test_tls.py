@@ -265,6 +265,8 @@ def test_redirect_https(frontd: Start, site: Path, pki: Pki) -> None:
     response = server.raw(b"POST /form HTTP/1.0\r\nContent-Length: 3\r\n\r\na=1")
     head = response.split(b"\r\n\r\n", 1)[0].decode()
     assert head.startswith("HTTP/1.1 308 ") and f"location: https://a.test:{port}/form\r\n" in head
+    response = server.raw(b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert f"location: https://a.test:{port}/\r\n".encode() in response.split(b"\r\n\r\n", 1)[0]
     # The ACME http-01 path is never redirected (here: nothing there, so 404), nor is another vhost.
     response = server.raw(b"GET /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: a.test\r\n"
                           b"Connection: close\r\n\r\n")
