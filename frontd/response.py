@@ -42,3 +42,44 @@ class LocalRedirect:
 
     def __init__(self, target: str) -> None:
         self.target = target  # "/path?query", as the script wrote it
+
+
+class SinkWrapper:
+    """A ResponseSink that passes everything to another one; output rules override what they change.
+
+    `started`, `status` and `bytes_sent` are the inner sink's (what the client got).
+    """
+
+    __slots__ = ("inner", "detached")
+
+    def __init__(self, inner: ResponseSink) -> None:
+        self.inner = inner
+        self.detached = False
+
+    @property
+    def started(self) -> bool:
+        return self.inner.started
+
+    @property
+    def status(self) -> int:
+        return self.inner.status
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.inner.bytes_sent
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
+        await self.inner.start(status, headers, reason)
+
+    async def write(self, data: bytes) -> None:
+        await self.inner.write(data)
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        await self.inner.sendfile(file, offset, count)
+
+    async def end(self) -> None:
+        await self.inner.end()
+
+    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        self.detached = True
+        return self.inner.detach()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import grp
 import hashlib
+import importlib.util
 import ipaddress
 import os
 import pwd
@@ -19,16 +20,20 @@ import shutil
 import stat
 import tempfile
 import tomllib
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, NoReturn
 
 from frontd.config.address import MAX_UNIX_PATH, parse_address, parse_hostname, parse_proxy_url
 from frontd.config.model import (
+    ACCESS_LOG_FORMATS,
+    COMPRESS_ENCODINGS,
+    COMPRESS_TYPES,
     GATEWAY_KINDS,
     LETSENCRYPT_DIRECTORY,
     ROUTE_KINDS,
     AcmeConfig,
     Address,
+    Compression,
     Config,
     ConfigError,
     Limits,
@@ -48,11 +53,13 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
 TOP_KEYS: tuple[str, ...] = (
     "listen", "workers", "pid_file", "error_log", "access_log", "log_level", "user", "group",
-    "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme",
+    "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme", "access_log_format",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
 VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow",
-                               "tls_certificate", "tls_key", "tls", "redirect_https")
+                               "tls_certificate", "tls_key", "tls", "redirect_https",
+                               "headers", "compress", "compress_types", "compress_min_size", "precompressed",
+                               "access_log", "access_log_format")
 LISTENER_KEYS: tuple[str, ...] = ("address", "tls", "http2", "proxy_protocol")
 TLS_KEYS: tuple[str, ...] = ("min_version", "http2", "session_tickets")
 TLS_VERSIONS: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
@@ -80,6 +87,12 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "cwd": (*GATEWAY_KINDS, "proxy"),
     "user": (*GATEWAY_KINDS, "proxy"),
     "socket": (*GATEWAY_KINDS, "proxy"),
+    # Output rules (docs/rules.md); set on the vhost too, the route's overriding it.
+    "headers": ROUTE_KINDS,
+    "compress": ROUTE_KINDS,
+    "compress_types": ROUTE_KINDS,
+    "compress_min_size": ROUTE_KINDS,
+    "precompressed": ("static",),
 }
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
@@ -94,6 +107,16 @@ _EXTENSION_RE = re.compile(r"\.[^/\0]+")
 _HOST_HEADER_RE = re.compile(r"[A-Za-z0-9._~\-\[\]:]+")
 _SOCKET_NAME_RE = re.compile(r"[^A-Za-z0-9.-]+")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
+_FIELD_VALUE_RE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")  # RFC 9110 §5.5: no CTL but HTAB
+_MEDIA_PATTERN_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/(?:\*|\*\+[a-z0-9!#$&^_.+-]+|[a-z0-9][a-z0-9!#$&^_.+-]*)")
+# Response fields `headers` cannot set: framing and hop-by-hop fields (RFC 9110 §7.6.1), the
+# representation's encoding and range (their bytes are not the configuration's), and the two
+# fields the connection always writes itself.
+UNSETTABLE_HEADERS = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
+    "content-length", "content-encoding", "content-range", "date", "server",
+})
 _TOML_POSITION_RE = re.compile(r"(.*) \(at (?:line (\d+), column (\d+)|end of document)\)", re.DOTALL)
 
 
@@ -301,6 +324,8 @@ class _Loader:
         pid_file = self.file_path(data["pid_file"], "pid_file") if "pid_file" in data else None
         error_log = self.log_file(data.get("error_log", "-"), "error_log", ("-",))
         access_log = self.log_file(data.get("access_log", "-"), "access_log", ("-", "off"))
+        access_log_format = self.choice(data.get("access_log_format", "combined"), "access_log_format",
+                                        ACCESS_LOG_FORMATS)
         log_level = self.log_level(data.get("log_level", "info"))
         user = self.account(data["user"], "user") if "user" in data else None
         group = self.account(data["group"], "group") if "group" in data else None
@@ -324,6 +349,7 @@ class _Loader:
             pid_file=pid_file,
             error_log=error_log,
             access_log=access_log,
+            access_log_format=access_log_format,
             log_level=log_level,
             user=user,
             group=group,
@@ -568,11 +594,13 @@ class _Loader:
         status_allow = (self.networks(table["status_allow"], f"{path}.status_allow")
                         if "status_allow" in table else _VHOST_DEFAULTS.status_allow)
         route_tables = self.tables(table.get("route", []), f"{path}.route", "vhost.route")
+        output = self.output_keys(table, path)
         routes: list[Route] = []
         prefixes: dict[str, str] = {}
         for j, route_table in enumerate(route_tables):
             route_path = f"{path}.route[{j}]"
             route = self.route(route_table, route_path, index, autoindex)
+            route = replace(route, **self.resolve_output(output, self.output_keys(route_table, route_path), route_path))
             if route.prefix in prefixes:
                 self.fail(
                     f"{route_path}.prefix",
@@ -593,7 +621,109 @@ class _Loader:
             status=status,
             status_allow=status_allow,
             **tls_values,
+            **self.resolve_output({}, output, path),
+            **self.vhost_access_log(table, path),
         )
+
+    def output_keys(self, table: dict[str, object], path: str) -> dict[str, Any]:
+        """The output-rule keys a vhost or route table sets (headers, compress, compress_types,
+        compress_min_size, precompressed), checked; keys it does not set are absent."""
+        out: dict[str, Any] = {}
+        if "headers" in table:
+            out["headers"] = self.response_headers(table["headers"], f"{path}.headers")
+        if "compress" in table:
+            out["compress"] = self.compress_encodings(table["compress"], f"{path}.compress")
+        if "compress_types" in table:
+            out["compress_types"] = self.media_patterns(table["compress_types"], f"{path}.compress_types")
+        if "compress_min_size" in table:
+            out["compress_min_size"] = self.size(table["compress_min_size"], f"{path}.compress_min_size",
+                                                 positive=False)
+        if "precompressed" in table:
+            out["precompressed"] = self.boolean(table["precompressed"], f"{path}.precompressed")
+        return out
+
+    def resolve_output(self, outer: dict[str, Any], inner: dict[str, Any], path: str) -> dict[str, Any]:
+        """The output-rule fields of a Route (or VHost): `inner`'s keys over `outer`'s (the
+        vhost's), `headers` field by field."""
+        headers = {**outer.get("headers", {}), **inner.get("headers", {})}
+        values: dict[str, Any] = {"headers": tuple(headers.items())}
+        merged = {**outer, **inner}
+        encodings = merged.get("compress", ())
+        for option in ("compress_types", "compress_min_size"):
+            if option in inner and not encodings:
+                self.fail(f"{path}.{option}", "only applies with compress")
+        if encodings:
+            values["compress"] = Compression(encodings, merged.get("compress_types", COMPRESS_TYPES),
+                                             merged.get("compress_min_size", 1024))
+        if merged.get("precompressed"):
+            values["precompressed"] = True
+        return values
+
+    def response_headers(self, value: object, key: str) -> dict[bytes, bytes]:
+        """`headers = { "Name" = "value" }`: lower-case name -> value; "" removes the field."""
+        table = self.table(value, key)
+        fields: dict[bytes, bytes] = {}
+        for name, text in table.items():
+            field_key = f"{key}.{show(name)}"
+            if not _TOKEN_RE.fullmatch(name):
+                self.fail(field_key, f"{show(name)} is not a header field name")
+            lower = name.lower()
+            if lower in UNSETTABLE_HEADERS:
+                self.fail(field_key, f"{show(name)} cannot be set: frontd writes it (framing, hop-by-hop "
+                          "or representation field)")
+            if not isinstance(text, str):
+                self.fail(field_key, f'expected a string ("" removes the field), got {show(text)}')
+            if not _FIELD_VALUE_RE.fullmatch(text) or text != text.strip(" \t"):
+                self.fail(field_key, "a value has no CR, LF, NUL or other control characters, nor "
+                          "leading or trailing spaces")
+            try:
+                data = text.encode("latin-1")
+            except UnicodeEncodeError:
+                self.fail(field_key, f"{show(text)}: a value must be Latin-1 (ASCII, in practice)")
+            if lower.encode() in fields:
+                self.fail(field_key, f"{show(name)} is set twice (names are case-insensitive)")
+            fields[lower.encode()] = data
+        return fields
+
+    def compress_encodings(self, value: object, key: str) -> tuple[str, ...]:
+        """`compress = true` (every coding available, zstd first), false, or a list in order."""
+        if isinstance(value, bool):
+            return tuple(c for c in COMPRESS_ENCODINGS if _coding_available(c)) if value else ()
+        if not isinstance(value, list) or not value:
+            self.fail(key, f'expected true, false or a list such as ["zstd", "br", "gzip"], got {show(value)}')
+        codings: list[str] = []
+        for i, item in enumerate(value):
+            coding = self.choice(item, f"{key}[{i}]", COMPRESS_ENCODINGS)
+            if not _coding_available(coding):
+                self.fail(f"{key}[{i}]", f"{show(coding)} needs the {_CODING_LIBRARIES[coding]} package, which is not "
+                          "installed (pip install 'frontd[compress]')")
+            if coding in codings:
+                self.fail(f"{key}[{i}]", f"{show(coding)} is listed twice")
+            codings.append(coding)
+        return tuple(codings)
+
+    def media_patterns(self, value: object, key: str) -> tuple[str, ...]:
+        """Media types such as "text/css", "text/*" or "application/*+json", lower case."""
+        if not isinstance(value, list) or not value:
+            self.fail(key, f'expected a list of media types such as ["text/*", "application/json"], got {show(value)}')
+        patterns: list[str] = []
+        for i, item in enumerate(value):
+            text = self.string(item, f"{key}[{i}]", "a media type").lower()
+            if not _MEDIA_PATTERN_RE.fullmatch(text):
+                self.fail(f"{key}[{i}]", f'expected a media type such as "text/css", "text/*" or '
+                          f'"application/*+json", got {show(item)}')
+            patterns.append(text)
+        return tuple(patterns)
+
+    def vhost_access_log(self, table: dict[str, object], path: str) -> dict[str, Any]:
+        """A vhost's own `access_log` ("-", "off" or a file) and `access_log_format`."""
+        values: dict[str, Any] = {}
+        if "access_log" in table:
+            values["access_log"] = self.log_file(table["access_log"], f"{path}.access_log", ("-", "off"))
+        if "access_log_format" in table:
+            values["access_log_format"] = self.choice(table["access_log_format"], f"{path}.access_log_format",
+                                                      ACCESS_LOG_FORMATS)
+        return values
 
     def vhost_tls(self, table: dict[str, object], path: str, names: tuple[str, ...]) -> dict[str, Any]:
         """A vhost's certificate: tls_certificate with tls_key, or tls = "acme" | "internal"."""
@@ -977,6 +1107,15 @@ class _Loader:
                 self.fail(item_key, f"{show(found)} is not an executable file")
             pairs.append((ext, found))
         return tuple(pairs)
+
+
+_CODING_LIBRARIES = {"zstd": "zstandard", "br": "brotli"}
+
+
+def _coding_available(coding: str) -> bool:
+    """gzip is zlib (standard library); zstd and br need their optional package."""
+    library = _CODING_LIBRARIES.get(coding)
+    return library is None or importlib.util.find_spec(library) is not None
 
 
 def script_extensions(vhosts: tuple[VHost, ...]) -> tuple[str, ...]:

@@ -90,6 +90,26 @@ class Limits:
     keepalive_timeout: float = 75.0
 
 
+# `compress` default types: text, scripts, data and fonts that are not compressed already.
+COMPRESS_TYPES: tuple[str, ...] = (
+    "text/*", "application/javascript", "application/json", "application/*+json", "application/xml",
+    "application/*+xml", "image/svg+xml", "application/wasm", "font/ttf", "font/otf", "font/collection",
+    "application/vnd.ms-fontobject",
+)
+# `compress = true`: every coding whose library is installed, in this order of preference.
+COMPRESS_ENCODINGS: tuple[str, ...] = ("zstd", "br", "gzip")
+ACCESS_LOG_FORMATS: tuple[str, ...] = ("combined", "vhost_combined", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class Compression:
+    """A resolved `compress` (with `compress_types` and `compress_min_size`)."""
+
+    encodings: tuple[str, ...]  # in the server's order of preference
+    types: tuple[str, ...] = COMPRESS_TYPES
+    min_size: int = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One `[[vhost.route]]`: a prefix and exactly one kind, with the options of that kind."""
@@ -122,6 +142,11 @@ class Route:
     cwd: str | None = None  # the config file's directory when spawn is set
     user: str | None = None  # account of the spawned processes when frontd runs as root
     socket: Address | None = None  # the listening socket frontd creates for them
+    # Output rules, resolved at load (the vhost's, overridden by the route's; docs/rules.md):
+    # (lower-case name, value) pairs, b"" = remove the field; None = no compression.
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    compress: Compression | None = None
+    precompressed: bool = False  # static routes: a.css.zst / .br / .gz beside a.css
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +164,12 @@ class VHost:
     tls_key: str | None = None
     tls: TLSSource | None = None
     redirect_https: bool = False  # plain-HTTP requests -> 308 to the first TLS listener
+    # Output rules for what the vhost's root serves (and errors outside any route).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    compress: Compression | None = None
+    precompressed: bool = False
+    access_log: str | None = None  # None: the top-level access_log; a file or "off"
+    access_log_format: str | None = None  # None: the top-level access_log_format
 
     @property
     def has_tls(self) -> bool:
@@ -155,6 +186,7 @@ class Config:
     pid_file: str | None = None
     error_log: str = "-"  # "-" = stderr
     access_log: str = "-"  # "-" = stdout, "off"
+    access_log_format: str = "combined"  # one of ACCESS_LOG_FORMATS
     log_level: str = "info"
     user: str | None = None
     group: str | None = None

@@ -18,6 +18,7 @@ from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.response import LocalRedirect, ResponseSink
 from frontd.routing import Router
+from frontd.rules.output import OutputRules, output_rules
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
 MAX_LOCAL_REDIRECTS = 5
@@ -41,6 +42,15 @@ class Dispatcher:
                                           "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle
+        # headers and compress, per route (and per vhost root) that has any; empty when none has.
+        self.output: dict[int, OutputRules] = output_rules(config)
+
+    def error_headers(self, request: Request | None, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """An error response's fields, with the `headers` of the request's route or vhost."""
+        if not self.output or request is None or request.vhost is None:
+            return headers
+        rules = self.output.get(id(request.route if request.route is not None else request.vhost))
+        return headers if rules is None or rules.headers is None else rules.headers.apply(headers)
 
     def close(self) -> None:
         """Worker shutdown: each handler object with a `close` method (one that keeps backend
@@ -87,7 +97,14 @@ class Dispatcher:
             handler = self.handlers.get(kind)
             if handler is None:
                 raise NotFound(f"no handler for {kind} routes")
-            result = await handler(request, sink)
+            rules = self.output.get(id(route if route is not None else vhost)) if self.output else None
+            if rules is None:
+                result = await handler(request, sink)
+            else:
+                out = rules.wrap(request, sink)
+                result = await handler(request, out)
+                if result is None and out.started and not out.detached:
+                    await out.end()  # the encoder's last bytes
             if result is None:
                 return
             # RFC 3875 §6.2.2: the server serves the new URL as if it had been requested (a GET).

@@ -125,6 +125,7 @@ class ProxyHandler:
         source = _BodySource(request.body)
         for attempt in range(2):
             conn = await backends.acquire(fresh=attempt > 0)
+            request.notes["upstream"] = str(conn.address)  # the access log's "upstream"
             host = route.host.encode() if route.host else client_host or _address_host(conn)
             headers = request_headers(
                 request.headers, host=host, client_addr=request.client_addr, scheme=request.scheme,

@@ -15,6 +15,11 @@ case-insensitively: `a.PHP` is a script to Apache's AddHandler and on a case-ins
 system. Listings still show such names (a name is not a source). Script-mode gateway routes send
 the files under their `root` that are not scripts here (`serve_file`).
 
+With `precompressed = true` (a static route or the vhost root), `a.css.zst`, `a.css.br` or
+`a.css.gz` beside `a.css` is sent instead when the client accepts that coding and the encoded file
+is a regular file not older than the original: with the original's Content-Type, its own
+validators, ranges and conditionals, and `Vary: Accept-Encoding` on every answer for the file.
+
 File bodies go to `sink.sendfile`: zero-copy and in constant memory (the connection copies only a
 body small enough to leave in the same write as the head). Several ranges are coalesced by
 http/ranges.py and answered with the whole file when their multipart framing would outweigh it.
@@ -31,7 +36,7 @@ from typing import BinaryIO
 
 from frontd.config.model import Config, Route, VHost
 from frontd.errors import Forbidden, MethodNotAllowed, NotFound, PreconditionFailed
-from frontd.http import conditional, ranges
+from frontd.http import conditional, encoding, ranges
 from frontd.http.dates import http_date
 from frontd.http.mime import content_type
 from frontd.http.target import is_hidden
@@ -48,6 +53,11 @@ _CONDITIONAL_HEADERS = frozenset({b"if-match", b"if-none-match", b"if-modified-s
 # The last component must not be a symlink (the walk resolved them all), and opening must never
 # block (a FIFO swapped in is then refused by the inode check).
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# precompressed: the coding of each suffix, in the order preferred when weights are equal.
+PRECOMPRESSED = (("zstd", ".zst"), ("br", ".br"), ("gzip", ".gz"))
+_PRECOMPRESSED_CODINGS = tuple(coding for coding, _ in PRECOMPRESSED)
+_SUFFIXES = dict(PRECOMPRESSED)
+_VARY = (b"vary", b"Accept-Encoding")
 # Characters left as they are in a Location or a listing link; everything else is percent-encoded.
 _URL_SAFE = "/!$&'()*+,;=:@-._~"
 
@@ -222,10 +232,38 @@ class StaticHandler:
             # The inode the walk checked, still a regular file (see the module docstring).
             if (st.st_ino, st.st_dev) != (lst.st_ino, lst.st_dev) or not stat.S_ISREG(st.st_mode):
                 raise NotFound(f"{request.path!r} changed while it was being opened")
+            route = request.route
+            if route.precompressed if route is not None else request.vhost is not None and request.vhost.precompressed:
+                await self._send_precompressed(request, sink, path, file, st)
+                return
             await self._send_open_file(request, sink, path, file, st)
 
+    async def _send_precompressed(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
+                                  st: os.stat_result) -> None:
+        """The best encoded sibling the client accepts (see the module docstring), else the file."""
+        accept = request.header(b"accept-encoding")
+        weights = encoding.parse_accept_encoding(accept) if accept is not None else {}
+        ranked = sorted((coding for coding in _PRECOMPRESSED_CODINGS if encoding.acceptable(weights, coding) > 0),
+                        key=lambda coding: -encoding.acceptable(weights, coding))
+        for coding in ranked:
+            try:
+                # The sibling is in the directory the walk checked; it must not be a symlink.
+                fd = os.open(path + _SUFFIXES[coding], _OPEN_FLAGS)
+            except OSError:
+                continue
+            with open(fd, "rb", buffering=0) as encoded:
+                est = os.fstat(fd)
+                if not stat.S_ISREG(est.st_mode) or est.st_mtime < st.st_mtime:
+                    continue  # not a file, or stale: older than the original
+                await self._send_open_file(request, sink, path, encoded, est,
+                                           extra=((b"content-encoding", coding.encode()), _VARY))
+                return
+        await self._send_open_file(request, sink, path, file, st, extra=(_VARY,))
+
     async def _send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
-                              st: os.stat_result) -> None:
+                              st: os.stat_result, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """`file` (of stat `st`) as the content of `path`: its type is the name's, its validators
+        and length the file's own. `extra` fields go on every answer (200, 206, 304)."""
         fields: dict[bytes, bytes] = {}
         for name, value in request.headers:
             if name in _CONDITIONAL_HEADERS:
@@ -237,12 +275,12 @@ class StaticHandler:
         last_modified = http_date(mtime)
         ctype = content_type(path)
         headers = [(b"content-type", ctype), (b"last-modified", last_modified), (b"etag", etag),
-                   (b"accept-ranges", b"bytes")]
+                   (b"accept-ranges", b"bytes"), *extra]
         if fields:
             verdict = conditional.evaluate(request.method, fields.get, etag, mtime)
             if verdict == 304:
                 # RFC 9110 §15.4.5: a 304 carries the validators a 200 would have.
-                await sink.start(304, [(b"last-modified", last_modified), (b"etag", etag)])
+                await sink.start(304, [(b"last-modified", last_modified), (b"etag", etag), *extra])
                 return
             if verdict is not None:
                 raise PreconditionFailed(f"precondition failed for {request.path!r}")

@@ -36,7 +36,7 @@ from frontd.handlers.error_page import error_body, error_headers
 from frontd.http.dates import http_date
 from frontd.http.target import host_from_header, parse_target
 from frontd.request import EMPTY_BODY, Request, TLSInfo
-from frontd.server.logs import AccessLog
+from frontd.server.logs import AccessLogs
 from frontd.status.metrics import STATS
 
 log = logging.getLogger("frontd")
@@ -289,7 +289,7 @@ class Connection:
     """Serves requests on one accepted connection until either side closes or a limit ends it."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 dispatcher: Dispatcher, limits: Limits, access_log: AccessLog, tls: TLSInfo | None = None) -> None:
+                 dispatcher: Dispatcher, limits: Limits, access_log: AccessLogs, tls: TLSInfo | None = None) -> None:
         self.reader = reader
         self.writer = writer
         self.dispatcher = dispatcher
@@ -608,7 +608,7 @@ class Connection:
         return True
 
     def _log_access(self, request: Request, status: int, size: int) -> None:
-        self.access_log.record(request, status, size)
+        self.access_log.record(request, status, size, time.monotonic() - self.started)
         STATS.request(status, size, self.started)
 
     async def _send_error(self, exc: HTTPError, request: Request | None, h: h11.Connection | None,
@@ -624,7 +624,8 @@ class Connection:
                     http10=request is not None and request.http_version == "1.0")
         body = error_body(status)
         try:
-            await sink.start(status, [*error_headers(status, close=close), *exc.headers])
+            headers = self.dispatcher.error_headers(request, [*error_headers(status, close=close), *exc.headers])
+            await sink.start(status, headers)
             await sink.write(body)
             await sink.end()
             await self.drain()

@@ -1,4 +1,8 @@
-"""The error log (stdlib logging, nginx-like lines) and the access log (Combined Log Format).
+"""The error log (stdlib logging, nginx-like lines) and the access logs.
+
+Access log lines are in Combined Log Format, `vhost_combined` (the same with the Host first, as
+Apache's) or JSON (one object per line, fields in docs/operations.md). Each vhost may have its
+own file (`access_log` on the vhost); the top-level one takes the rest.
 
 Handlers log through `logging.getLogger("frontd")`; this module decides where lines go.
 """
@@ -6,12 +10,14 @@ Handlers log through `logging.getLogger("frontd")`; this module decides where li
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
 import time
 from typing import TextIO
 
+from frontd.config.model import Config
 from frontd.request import Request
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -85,10 +91,11 @@ def _quote(value: bytes | str | None) -> str:
 
 
 class AccessLog:
-    """Combined Log Format lines, written in batches: one write per event-loop turn at most."""
+    """One access log file, written in batches: one write per event-loop turn at most."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, log_format: str = "combined") -> None:
         self.target = target
+        self.format = log_format
         self._pending: list[str] = []
         self._scheduled = False
         self._file: TextIO | None = None
@@ -107,17 +114,21 @@ class AccessLog:
         else:
             self._file = open(self.target, "a", encoding="utf-8")
 
-    def record(self, request: Request, status: int, size: int) -> None:
+    def record(self, request: Request, status: int, size: int, duration: float = 0.0) -> None:
         if self._file is None:
             return
         now = time.time()
-        second = int(now)
-        if second != self._clf_second:
-            self._clf_second, self._clf_text = second, _clf_time(now)
-        self._pending.append(
-            f'{request.client_addr} - - [{self._clf_text}] "{_quote(request.request_line)}" {status} {size} '
-            f'"{_quote(request.header(b"referer"))}" "{_quote(request.header(b"user-agent"))}"\n'
-        )
+        if self.format == "json":
+            self._pending.append(_json_line(request, status, size, duration, now))
+        else:
+            second = int(now)
+            if second != self._clf_second:
+                self._clf_second, self._clf_text = second, _clf_time(now)
+            line = (f'{request.client_addr} - - [{self._clf_text}] "{_quote(request.request_line)}" {status} {size} '
+                    f'"{_quote(request.header(b"referer"))}" "{_quote(request.header(b"user-agent"))}"\n')
+            if self.format == "vhost_combined":
+                line = f"{_quote(request.host)}:{request.server_port} {line}"
+            self._pending.append(line)
         if not self._scheduled:
             self._scheduled = True
             try:
@@ -131,3 +142,67 @@ class AccessLog:
             self._file.write("".join(self._pending))
             self._file.flush()
         self._pending.clear()
+
+
+def _json_line(request: Request, status: int, size: int, duration: float, now: float) -> str:
+    """One JSON object (docs/operations.md lists the fields); header values as Latin-1 text."""
+    route = request.route
+    upstream = request.notes.get("upstream")
+    if upstream is None and route is not None and len(route.backends) == 1:
+        upstream = str(route.backends[0])
+    referer = request.header(b"referer")
+    agent = request.header(b"user-agent")
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+        "host": request.host or None,
+        "client": request.client_addr,
+        "method": request.method,
+        "target": request.target,
+        "protocol": f"HTTP/{request.http_version}",
+        "status": status,
+        "bytes": size,
+        "duration": round(duration, 6),
+        "upstream": upstream,
+        "user_agent": agent.decode("latin-1") if agent is not None else None,
+        "referer": referer.decode("latin-1") if referer is not None else None,
+    }
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
+
+
+class AccessLogs:
+    """The access logs of a configuration: the top-level one and each vhost's own.
+
+    A configuration without per-vhost logs or formats costs nothing more than one AccessLog.
+    """
+
+    def __init__(self, config: Config) -> None:
+        top = AccessLog(config.access_log, config.access_log_format)
+        self.default = top
+        by_target: dict[tuple[str, str], AccessLog] = {(top.target, top.format): top}
+        self.by_vhost: dict[int, AccessLog] = {}
+        for vhost in config.vhosts:
+            if vhost.access_log is None and vhost.access_log_format is None:
+                continue
+            key = (vhost.access_log or config.access_log, vhost.access_log_format or config.access_log_format)
+            if key not in by_target:
+                by_target[key] = AccessLog(*key)
+            self.by_vhost[id(vhost)] = by_target[key]
+        self.logs = tuple(by_target.values())
+
+    def record(self, request: Request, status: int, size: int, duration: float = 0.0) -> None:
+        target = self.by_vhost.get(id(request.vhost), self.default) if self.by_vhost else self.default
+        target.record(request, status, size, duration)
+
+    def reopen(self) -> None:
+        for access_log in self.logs:
+            access_log.reopen()
+
+    def flush(self) -> None:
+        for access_log in self.logs:
+            access_log.flush()
+
+
+def log_files(config: Config) -> tuple[str, ...]:
+    """Every log file the configuration names (not "-" or "off"): the master creates them."""
+    targets = [config.error_log, config.access_log, *(v.access_log for v in config.vhosts if v.access_log)]
+    return tuple(dict.fromkeys(t for t in targets if t not in ("-", "off")))

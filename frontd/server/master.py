@@ -42,7 +42,7 @@ from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config
 from frontd.server import pidfile
 from frontd.server.listeners import ListenError, bind, describe
-from frontd.server.logs import reopen_error_log, setup_error_log
+from frontd.server.logs import log_files, reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
 from frontd.protocol.tls import Certificates
 from frontd.server.worker import run_worker
@@ -258,9 +258,7 @@ class Master:
     def prepare_log_files(self) -> None:
         """Create the log files and give them to the workers' user, so that workers can reopen them."""
         account = self.worker_account()
-        for target in (self.config.error_log, self.config.access_log):
-            if target in ("-", "off"):
-                continue
+        for target in log_files(self.config):
             try:
                 with open(target, "a", encoding="utf-8"):
                     pass

@@ -21,7 +21,7 @@ from frontd.config.model import Config
 from frontd.handlers.dispatch import Dispatcher
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.server.connection import Connection
-from frontd.server.logs import AccessLog, reopen_error_log
+from frontd.server.logs import AccessLogs, reopen_error_log
 
 log = logging.getLogger("frontd")
 STREAM_LIMIT = 1 << 16
@@ -54,7 +54,7 @@ class Worker:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        self.access_log = AccessLog(self.config.access_log)
+        self.access_log = AccessLogs(self.config)
         self.dispatcher = Dispatcher(self.config, https_port=self._https_port())
         if self.tls_sockets:
             quiet_undecodable_server_names()

@@ -1,0 +1,1 @@
+"""Site rules: what runs before a handler (rewrites, access) and around its output (headers, compression)."""
