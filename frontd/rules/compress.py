@@ -35,6 +35,13 @@ CHUNK = 64 * 1024
 GZIP_LEVEL = 5
 ZSTD_LEVEL = 3
 BROTLI_QUALITY = 4
+# A brotli window of 2^18 bytes (256 KiB) rather than 4 MiB: memory per stream stays small, and the
+# allocator does not have to grow and trim the heap around every response.
+BROTLI_LGWIN = 18
+# zstd compressors (each holds a context of a few MiB) are reused, one per stream at a time:
+# allocating one per response cost more than compressing 100 KiB of CSS.
+MAX_IDLE_ZSTD = 16
+_idle_zstd: list[object] = []
 _NO_BODY_STATUSES = frozenset({204, 206, 304})
 _DROPPED_WHEN_ENCODED = frozenset({b"content-length", b"accept-ranges"})
 
@@ -64,12 +71,13 @@ class _Gzip:
 
 
 class _Zstd:
-    __slots__ = ("_z", "_block")
+    __slots__ = ("_c", "_z", "_block")
 
     def __init__(self) -> None:
         import zstandard
 
-        self._z = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+        self._c = _idle_zstd.pop() if _idle_zstd else zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._z = self._c.compressobj()  # type: ignore[attr-defined]
         self._block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
 
     def compress(self, data: bytes) -> bytes:
@@ -79,7 +87,10 @@ class _Zstd:
         return self._z.flush(self._block)
 
     def finish(self) -> bytes:
-        return self._z.flush()
+        out: bytes = self._z.flush()
+        if len(_idle_zstd) < MAX_IDLE_ZSTD:
+            _idle_zstd.append(self._c)  # a stream cut short never gets here: its compressor is dropped
+        return out
 
 
 class _Brotli:
@@ -88,7 +99,7 @@ class _Brotli:
     def __init__(self) -> None:
         import brotli
 
-        self._z = brotli.Compressor(quality=BROTLI_QUALITY)
+        self._z = brotli.Compressor(quality=BROTLI_QUALITY, lgwin=BROTLI_LGWIN)
 
     def compress(self, data: bytes) -> bytes:
         return self._z.process(data)
