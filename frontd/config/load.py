@@ -1204,12 +1204,15 @@ def summary(config: Config) -> str:
             lines.append("  redirect_https on")
         if vhost.status is not None:
             lines.append(f"  status {vhost.status}  allow {' '.join(vhost.status_allow) or '(nobody)'}")
+        if vhost.access_log is not None or vhost.access_log_format is not None:
+            lines.append(f"  access_log {vhost.access_log or config.access_log}  "
+                         f"format {vhost.access_log_format or config.access_log_format}")
         routes = sorted(vhost.routes, key=lambda r: len(r.prefix), reverse=True)
         width = max([len(r.prefix) for r in routes] + [1])
         for route in routes:
             lines.append(f"  {route.prefix:<{width}}  {_describe_route(route)}")
         if vhost.root is not None and all(r.prefix != "/" for r in vhost.routes):
-            lines.append(f"  {'/':<{width}}  static {vhost.root}  (vhost root)")
+            lines.append(f"  {'/':<{width}}  static {vhost.root}  (vhost root)  {' '.join(_describe_output(vhost))}".rstrip())
         elif not any(r.prefix == "/" for r in vhost.routes):
             lines.append(f"  {'/':<{width}}  404  (no route, no root)")
     return "\n".join(lines)
@@ -1270,7 +1273,18 @@ def _describe_route(route: Route) -> str:
         options.append(f"spawn={show(shlex.join(route.spawn))} processes={route.processes} cwd={route.cwd}")
         if route.user is not None:
             options.append(f"user={route.user}")
+    options.extend(_describe_output(route))
     return "  ".join([" ".join(parts), " ".join(options)])
+
+
+def _describe_output(owner: Route | VHost) -> list[str]:
+    """The resolved output rules, as `-t` shows them: what each route really sends."""
+    options = [f"header.{name.decode()}={show(value.decode('latin-1'))}" for name, value in owner.headers]
+    if owner.compress is not None:
+        options.append(f"compress={','.join(owner.compress.encodings)} min_size={format_size(owner.compress.min_size)}")
+    if owner.precompressed:
+        options.append("precompressed")
+    return options
 
 
 def _proxy_url(target: ProxyTarget) -> str:

@@ -9,10 +9,13 @@ the process frontd spawned, and `frontd -s reload` / `-s quit` must work on it (
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -119,3 +122,32 @@ def test_demo_reload_and_quit(demo: Demo) -> None:
     assert server.proc.wait(20) == 0
     assert not pid_file.exists()
     wait_for(lambda: not alive(before) and not alive(after), 10, "the application to stop")
+
+
+def test_demo_headers_and_compression_in_chromium(demo: Demo, tmp_path: Path) -> None:
+    """The demo's `headers` and `compress`: Chromium asks for the page and its stylesheet, which
+    leaves encoded (fewer bytes than the file in the access log) and with the configured fields."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (tests/run.sh installs Debian's chromium)")
+    server = demo.server
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", server.url("/")],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "<h1>frontd works</h1>" in result.stdout
+    assert not re.search(r"Failed to load resource", result.stderr)
+    size = (REPO / "www" / "style.css").stat().st_size
+    match = server.wait_access_log(r'"GET /style.css HTTP/1.1" 200 (\d+) ')
+    assert int(match.group(1)) < size
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/style.css", headers={"Accept-Encoding": "gzip"})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    assert response.getheader("content-encoding") == "gzip" and gzip.decompress(body) == (REPO / "www" / "style.css").read_bytes()
+    assert response.getheader("x-content-type-options") == "nosniff"
+    assert response.getheader("strict-transport-security") is None  # plain HTTP (RFC 6797 §7.2)
