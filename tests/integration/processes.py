@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO, wait_for
 
@@ -75,3 +78,19 @@ def frontd_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "frontd", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def chromium_dump_dom(url: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium loads `url` (and what the page asks for) and prints the DOM it built;
+    skips the test when Debian's chromium is not installed."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (tests/run.sh installs Debian's chromium)")
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr",
+         f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, Frontd, start_frontd, wait_for
-from tests.integration.processes import alive, frontd_cli, get
+from tests.integration.processes import alive, chromium_dump_dom, frontd_cli, get
 from tests.integration.test_cgi import compile_c
 
 DEMO_PYTHON = '"../.venv/bin/python"'
@@ -127,17 +126,8 @@ def test_demo_reload_and_quit(demo: Demo) -> None:
 def test_demo_headers_and_compression_in_chromium(demo: Demo, tmp_path: Path) -> None:
     """The demo's `headers` and `compress`: Chromium asks for the page and its stylesheet, which
     leaves encoded (fewer bytes than the file in the access log) and with the configured fields."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (tests/run.sh installs Debian's chromium)")
     server = demo.server
-    result = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr",
-         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", server.url("/")],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = chromium_dump_dom(server.url("/"), tmp_path / "chromium-profile")
     assert "<h1>frontd works</h1>" in result.stdout
     assert not re.search(r"Failed to load resource", result.stderr)
     size = (REPO / "www" / "style.css").stat().st_size

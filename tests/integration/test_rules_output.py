@@ -23,6 +23,7 @@ import pytest
 import zstandard
 
 from tests.conftest import Frontd, wait_for
+from tests.integration.processes import chromium_dump_dom
 from tests.integration.proxy_backend import Backend, Backends, Received, Reply
 
 Start = Callable[..., Frontd]
@@ -282,9 +283,6 @@ def test_curl_compressed(frontd: Start, tmp_path: Path) -> None:
 
 
 def test_chromium_decodes_compressed_css_and_js(frontd: Start, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (tests/run.sh installs Debian's chromium)")
     root = make_site(tmp_path)
     padding = "/* " + "padding so the file is over the minimum size " * 40 + "*/\n"
     (root / "page.css").write_text(padding + "#probe { width: 123px; height: 7px; }\n")
@@ -303,14 +301,7 @@ root = "{root}"
 compress = true
 access_log_format = "json"
 """)
-    profile = tmp_path / "chromium-profile"
-    result = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr",
-         f"--user-data-dir={profile}", "--dump-dom", server.url("/page.html")],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = chromium_dump_dom(server.url("/page.html"), tmp_path / "chromium-profile")
     assert "js ran, probe width 123px" in result.stdout
     server.wait_access_log(r'"target":"/page.js"')
     lines = [json.loads(line) for line in server.access().splitlines()]
