@@ -600,7 +600,8 @@ class _Loader:
         for j, route_table in enumerate(route_tables):
             route_path = f"{path}.route[{j}]"
             route = self.route(route_table, route_path, index, autoindex)
-            route = replace(route, **self.resolve_output(output, self.output_keys(route_table, route_path), route_path))
+            route = replace(route, **self.resolve_output(output, self.output_keys(route_table, route_path), route_path,
+                                                         files=route.kind == "static" or route.root is not None))
             if route.prefix in prefixes:
                 self.fail(
                     f"{route_path}.prefix",
@@ -642,9 +643,11 @@ class _Loader:
             out["precompressed"] = self.boolean(table["precompressed"], f"{path}.precompressed")
         return out
 
-    def resolve_output(self, outer: dict[str, Any], inner: dict[str, Any], path: str) -> dict[str, Any]:
+    def resolve_output(self, outer: dict[str, Any], inner: dict[str, Any], path: str, *,
+                       files: bool = True) -> dict[str, Any]:
         """The output-rule fields of a Route (or VHost): `inner`'s keys over `outer`'s (the
-        vhost's), `headers` field by field."""
+        vhost's), `headers` field by field. `files`: whether it serves static files (static
+        routes, script-mode gateway routes), the only ones `precompressed` concerns."""
         headers = {**outer.get("headers", {}), **inner.get("headers", {})}
         values: dict[str, Any] = {"headers": tuple(headers.items())}
         merged = {**outer, **inner}
@@ -655,7 +658,7 @@ class _Loader:
         if encodings:
             values["compress"] = Compression(encodings, merged.get("compress_types", COMPRESS_TYPES),
                                              merged.get("compress_min_size", 1024))
-        if merged.get("precompressed"):
+        if files and merged.get("precompressed"):
             values["precompressed"] = True
         return values
 

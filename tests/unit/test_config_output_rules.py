@@ -64,6 +64,14 @@ def test_mistakes(site: Path, extra: str, route: str, expected: str) -> None:
     assert expected in error(site, vhost(extra, route))
 
 
+def test_vhost_precompressed_reaches_routes_that_serve_files(site: Path) -> None:
+    config = load(site, '[[vhost]]\nnames = ["example.test"]\nroot = "www"\nprecompressed = true\n'
+                  '[[vhost.route]]\nprefix = "/s/"\nstatic = "www"\n'
+                  '[[vhost.route]]\nprefix = "/php/"\nfastcgi = "127.0.0.1:9"\nroot = "www"\n'
+                  '[[vhost.route]]\nprefix = "/p/"\nproxy = "http://127.0.0.1:9"\n')
+    assert [r.precompressed for r in config.vhosts[0].routes] == [True, True, False]
+
+
 def test_precompressed_only_on_static_routes(site: Path) -> None:
     message = error(site, '[[vhost]]\nnames = ["example.test"]\n[[vhost.route]]\nprefix = "/"\n'
                     'proxy = "http://127.0.0.1:9"\nprecompressed = true\n')
