@@ -147,6 +147,8 @@ class CompressRule:
     def negotiate(self, request: Request, status: int,
                   headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], str | None]:
         """The headers to send and the coding to encode the body with (None: as it is)."""
+        if status == 304:
+            return _not_modified(request, headers), None
         if status < 200 or status in _NO_BODY_STATUSES:
             return headers, None
         ctype: bytes | None = None
@@ -179,6 +181,18 @@ class CompressRule:
                 value = b"W/" + value  # RFC 9110 §8.8.3: no longer byte-for-byte the same
             out.append((name, value))
         return out, coding
+
+
+def _not_modified(request: Request, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A 304 answering the weakened ETag of an encoded response: RFC 9110 §15.4.5 wants the
+    ETag and Vary that the 200 would have had, so the client's cached (encoded) copy stays valid."""
+    condition = request.header(b"if-none-match")
+    if condition is None:
+        return headers
+    for i, (name, value) in enumerate(headers):
+        if name == b"etag" and not value.startswith(b"W/") and b"W/" + value in condition:
+            return _add_vary([*headers[:i], (b"etag", b"W/" + value), *headers[i + 1:]])
+    return headers
 
 
 def _add_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -201,10 +201,12 @@ def test_compress_leaves_alone(frontd: Start, tmp_path: Path) -> None:
     # identity;q=0: even a small response is encoded rather than sent as identity.
     status, fields, body, _ = fetch(server, "/small.css", {"Accept-Encoding": "gzip, identity;q=0"})
     assert fields["content-encoding"] == "gzip" and gzip.decompress(body) == b"p { color: red }\n"
-    # The conditional still works on the (weak) ETag of the encoded response.
+    # The conditional still works on the (weak) ETag of the encoded response, and the 304 carries
+    # that ETag and the Vary of the 200 (RFC 9110 §15.4.5).
     etag = fetch(server, "/style.css", accept)[1]["etag"]
     status, fields, body, _ = fetch(server, "/style.css", {**accept, "If-None-Match": etag})
     assert status == 304 and body == b""
+    assert fields["etag"] == etag and fields["vary"] == "Accept-Encoding"
 
 
 def test_compress_no_transform_and_configured_types(frontd: Start, tmp_path: Path) -> None:
@@ -267,6 +269,46 @@ compress = true
     # Already encoded by the backend: passed on as it is, never encoded twice.
     status, fields, body, _ = fetch(server, "/api/pre", {"Accept-Encoding": "br, gzip"})
     assert fields["content-encoding"] == "gzip" and body == encoded
+
+
+def test_compress_streamed_output_is_not_held_back(frontd: Start, backends: Backends) -> None:
+    """A backend's first chunk reaches the client, decodable, while the backend is still working:
+    each write is flushed through the encoder (a long poll or a progress page keeps working)."""
+    backend = backends.start()  # /stream: "first chunk\n", then waits for release, "second chunk\n"
+    server = frontd(f"""
+[[vhost]]
+names = ["example.test"]
+compress = true
+compress_min_size = 0
+  [[vhost.route]]
+  prefix = "/"
+  proxy = "{backend.url}"
+""")
+    with server.connect() as sock:
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: example.test\r\nAccept-Encoding: gzip\r\n\r\n")
+        sock.settimeout(0.2)
+        received = bytearray()
+
+        def first_chunk_decoded() -> bool:
+            try:
+                received.extend(sock.recv(65536))
+            except TimeoutError:
+                return False
+            head, _, rest = bytes(received).partition(b"\r\n\r\n")
+            if not rest:
+                return False
+            assert b"content-encoding: gzip" in head.lower()
+            # The chunks of the chunked framing that are complete: their gzip bytes.
+            size_line, _, tail = rest.partition(b"\r\n")
+            body = b""
+            while size_line and len(tail) >= int(size_line, 16) + 2:
+                n = int(size_line, 16)
+                body += tail[:n]
+                size_line, _, tail = tail[n + 2:].partition(b"\r\n")
+            return zlib.decompressobj(31).decompress(body) == b"first chunk\n"
+
+        wait_for(first_chunk_decoded, what="the first chunk, decoded, before the backend finishes")
+        backend.release.set()
 
 
 def test_curl_compressed(frontd: Start, tmp_path: Path) -> None:
