@@ -25,6 +25,7 @@ import zstandard
 from tests.conftest import Frontd, wait_for
 from tests.integration.processes import chromium_dump_dom
 from tests.integration.proxy_backend import Backend, Backends, Received, Reply
+from tests.integration.test_tls import TLS_TOP, Client, Pki, pki, tls_port, vhost  # noqa: F401 (pki: the fixture)
 
 Start = Callable[..., Frontd]
 CSS = b"".join(b".rule-%d { color: #%06x; margin: 0 auto; padding: 4px; }\n" % (i, i * 7919 % 0xFFFFFF)
@@ -460,3 +461,26 @@ root = "{root}"
     server.wait_access_log(r'"GET /missing HTTP/1.1" 404 ')
     assert "example.test" not in server.access() and "other.test" not in server.access()
     assert len(json_log.read_text().splitlines()) == 1
+
+
+# -- over TLS -------------------------------------------------------------------------------
+
+
+def test_configured_hsts_over_tls_only_and_compression_through_tls(frontd: Start, tmp_path: Path, pki: Pki) -> None:
+    """`headers` HSTS reaches HTTPS clients, never plain-HTTP ones (RFC 6797 §7.2); an encoded
+    file body goes through TLS (no sendfile there) intact."""
+    root = make_site(tmp_path)
+    big = CSS * 50  # about 1 MiB: several chunks
+    (root / "big.css").write_bytes(big)
+    server = frontd(vhost(root, "a", "a.test", extra='default = true\ncompress = true\n'
+                          'headers = { "Strict-Transport-Security" = "max-age=63072000" }'), top=TLS_TOP)
+    port = tls_port(server)
+    client = Client("a.test", port, pki.client())
+    client.request("GET", "/big.css", headers={"Accept-Encoding": "br"})
+    response = client.getresponse()
+    body = response.read()
+    client.close()
+    assert response.status == 200 and response.getheader("strict-transport-security") == "max-age=63072000"
+    assert response.getheader("content-encoding") == "br" and brotli.decompress(body) == big
+    status, fields, _, _ = fetch(server, "/style.css", host="a.test")
+    assert status == 200 and "strict-transport-security" not in fields
