@@ -273,9 +273,12 @@ def test_crashing_app_backs_off(frontd: Start, apps: Path) -> None:
 
 def test_exec_failure_is_logged(frontd: Start, apps: Path) -> None:
     script = apps / "broken.py"
-    script.write_text("#!/nonexistent/interpreter\n")
+    script.write_text(f"#!{PY}\n" + CRASH_APP)
     script.chmod(0o755)
     server = frontd(site(route("/app/", "fastcgi", [str(script)], 'cwd = "apps"')), top=TOP)
+    server.wait_error_log(r"process \d+ exited with status 3; starting a new one")
+    # Broken after the check at start: the next start fails in execve, which the log names.
+    script.write_text("#!/nonexistent/interpreter\n")
     server.wait_error_log(rf"fastcgi localhost/app/: cannot start {re.escape(str(script))}: "
                           rf"executing {re.escape(str(script))}: No such file or directory")
     server.wait_error_log(r"process \d+ exited with status 127; starting a new one")

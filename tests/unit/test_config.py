@@ -518,6 +518,7 @@ def test_relative_paths_resolve_against_config_dir(site: Path, monkeypatch: pyte
     conf_dir = site / "conf"
     conf_dir.mkdir()
     (site / "run").mkdir()
+    (conf_dir / "logs").mkdir()
     (conf_dir / "frontd.conf").write_text(
         'listen = ["unix:../run/frontd.sock", ":0"]\n'
         'pid_file = "../run/frontd.pid"\nerror_log = "logs/error.log"\naccess_log = "../run/access.log"\n'
@@ -709,6 +710,7 @@ def test_contract_example(site: Path) -> None:
     """The example of the config contract (CONFIG.md), with local directories, loads as documented."""
     conf = site / "conf"
     conf.mkdir()
+    (conf / "run").mkdir()  # the pid file's directory must exist
     (conf / "frontd.conf").write_text(CONFIG_MD_EXAMPLE)
     config = load_config(str(conf / "frontd.conf"))
     assert config.workers == 2
