@@ -25,15 +25,18 @@ STREAM_LIMIT = 1 << 16
 ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and the like: back off instead of spinning
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the master
+READY = b"R"  # written on the readiness pipe once the worker can serve (master.py waits for it)
 
 
 class Worker:
     """One worker's event loop: accepts on the listeners, serves, stops as its signals say."""
 
-    def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None) -> None:
+    def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None,
+                 ready: int | None = None) -> None:
         self.config = config
         self.sockets = sockets
         self.master_pid = master_pid
+        self.ready = ready  # the readiness pipe's write end, from a master that waits for READY
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
@@ -53,6 +56,12 @@ class Worker:
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         watchdog = asyncio.create_task(self._watch_master()) if self.master_pid is not None else None
         self._listen(True)
+        if self.ready is not None:
+            # Log files open, dispatcher built, handlers set, accepting: the master may now retire
+            # the workers this one replaces.
+            os.write(self.ready, READY)
+            os.close(self.ready)
+            self.ready = None
         await self.stopping.wait()
         log.info("worker %s", "shutting down gracefully" if self.graceful else "stopping")
         self._listen(False)
@@ -189,6 +198,8 @@ def _set_parent_death_signal(signum: int) -> bool:
         return False
 
 
-def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None) -> None:
-    """Serve until told to stop; with `master_pid`, also stop when that master dies."""
-    asyncio.run(Worker(config, sockets, master_pid).run())
+def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None,
+               ready: int | None = None) -> None:
+    """Serve until told to stop; with `master_pid`, also stop when that master dies; with `ready`,
+    write READY on that descriptor once serving."""
+    asyncio.run(Worker(config, sockets, master_pid, ready).run())
