@@ -30,7 +30,8 @@ What happens to the processes:
   time on a new socket beside the old (`PATH.new`), each after the previous one stayed alive for
   READY_DELAY; then the new socket is renamed over PATH, so that new connections reach the new
   processes only, and DRAIN_DELAY later, once the old processes have accepted what was queued
-  for them, those get SIGTERM (SIGKILL after shutdown_timeout). A new process that dies before
+  for them, those all get SIGTERM at once (SIGKILL after shutdown_timeout), and wake-up
+  connections on their old socket every POKE_INTERVAL until each has exited (`_Told`). A new process that dies before
   the switch abandons the reload of that application: the old processes carry on. A TCP socket
   cannot be renamed: its processes are replaced one at a time on the same socket, each old one
   stopped when its successor stayed alive for READY_DELAY. Groups no longer in the file are
@@ -75,6 +76,7 @@ MIN_RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 10.0
 READY_DELAY = 1.0  # on reload, how long a new process must stay alive before the next step
 DRAIN_DELAY = 1.0  # after the switch, how long the old processes accept what is queued for them
+POKE_INTERVAL = 0.2  # while a told process lives, how often its socket gets wake-up connections
 STOP_GRACE = 5.0  # SIGTERM to SIGKILL, for processes that served nothing (abandoned successors)
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3)
 FCGI_LISTENSOCK_FILENO = 0  # FastCGI 1.0 §2.2
@@ -186,6 +188,22 @@ class _Draining:
 
 
 @dataclass(slots=True, eq=False)
+class _Told:
+    """Processes told to stop that may be blocked in accept(2) on `target`: a signal does not
+    wake one (its runtime retries the call, as Python does, PEP 475), a connection does. Each
+    process may take any of the connections, or several (one that drains its backlog before it
+    exits), so one round of them is no proof: `target` gets a round for those left every
+    POKE_INTERVAL until all have exited. `sock`, the master's copy of a drained socket, is closed
+    (and `link` removed) then."""
+
+    target: str | Address
+    sock: socket.socket | None
+    link: str | None
+    processes: list[_Process]
+    poke_at: float
+
+
+@dataclass(slots=True, eq=False)
 class _Probation:
     """A reload's replacement on a shared TCP socket: `new` took the slot, `old` stops at `ready_at`."""
 
@@ -228,6 +246,7 @@ class Supervisor:
         self.groups: dict[str, _Group] = {}
         self.leaving: list[_Group] = []  # dropped by a reload; stopped when old workers are gone
         self.processes: dict[int, _Process] = {}  # every live child of ours, by pid
+        self.told: list[_Told] = []  # stopping processes, and where to wake them
         self.stopping = False
         self.master_pid = os.getpid()
         self._warned_users: set[str] = set()
@@ -390,6 +409,7 @@ class Supervisor:
         for group in [*self.groups.values(), *self.leaving]:
             for draining in [d for d in group.draining if now >= d.term_at]:
                 self._end_drain(group, draining, now)
+        self._wake_told(now)
         for process in list(self.processes.values()):
             if process.deadline is not None and not process.killed and now >= process.deadline:
                 log.warning("%s: process %d did not exit after SIGTERM; killing it",
@@ -409,9 +429,22 @@ class Supervisor:
             else:
                 self._step_replacement(group, now)
 
+    def _wake_told(self, now: float) -> None:
+        """A round of wake-up connections where told processes are left; let go of the socket of
+        those all gone."""
+        for told in list(self.told):
+            left = [p for p in told.processes if p.pid in self.processes and not p.killed]
+            if not left:
+                if told.sock is not None:
+                    _close_socket(told.sock, told.link or "")
+                self.told.remove(told)
+            elif now >= told.poke_at:
+                _poke(told.target, len(left))
+                told.poke_at = now + POKE_INTERVAL
+
     def next_due(self) -> float | None:
         """The monotonic time of the next thing `tick` has to do, or None."""
-        due: list[float] = []
+        due: list[float] = [told.poke_at for told in self.told]
         for process in self.processes.values():
             if process.stop_at is not None:
                 due.append(process.stop_at)
@@ -444,9 +477,11 @@ class Supervisor:
                 self._terminate(process, now)
         for group in [*self.groups.values(), *self.leaving]:
             if group.successor is not None:
-                _poke(group.successor.path, len(group.successor.slots))
-            live = sum(1 for p in self.processes.values() if p.group is group and p.slot in group.slots)
-            _poke(group.spec.socket.path or group.spec.socket, live)
+                self.told.append(_Told(group.successor.path, None, None,
+                                       [s.process for s in group.successor.slots if s.process is not None], now))
+            live = [p for p in self.processes.values() if p.group is group and p.slot in group.slots]
+            self.told.append(_Told(group.spec.socket.path or group.spec.socket, None, None, live, now))
+        self._wake_told(now)
 
     def idle(self) -> bool:
         """No process of ours is left (the master may exit)."""
@@ -460,6 +495,9 @@ class Supervisor:
                 group.successor.sock.close()
             for draining in group.draining:
                 draining.sock.close()
+        for told in self.told:
+            if told.sock is not None:
+                told.sock.close()
 
     def close(self) -> None:
         """At the master's exit: kill what is left, close the sockets and remove their files."""
@@ -476,7 +514,10 @@ class Supervisor:
                 _close_socket(group.successor.sock, group.successor.path)
             for draining in group.draining:
                 _close_socket(draining.sock, draining.link or "")
-        self.groups, self.leaving = {}, []
+        for told in self.told:
+            if told.sock is not None:
+                _close_socket(told.sock, told.link or "")
+        self.groups, self.leaving, self.told = {}, [], []
         if self.config is not None:
             try:
                 os.rmdir(self.config.run_dir)  # only when empty: it may hold other things
@@ -549,17 +590,18 @@ class Supervisor:
         log.info("%s: the new processes took over; the old ones get SIGTERM in %gs", label, DRAIN_DELAY)
 
     def _end_drain(self, group: _Group, draining: _Draining, now: float) -> None:
-        """SIGTERM to the old processes of a switch, then one empty connection each to their old
-        socket: one blocked in accept(2) is not woken by a signal when its runtime retries the
-        call (Python does, PEP 475), and no real connection comes any more. Then the master
-        lets go of that socket; the processes keep their own copies until they exit."""
+        """SIGTERM to every old process of a switch at once, and wake-up connections to their old
+        socket until each has exited (`_Told`): no real connection comes there any more. The
+        master keeps that socket until then; without a link to reach it, it is let go now."""
         live = [p for p in draining.processes if p.pid in self.processes and p.deadline is None]
         for process in live:
             self._terminate(process, now)
-        if draining.link is not None:
-            _poke(draining.link, len(live))
-        _close_socket(draining.sock, draining.link or "")
         group.draining.remove(draining)
+        if draining.link is None:
+            draining.sock.close()
+            return
+        self.told.append(_Told(draining.link, draining.sock, draining.link, live, now))
+        self._wake_told(now)
 
     def _step_replacement(self, group: _Group, now: float) -> None:
         """TCP: replace the next process on the shared socket; its predecessor stops READY_DELAY later."""
@@ -587,6 +629,10 @@ class Supervisor:
         probation, group.probation = group.probation, None
         if probation is not None and probation.old is not None and self.config is not None:
             self._retire(probation.old, grace=self.config.shutdown_timeout)
+            # On the shared socket a wake-up connection may reach any process, so the first
+            # round waits a little: most processes exit on the signal alone.
+            self.told.append(_Told(group.spec.socket, None, None, [probation.old],
+                                   time.monotonic() + POKE_INTERVAL))
 
     def _abandon(self, group: _Group) -> None:
         """Give up a reload in progress: stop the successors (they never got a connection), or

@@ -440,3 +440,92 @@ def test_graceful_stop_lets_the_application_finish_first(frontd: Start, apps: Pa
     app = re.search(r"proxy localhost/web/: process \d+ killed by signal SIGTERM", errors)
     assert worker and app and worker.start() < app.start()
     assert running(str(apps)) == []
+
+
+def uwsgi_argv(apps: Path) -> list[str]:
+    uwsgi = shutil.which("uwsgi")
+    if uwsgi is None or not any(Path(d).glob("python3*_plugin.so") for d in ("/usr/lib/uwsgi/plugins",)):
+        pytest.skip("uwsgi with its python3 plugin is not installed (tests/run.sh installs them)")
+    return ["uwsgi", "--plugin", "python3", "--wsgi-file", str(apps / "common.py"), "--need-app",
+            "--die-on-term", "--master", "--processes", "1", "--disable-logging"]
+
+
+@pytest.mark.parametrize("kind", ["fastcgi", "fastcgi-tcp", "scgi", "proxy", "proxy-tcp", "uwsgi"])
+def test_reload_retires_every_old_process_at_once(frontd: Start, apps: Path, kind: str) -> None:
+    """Issue 12, item 6: with processes = 2, one old process stayed until the kill 30s later."""
+    programs = {"fastcgi": [PY, str(apps / "fcgi_app.py")], "fastcgi-tcp": [PY, str(apps / "fcgi_app.py")],
+                "scgi": [PY, str(apps / "scgi_app.py")], "proxy": [PY, str(apps / "http_app.py")],
+                "proxy-tcp": [PY, str(apps / "http_app.py")]}
+    argv = uwsgi_argv(apps) if kind == "uwsgi" else programs[kind]
+    extra = 'processes = 2\n  env = { APP_KIND = "x", APP_VERSION = "v1" }\n  cwd = "apps"'
+    if kind.endswith("-tcp"):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            extra += f'\n  socket = "127.0.0.1:{probe.getsockname()[1]}"'
+    server = frontd(site(route("/app/", kind.split("-")[0], argv, extra)), top=TOP)
+    old = set(running(str(apps)))
+    for _ in range(5):  # each wakes both processes: one accepts, the other may be left blocked in accept(2)
+        assert answer(server, "/app/")["version"] == "v1"
+    server.conf.write_text(server.conf.read_text().replace('"v1"', '"v2"'))
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: answer(server, "/app/")["version"] == "v2", timeout=15, what="v2 to answer")
+    # shutdown_timeout is 30s: well before that, every old process is gone, none of them killed.
+    wait_for(lambda: not set(running(str(apps))) & old, timeout=10, what="the old processes to exit")
+    assert "did not exit after SIGTERM" not in server.errors()
+
+
+# An HTTP server on the inherited fd 3 whose two threads each block in accept(2), as threaded
+# servers do. Told to stop, each thread ends at its next connection, and the process exits when
+# both have: it needs two wake-up connections, which frontd cannot know.
+THREADED_APP = r'''
+import os, signal, socket, threading
+
+sock = socket.socket(fileno=3)
+stopping = threading.Event()
+
+def serve():
+    while True:
+        conn, _ = sock.accept()
+        if stopping.is_set():
+            conn.close()
+            return
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        if data:
+            body = f"threaded pid={os.getpid()} version={os.environ['APP_VERSION']}\n".encode()
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        conn.close()
+
+signal.signal(signal.SIGTERM, lambda *args: stopping.set())
+threads = [threading.Thread(target=serve) for _ in range(2)]
+for thread in threads:
+    thread.start()
+while not stopping.is_set():
+    signal.pause()
+for thread in threads:
+    thread.join()
+'''
+
+
+def test_reload_wakes_an_old_process_that_missed_its_wake_up(frontd: Start, apps: Path) -> None:
+    """Issue 12, item 6: one round of wake-up connections, one per old process, left a process
+    with a thread still blocked in accept(2) until the kill after shutdown_timeout."""
+    (apps / "threaded_app.py").write_text(THREADED_APP)
+    extra = 'processes = 2\n  env = { APP_VERSION = "v1" }\n  cwd = "apps"'
+    server = frontd(site(route("/app/", "proxy", [PY, str(apps / "threaded_app.py")], extra)), top=TOP)
+    wait_for(lambda: len(running(str(apps))) == 2, what="the 2 processes")
+    old = set(running(str(apps)))
+    assert answer(server, "/app/")["version"] == "v1"
+    server.conf.write_text(server.conf.read_text().replace('"v1"', '"v2"'))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_error_log("proxy localhost/app/: the new processes took over")
+    # shutdown_timeout is 30s: well before that, both old processes are gone, neither killed.
+    wait_for(lambda: not set(running(str(apps))) & old, timeout=10, what="the old processes to exit")
+    assert answer(server, "/app/")["version"] == "v2"
+    assert "did not exit after SIGTERM" not in server.errors()
+    for pid in old:
+        server.wait_error_log(rf"proxy localhost/app/: process {pid} exited with status 0")
