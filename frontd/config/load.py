@@ -752,7 +752,7 @@ class _Loader:
 
     @staticmethod
     def blocked_by(path: str, who: Identity) -> str:
-        blocked = unreachable(os.path.realpath(path), who)
+        blocked = unreachable(path, who)
         return f" (no search permission on {show(blocked)})" if blocked is not None else ""
 
     def default_socket(self, prefix: str, key: str) -> Address:

@@ -68,7 +68,12 @@ def allowed(st: os.stat_result, want: int, who: Identity) -> bool:
 
 
 def unreachable(path: str, who: Identity) -> str | None:
-    """The first directory above `path` (absolute) that `who` cannot search, or None."""
+    """The first directory above `path` (absolute), as written and then with symbolic links
+    resolved (the kernel walks both), that `who` cannot search; or None."""
+    return _unreachable(os.path.abspath(path), who) or _unreachable(os.path.realpath(path), who)
+
+
+def _unreachable(path: str, who: Identity) -> str | None:
     parts = os.path.dirname(path).split("/")
     for i in range(1, len(parts)):
         directory = "/".join(parts[: i + 1]) or "/"
@@ -94,7 +99,7 @@ def may(path: str, want: int, who: Identity) -> bool:
         st = os.stat(path)
     except OSError:
         return False
-    return unreachable(os.path.realpath(path), who) is None and allowed(st, want, who)
+    return unreachable(path, who) is None and allowed(st, want, who)
 
 
 def interpreter(path: str) -> str | None:

@@ -529,3 +529,41 @@ def test_reload_wakes_an_old_process_that_missed_its_wake_up(frontd: Start, apps
     assert "did not exit after SIGTERM" not in server.errors()
     for pid in old:
         server.wait_error_log(rf"proxy localhost/app/: process {pid} exited with status 0")
+
+
+def test_t_refuses_a_command_its_user_cannot_execute(tmp_path: Path) -> None:
+    """Issue 12, item 7: a program under a directory private to root, run as nobody, passed -t
+    and then failed at every start, for ever."""
+    if os.geteuid() != 0:
+        pytest.skip("runs the command as another user: needs root")
+    if not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("/usr/bin/python3 (executable by nobody) is not installed")
+    shared = Path(tempfile.mkdtemp(prefix="frontd-spawn-t-"))
+    try:
+        shared.chmod(0o755)
+        private = shared / "venv"  # like a virtualenv under /root
+        (private / "bin").mkdir(parents=True, mode=0o755)
+        private.chmod(0o700)
+        python = private / "bin" / "python"
+        python.symlink_to("/usr/bin/python3")
+        script = shared / "app.py"  # readable by all, its interpreter is not
+        script.write_text(f"#!{python}\n")
+        script.chmod(0o755)
+        conf = shared / "frontd.conf"
+        for program, message in (
+                (python, rf'"{python}" is not executable by user "nobody" \(no search permission on "{private}"\)'),
+                (script, rf'the interpreter "{python}" of "{script}" is not executable by user "nobody" '
+                         rf'\(no search permission on "{private}"\)')):
+            conf.write_text('user = "nobody"\n' + site(route("/app/", "fastcgi", [str(program)])))
+            result = frontd_cli("-t", "-c", str(conf), cwd=shared)
+            assert result.returncode == 1
+            assert re.fullmatch(rf"frontd: {conf}: vhost\[0\]\.route\[0\]\.spawn\[0\]: {message}\n", result.stderr)
+        private.chmod(0o755)
+        assert frontd_cli("-t", "-c", str(conf), cwd=shared).returncode == 0
+        # The working directory too: the process could not enter it.
+        (shared / "home").mkdir(mode=0o700)
+        conf.write_text('user = "nobody"\n' + site(route("/app/", "fastcgi", [str(script)], 'cwd = "home"')))
+        result = frontd_cli("-t", "-c", str(conf), cwd=shared)
+        assert result.returncode == 1 and f'cwd: user "nobody" cannot enter "{shared}/home"' in result.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
