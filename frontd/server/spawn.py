@@ -148,6 +148,7 @@ class _Process:
     grace: float = 0.0  # from SIGTERM to SIGKILL
     deadline: float | None = None  # SIGTERM sent: SIGKILL at this time
     killed: bool = False
+    execed: bool = True  # False: it failed before exec (and is about to exit 127)
 
     @property
     def retired(self) -> bool:
@@ -356,8 +357,14 @@ class Supervisor:
         process = self.processes.pop(pid, None)
         if process is None:
             return False
-        group, label = process.group, process.group.spec.label
-        self._report(group)
+        self._settle(process, how)
+        self._report(process.group)
+        return True
+
+    def _settle(self, process: _Process, how: str) -> None:
+        """What the end of `process` means: nothing (it was told to stop), an abandoned reload,
+        or a restart of its slot, at once or after a back-off."""
+        pid, group, label = process.pid, process.group, process.group.spec.label
         slot = process.slot
         successor, probation = group.successor, group.probation
         if probation is not None and process is probation.old:
@@ -365,14 +372,14 @@ class Supervisor:
         if process.retired or self.stopping or slot is None or group in self.leaving:
             log.info("%s: process %d %s", label, pid, how)
             self._kill_group(pid)  # whatever it left behind in its process group
-            return True
+            return
         slot.process = None
         if successor is not None and slot in successor.slots:
             # The new code does not run: keep the processes that do.
             log.error("%s: new process %d %s before it took over; the running processes carry on "
                       "(reload abandoned for this application)", label, pid, how)
             self._abandon(group)
-            return True
+            return
         now = time.monotonic()
         if probation is not None and process is probation.new:
             group.probation = None
@@ -381,7 +388,7 @@ class Supervisor:
                           "not replacing the others", label, pid, how, READY_DELAY, probation.old.pid)
                 probation.old.slot, slot.process = slot, probation.old
                 group.replace.clear()
-                return True
+                return
         if now - process.started >= STABLE_UPTIME:
             slot.quick_deaths = 0
         delay = 0.0 if slot.quick_deaths == 0 else min(
@@ -390,7 +397,6 @@ class Supervisor:
         slot.restart_at = now + delay
         log.error("%s: process %d %s; starting a new one%s", label, pid, how,
                   f" in {delay:g}s" if delay else "")
-        return True
 
     def tick(self, *, old_workers: bool) -> None:
         """Do what is due: restarts, the next step of a reload, SIGTERM and SIGKILL of retired
@@ -674,9 +680,18 @@ class Supervisor:
             pass
 
     def _report(self, group: _Group) -> None:
-        """Tell the status page how many processes serve the group's socket now."""
+        """Tell the status page how many processes serve the group's socket now, and the workers
+        whether any can accept: when none can (each slot waits out a back-off, or holds a
+        process that failed before exec), a request gets 503 at once instead of waiting in the
+        socket's backlog for the route's timeout."""
         running = sum(1 for p in self.processes.values() if p.group is group)
         metrics.backend_processes(group.spec.socket, running, kind=group.spec.kind)
+        now = time.monotonic()
+        stopped = bool(group.slots) and not any(
+            (s.process is not None and s.process.execed)
+            or (s.process is None and s.restart_at is not None and s.restart_at <= now)  # restarting now
+            for s in group.slots)
+        metrics.backend_stopped(group.spec.socket, stopped, kind=group.spec.kind)
 
     def _start(self, group: _Group, slot: _Slot, sock: socket.socket | None = None) -> bool:
         """Fork and exec one process for `slot` on `sock` (the group's); a failure before exec is
@@ -721,7 +736,7 @@ class Supervisor:
                 break
             chunks.append(data)
         os.close(report_r)
-        process = _Process(pid, group, time.monotonic(), slot)
+        process = _Process(pid, group, time.monotonic(), slot, execed=not chunks)
         self.processes[pid] = process
         slot.process, slot.restart_at = process, None
         if chunks:
@@ -738,6 +753,7 @@ class Supervisor:
         slot.restart_at = time.monotonic() + delay
         log.error("%s: cannot start a process: %s; trying again in %gs", group.spec.label,
                   exc.strerror or exc, delay)
+        self._report(group)
 
     def _child(self, group: _Group, listener: socket.socket, argv: list[str], env: dict[str, str],
                error_log: str, report: int) -> None:
