@@ -99,7 +99,8 @@ server.serve_forever(poll_interval=0.05)
 server.server_close()
 '''
 
-CRASH_APP = "import sys\nprint('crash app: giving up', file=sys.stderr)\nsys.exit(3)\n"
+CRASH_APP = ("import sys\nprint('crash app: starting')\nprint('crash app: giving up', file=sys.stderr)\n"
+             "sys.exit(3)\n")
 
 
 @pytest.fixture(autouse=True)
@@ -210,7 +211,11 @@ def test_uwsgi_on_fd0(frontd: Start, apps: Path) -> None:
     server = frontd(site(route("/wsgi/", "uwsgi", argv, 'env = { APP_KIND = "uwsgi" }')), top=TOP)
     fields = answer(server, "/wsgi/z")
     assert fields["kind"] == "uwsgi" and fields["path"] == "/z" and fields["fd"] == "0"
-    assert server.wait_error_log(r"uwsgi socket 0 inherited UNIX address .*localhost_wsgi\.sock fd 0")
+    assert server.wait_error_log(r"\] \d+: uwsgi localhost/wsgi/: process \d+: uwsgi socket 0 inherited UNIX address "
+                                 r".*localhost_wsgi\.sock fd 0")
+    # uWSGI's banner: each line with the error log's prefix and its source.
+    assert server.wait_error_log(r"\n\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[warning\] \d+: uwsgi localhost/wsgi/: process \d+: "
+                                 r"\*\*\* Starting uWSGI")
     assert len(running(str(apps))) == 3  # uWSGI's master and its two workers
 
     server.stop()
@@ -266,7 +271,16 @@ def test_crashing_app_backs_off(frontd: Start, apps: Path) -> None:
     server.wait_error_log(r"process \d+ exited with status 3; starting a new one\n")
     server.wait_error_log(r"process \d+ exited with status 3; starting a new one in 0\.1s")
     server.wait_error_log(r"process \d+ exited with status 3; starting a new one in 0\.2s")
-    assert "crash app: giving up" in server.errors()  # its stderr is in the error log
+    # Its output is in the error log, each line with the log's prefix and its source (issue 12,
+    # item 9): standard output at info, standard error at warning.
+    stamp = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d"
+    for level, text in (("info", "crash app: starting"), ("warning", "crash app: giving up")):
+        found = re.findall(rf"^{stamp} \[{level}\] (\d+): fastcgi localhost/app/: process (\d+): {text}$",
+                           server.errors(), re.MULTILINE)
+        assert found, server.errors()
+        assert all(int(master) == server.pid for master, _ in found)
+        assert {int(pid) for _, pid in found} <= set(started_pids(server, "fastcgi localhost/app/"))
+    assert not re.search(r"^crash app", server.errors(), re.MULTILINE)  # no bare line
     status, _ = get(server.port, "/app/", timeout=10)
     # While it waits out its back-off, 503 at once; in the moment a process runs, nobody accepts
     # and the request waits in the backlog until the route's timeout.

@@ -22,8 +22,8 @@ What happens to the processes:
 
 - They run in a session of their own (setsid), as `route.user`, else the top-level `user` (when
   frontd runs as root; the config loader refuses to run them as root unless told), in
-  `route.cwd`, with frontd's environment plus `route.env`. Their stdout and stderr go to the
-  error log. They get SIGTERM if the master dies (PR_SET_PDEATHSIG).
+  `route.cwd`, with frontd's environment plus `route.env`. Their stdout and stderr are pipes
+  to the master, which logs each line with its source (output.py). They get SIGTERM if the master dies (PR_SET_PDEATHSIG).
 - One that dies is started again at once and logged with its exit status; one that keeps dying
   within STABLE_UPTIME of its start waits 0.1s, 0.2s, 0.4s ... up to MAX_RESTART_DELAY first.
 - Reload (`apply`) replaces every process. On a Unix socket, the new processes start one at a
@@ -44,7 +44,8 @@ The master reaps every child with waitpid(-1) and offers each pid to `reaped` be
 accounting: a pid this supervisor started is never mistaken for a worker, and vice versa.
 
 The package: spec.py (what a route runs, argv placeholders), sockets.py (the sockets and
-run_dir), child.py (the forked child up to exec), supervisor.py (the processes' life).
+run_dir), child.py (the forked child up to exec), output.py (their lines into the error log),
+supervisor.py (the processes' life).
 """
 
 from frontd.server.spawn.spec import AppSpec, SpawnError, app_specs, substitute

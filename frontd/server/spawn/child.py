@@ -22,8 +22,8 @@ CHILD_DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.S
 
 
 def exec_child(spec: AppSpec, account: Account | None, listener: socket.socket, argv: list[str],
-           env: dict[str, str], error_log: str, report: int, master_pid: int,
-           prctl: Callable[..., int] | None) -> None:
+               env: dict[str, str], stdout: int, stderr: int, report: int, master_pid: int,
+               prctl: Callable[..., int] | None) -> None:
     """In the forked child: set up descriptors, session, identity, then exec. Never returns."""
     stage = "setting up"
     try:
@@ -31,19 +31,15 @@ def exec_child(spec: AppSpec, account: Account | None, listener: socket.socket, 
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         os.setsid()
-        stage = f"opening {error_log}"
+        stage = "passing the socket"
         # Everything first goes to 10 and above, so that no dup2 below overwrites a source.
         sock = fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD, 10)
         null = fcntl.fcntl(os.open(os.devnull, os.O_RDWR), fcntl.F_DUPFD, 10)
-        if error_log == "-":
-            out = fcntl.fcntl(2, fcntl.F_DUPFD, 10)
-        else:
-            out = fcntl.fcntl(os.open(error_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640),
-                              fcntl.F_DUPFD, 10)
-        stage = "passing the socket"
+        out = fcntl.fcntl(stdout, fcntl.F_DUPFD, 10)
+        err = fcntl.fcntl(stderr, fcntl.F_DUPFD, 10)
         os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
+        os.dup2(out, 1)  # pipes to the master, which logs each line (output.py)
+        os.dup2(err, 2)
         os.dup2(sock, spec.fd)  # inheritable: it crosses the exec
         close_other_fds({0, 1, 2, spec.fd, report})
         stage = f"changing to directory {spec.cwd}"

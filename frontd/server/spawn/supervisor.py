@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from frontd.config.address import MAX_UNIX_PATH
 from frontd.config.model import Address, Config
 from frontd.server.spawn.child import NOT_INHERITED, exec_child, load_prctl
+from frontd.server.spawn.output import OutputRelay
 from frontd.server.spawn.sockets import close_socket, listen, make_run_dir, poke, successor_path
 from frontd.server.spawn.spec import SD_LISTEN_FDS_START, Account, AppSpec, SpawnError, app_specs, substitute
 from frontd.status import metrics
@@ -148,6 +149,7 @@ class Supervisor:
         self._warned_users: set[str] = set()
         self._links = 0
         self._prctl = load_prctl()
+        self.output = OutputRelay()  # the processes' stdout and stderr, into the error log
 
     # -- setting up and reloading --------------------------------------------------------------
 
@@ -399,6 +401,7 @@ class Supervisor:
         for told in self.told:
             if told.sock is not None:
                 told.sock.close()
+        self.output.close_in_child()
 
     def close(self) -> None:
         """At the master's exit: kill what is left, close the sockets and remove their files."""
@@ -409,6 +412,7 @@ class Supervisor:
             except ChildProcessError:
                 pass
         self.processes.clear()
+        self.output.close()
         for group in [*self.groups.values(), *self.leaving]:
             close_socket(group.sock, group.spec.socket.path)
             if group.successor is not None:
@@ -608,23 +612,24 @@ class Supervisor:
             handler.flush()
         sys.stdout.flush()
         sys.stderr.flush()
+        pipes: list[int] = []
         try:
-            report_r, report_w = os.pipe()  # close-on-exec: EOF at a successful exec
-        except OSError as exc:
-            self._start_failed(group, slot, exc)
-            return False
-        try:
+            for _ in range(3):
+                pipes.extend(os.pipe())  # close-on-exec; the report pipe's end is a successful exec
             pid = os.fork()
         except OSError as exc:
-            os.close(report_r)
-            os.close(report_w)
+            for fd in pipes:
+                os.close(fd)
             self._start_failed(group, slot, exc)
             return False
+        report_r, report_w, out_r, out_w, err_r, err_w = pipes
         if pid == 0:
-            os.close(report_r)
-            exec_child(spec, group.account, sock or group.sock, argv, env, self.config.error_log, report_w,
+            for fd in (report_r, out_r, err_r):
+                os.close(fd)
+            exec_child(spec, group.account, sock or group.sock, argv, env, out_w, err_w, report_w,
                        self.master_pid, self._prctl)
-        os.close(report_w)
+        for fd in (report_w, out_w, err_w):
+            os.close(fd)
         chunks = []
         while True:
             data = os.read(report_r, 4096)
@@ -640,6 +645,9 @@ class Supervisor:
                       b"".join(chunks).decode(errors="replace"))
         else:
             log.info("%s: process %d started", spec.label, pid)
+        source = f"{spec.label}: process {pid}"
+        self.output.add(out_r, source, logging.INFO)
+        self.output.add(err_r, source, logging.WARNING)
         self._report(group)
         return True
 
