@@ -429,7 +429,7 @@ class Master:
             try:
                 setup_error_log(config.error_log, config.log_level)
             except OSError as exc:
-                self._close_new_listeners(listeners)
+                self._close_new_listeners(listeners, config)
                 self.supervisor.discard(plan)
                 log.error("configuration reload failed: error_log %s: %s; still running the previous "
                           "configuration", config.error_log, exc.strerror or exc)
@@ -440,7 +440,7 @@ class Master:
         # The new generation proves it can serve before anything of the old one is let go.
         slots, workers, failure = self.start_generation(config, [s for socks in listeners.values() for s in socks])
         if failure is not None:
-            self._close_new_listeners(listeners)
+            self._close_new_listeners(listeners, config)
             self.supervisor.discard(plan)
             if new_log:
                 setup_error_log(old.error_log, old.log_level)
@@ -458,20 +458,15 @@ class Master:
         self.signal_workers(signal.SIGQUIT, retiring)
         log.info("configuration reloaded; %d old worker(s) finishing their requests", len(retiring))
 
-    def _close_new_listeners(self, listeners: dict[str, list[socket.socket]]) -> None:
+    def _close_new_listeners(self, listeners: dict[str, list[socket.socket]], config: Config) -> None:
         """A failed reload: close the sockets `bind_listeners` opened for it (not the running ones)."""
         running = {id(sock) for sock in self.sockets()}
+        addresses = {str(a): a for a in config.listen}
         for key, socks in listeners.items():
             for sock in socks:
                 if id(sock) not in running:
                     log.info("no longer listening on %s", describe(sock))
-                    path = sock.getsockname() if sock.family == socket.AF_UNIX else None
-                    sock.close()
-                    if isinstance(path, str) and path:
-                        try:
-                            os.unlink(path)
-                        except OSError:
-                            pass
+                    self._close_listener(sock, addresses.get(key))
 
     def reopen(self) -> None:
         log.info("reopening log files")

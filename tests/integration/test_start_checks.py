@@ -5,10 +5,10 @@ ones that cannot serve (issue 12, item 2)."""
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -137,8 +137,15 @@ def test_reload_whose_workers_never_get_ready_keeps_the_old_ones(frontd: Callabl
     server = frontd(vhost(v1), top=TOP)
     good = server.conf.read_text()
     text = with_access_log(server, v1, v2, fifo_log(tmp_path))
+    # The reload also adds a listener: it is closed again with the rest of the failed reload.
+    text = text.replace('listen = ["127.0.0.1:0"]', 'listen = ["127.0.0.1:0", "127.0.0.1:0"]')
     failed_reload_keeps_serving(server, text, r"worker [\d, ]+ did not report ready within 10s; still running the "
                                 r"previous configuration with 2 worker\(s\)", timeout=READY_TIMEOUT + 10)
+    ports = [int(p) for p in re.findall(r"\d+: listening on 127\.0\.0\.1:(\d+)", server.errors())]
+    assert len(ports) == 2 and ports[0] == server.port
+    assert f"no longer listening on 127.0.0.1:{ports[1]}" in server.errors()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", ports[1]), timeout=2).close()
     assert frontd_cli("-t", "-c", str(server.conf), cwd=tmp_path).returncode == 0  # nothing a check can see
     assert re.search(r"worker \d+ killed by signal SIGKILL", server.errors())  # the stuck new ones
     # Fixed, the next reload goes through.
