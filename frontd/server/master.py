@@ -42,7 +42,7 @@ from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config
 from frontd.server import pidfile
 from frontd.server.listeners import ListenError, bind, describe
-from frontd.server.logs import reopen_error_log, setup_error_log
+from frontd.server.logs import fork, reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
 from frontd.server.worker import READY, run_worker
 from frontd.status import metrics
@@ -224,7 +224,7 @@ class Master:
             handler.flush()
         sys.stdout.flush()
         stat_slot = self.stats.claim(slot.index)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
             if ready_r is not None:
                 os.close(ready_r)

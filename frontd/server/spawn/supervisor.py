@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from frontd.config.address import MAX_UNIX_PATH
 from frontd.config.model import Address, Config
+from frontd.server.logs import fork
 from frontd.server.spawn.child import NOT_INHERITED, exec_child, load_prctl
 from frontd.server.spawn.output import OutputRelay
 from frontd.server.spawn.sockets import close_socket, listen, make_run_dir, poke, successor_path
@@ -616,7 +617,7 @@ class Supervisor:
         try:
             for _ in range(3):
                 pipes.extend(os.pipe())  # close-on-exec; the report pipe's end is a successful exec
-            pid = os.fork()
+            pid = fork()
         except OSError as exc:
             for fd in pipes:
                 os.close(fd)
