@@ -251,8 +251,8 @@ class _Loader:
                       f"writable by user {show(me.name)}")
 
     def reachable_by_workers(self, path: str, key: str, user: str | None, group: str | None) -> None:
-        """A file the workers open themselves (the access log, on start and USR1): when they run
-        as another user, every directory above it must let that user through."""
+        """A file the workers open themselves (the access log at start, both logs on USR1): when
+        they run as another user, every directory above it must let that user through."""
         if user is None or os.geteuid() != 0:
             return
         worker = Identity.of(user, group)
@@ -303,8 +303,10 @@ class _Loader:
             positive=False,
         )
         limits = self.limits(data["limits"]) if "limits" in data else Limits()
-        if access_log not in ("-", "off"):
-            self.reachable_by_workers(access_log, "access_log", user, group)
+        # The workers open the access log at start, and both logs again on USR1.
+        for key, target in (("error_log", error_log), ("access_log", access_log)):
+            if target not in ("-", "off"):
+                self.reachable_by_workers(target, key, user, group)
         self.listen_addresses, self.top_user, self.top_group = listen, user, group
         self.run_dir_path = self.run_dir(data.get("run_dir"), pid_file)
         vhosts = self.vhosts(data.get("vhost"))
