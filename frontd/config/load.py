@@ -19,8 +19,8 @@ import shutil
 import stat
 import tempfile
 import tomllib
-from dataclasses import fields
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any, NoReturn
 
 from frontd.config.address import MAX_UNIX_PATH, parse_address, parse_hostname, parse_proxy_url
