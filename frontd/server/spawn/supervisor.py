@@ -303,6 +303,7 @@ class Supervisor:
         if not old_workers and self.leaving and self.config is not None:
             for group in self.leaving:
                 log.info("%s: no longer in the configuration; stopping its processes", group.spec.label)
+                metrics.backend_stopped(group.spec.socket, False, kind=group.spec.kind)
                 for draining in list(group.draining):
                     self._end_drain(group, draining, now)
                 for slot in group.slots:
@@ -587,7 +588,10 @@ class Supervisor:
         running = sum(1 for p in self.processes.values() if p.group is group)
         metrics.backend_processes(group.spec.socket, running, kind=group.spec.kind)
         now = time.monotonic()
-        stopped = bool(group.slots) and not any(
+        # A group dropped by a reload no longer answers for its address, which a later
+        # configuration may give to a backend frontd does not run.
+        current = self.groups.get(str(group.spec.socket)) is group
+        stopped = current and bool(group.slots) and not any(
             (s.process is not None and s.process.execed)
             or (s.process is None and s.restart_at is not None and s.restart_at <= now)  # restarting now
             for s in group.slots)
