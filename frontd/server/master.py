@@ -307,14 +307,17 @@ class Master:
         starts at all is ready in milliseconds, and one that is not gets at most READY_TIMEOUT.
         """
         waiting = dict(pipes)
+        poller = select.poll()  # not select(): descriptor numbers may pass FD_SETSIZE
+        for fd in waiting:
+            poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + READY_TIMEOUT
         while waiting:
             left = deadline - time.monotonic()
             if left <= 0:
                 pids = ", ".join(str(pid) for pid in sorted(waiting.values()))
                 return f"worker {pids} did not report ready within {READY_TIMEOUT:g}s"
-            readable, _, _ = select.select(list(waiting), [], [], left)
-            for fd in readable:
+            for fd, _ in poller.poll(left * 1000):
+                poller.unregister(fd)
                 pid = waiting.pop(fd)
                 if os.read(fd, 1) == READY:
                     ready.add(pid)
