@@ -35,8 +35,9 @@ What happens to the processes:
   the switch abandons the reload of that application: the old processes carry on. A TCP socket
   cannot be renamed: its processes are replaced one at a time on the same socket, each old one
   stopped when its successor stayed alive for READY_DELAY. Groups no longer in the file are
-  stopped once the old workers, which may still use them, have exited; new groups start before
-  the new workers.
+  stopped once the old workers, which may still use them, have exited. `prepare` binds the
+  sockets before the new workers start; `apply` runs once they all reported ready (master.py),
+  so a reload given up there leaves the processes alone.
 - Stop: the master calls `stop` once its workers have exited (they may still be waiting on an
   application): SIGTERM, then SIGKILL to the process group after the grace.
 
