@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from frontd import __version__
@@ -21,6 +22,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _write_out(text: str) -> None:
+    """Write to stdout. A reader that stops early (`frontd -t | head -1`) is not an error: the
+    exit status still tells the result of the check."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit and would report the same error there.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from frontd.config.load import ConfigError, load_config, summary
@@ -31,8 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"frontd: {exc}", file=sys.stderr)
         return 1
     if args.test:
-        print(f"frontd: configuration file {config.path}: configuration ok")
-        print(summary(config))
+        from frontd.certs.files import check_certificates
+
+        problems = check_certificates(config)
+        for level, message in problems:
+            print(f"frontd: {level}: {message}", file=sys.stderr)
+        if any(level == "error" for level, _ in problems):
+            print(f"frontd: configuration file {config.path}: test failed", file=sys.stderr)
+            return 1
+        _write_out(f"frontd: configuration file {config.path}: configuration ok\n{summary(config)}\n")
         return 0
     if args.signal:
         from frontd.server.pidfile import send_signal

@@ -26,13 +26,17 @@ from typing import Any, NoReturn
 from frontd.config.address import MAX_UNIX_PATH, parse_address, parse_hostname, parse_proxy_url
 from frontd.config.model import (
     GATEWAY_KINDS,
+    LETSENCRYPT_DIRECTORY,
     ROUTE_KINDS,
+    AcmeConfig,
     Address,
     Config,
     ConfigError,
     Limits,
+    Listener,
     ProxyTarget,
     Route,
+    TLSSettings,
     VHost,
 )
 from frontd.config.permissions import EXECUTE, READ, WRITE, Identity, interpreter, may, unreachable
@@ -46,10 +50,17 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
 TOP_KEYS: tuple[str, ...] = (
     "listen", "workers", "pid_file", "error_log", "access_log", "log_level", "user", "group",
-    "shutdown_timeout", "limits", "vhost", "run_dir",
+    "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
-VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow")
+VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow",
+                               "tls_certificate", "tls_key", "tls", "redirect_https")
+LISTENER_KEYS: tuple[str, ...] = ("address", "tls", "http2", "proxy_protocol")
+TLS_KEYS: tuple[str, ...] = ("min_version", "http2", "session_tickets")
+TLS_VERSIONS: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+VHOST_TLS_SOURCES: tuple[str, ...] = ("acme", "internal")
+ACME_KEYS: tuple[str, ...] = ("email", "directory", "ca_bundle", "storage", "challenge")
+ACME_CHALLENGES: tuple[str, ...] = ("http-01", "tls-alpn-01")
 # Which kinds of route each option applies to; an option on any other kind is an error.
 ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "root": GATEWAY_KINDS,
@@ -84,6 +95,7 @@ _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXTENSION_RE = re.compile(r"\.[^/\0]+")
 _HOST_HEADER_RE = re.compile(r"[A-Za-z0-9._~\-\[\]:]+")
 _SOCKET_NAME_RE = re.compile(r"[^A-Za-z0-9.-]+")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _TOML_POSITION_RE = re.compile(r"(.*) \(at (?:line (\d+), column (\d+)|end of document)\)", re.DOTALL)
 
 
@@ -225,6 +237,31 @@ class _Loader:
             self.fail(key, f"{show(path)} is not a directory")
         return os.path.realpath(path)
 
+    def cgi_target(self, value: object, key: str) -> dict[str, str]:
+        """`cgi = DIR`, scripts under it, or `cgi = FILE`, one program for every path under the
+        prefix (Apache's ScriptAlias to a file): {"directory": real path} or {"program": path}.
+
+        A program keeps the path as written (made absolute), symlinks and all: a multi-call
+        binary tells what to do from its name.
+        """
+        text = self.string(value, key, "a directory or program path")
+        path = os.path.normpath(os.path.join(self.base_dir, text))
+        if os.path.isfile(path):
+            return {"program": path}
+        if not os.path.exists(path):
+            self.fail(key, f"directory or program {show(path)} does not exist")
+        if not os.path.isdir(path):
+            self.fail(key, f"{show(path)} is neither a directory nor a regular file")
+        return {"directory": os.path.realpath(path)}
+
+    def check_cgi_program(self, program: str, interpreters: dict[str, str], key: str) -> None:
+        """A `cgi = FILE` program runs as it is, or through the interpreter of its extension."""
+        if os.path.splitext(program)[1] in interpreters:
+            return
+        if not os.access(program, os.X_OK):
+            self.fail(key, f"{show(program)} is not executable (set its execute bit, or name an "
+                      "interpreter for its extension in interpreters)")
+
     def file_path(self, value: object, key: str) -> str:
         """A file frontd writes (pid file, log): absolute; it may be missing but not a directory,
         and frontd's user can write it, or create it in its existing directory."""
@@ -289,7 +326,8 @@ class _Loader:
 
     def config(self, data: dict[str, object]) -> Config:
         self.check_keys(data, TOP_KEYS, "")
-        listen = self.listen(data.get("listen", DEFAULT_LISTEN))
+        listeners = self.listen(data.get("listen", DEFAULT_LISTEN))
+        listen = tuple(listener.address for listener in listeners)
         workers = self.workers(data.get("workers", 1))
         pid_file = self.file_path(data["pid_file"], "pid_file") if "pid_file" in data else None
         error_log = self.log_file(data.get("error_log", "-"), "error_log", ("-",))
@@ -313,6 +351,9 @@ class _Loader:
         if self.spawn_sockets and not os.path.isdir(self.run_dir_path):
             # The master creates run_dir for the spawned backends' sockets.
             self.creatable(self.run_dir_path, "run_dir", "directory")
+        tls = self.tls(data["tls"]) if "tls" in data else TLSSettings()
+        acme = self.acme(data.get("acme"), vhosts)
+        self.check_tls(listeners, vhosts)
         return Config(
             path=self.path,
             listen=listen,
@@ -327,17 +368,26 @@ class _Loader:
             shutdown_timeout=shutdown_timeout,
             limits=limits,
             run_dir=self.run_dir_path,
+            script_extensions=script_extensions(vhosts),
+            listeners=listeners,
+            tls=tls,
+            acme=acme,
         )
 
-    def listen(self, value: object) -> tuple[Address, ...]:
-        addresses: list[Address] = []
+    def listen(self, value: object) -> tuple[Listener, ...]:
+        listeners: list[Listener] = []
         seen: dict[Address, str] = {}
+        if isinstance(value, dict):
+            value = [value]  # listen = { address = ..., tls = true } alone
         for item, key in self.one_or_more(value, "listen", "an address", "addresses"):
+            options: dict[str, Any] = {}
+            if isinstance(item, dict):
+                item, key, options = self.listener_table(item, key)
             if not isinstance(item, str):
                 self.fail(
                     key,
-                    'expected an address ("host:port", "[v6]:port", ":port" or "unix:/path"), '
-                    f"got {show(item)}",
+                    'expected an address ("host:port", "[v6]:port", ":port" or "unix:/path") '
+                    f'or a table {{ address = "...", tls = true }}, got {show(item)}',
                 )
             address = parse_address(item, self.where(key), listener=True, base_dir=self.base_dir)
             # Port 0 asks the kernel for any free port, so two of them do not collide.
@@ -346,8 +396,100 @@ class _Loader:
             seen.setdefault(address, key)
             if address.kind == "unix":
                 self.check_listener_socket(address.path, key)
-            addresses.append(address)
-        return tuple(addresses)
+            listeners.append(Listener(address, **options))
+        return tuple(listeners)
+
+    def listener_table(self, table: dict[str, object], key: str) -> tuple[object, str, dict[str, Any]]:
+        """`{ address = "...", tls = true, http2 = false }`: the address, its key path, the options."""
+        self.check_keys(table, LISTENER_KEYS, key)
+        if "proxy_protocol" in table:
+            self.fail(f"{key}.proxy_protocol", "not supported yet (the PROXY protocol comes in a later version)")
+        if "address" not in table:
+            self.fail(key, 'missing key "address"')
+        options: dict[str, Any] = {}
+        for name in ("tls", "http2"):
+            if name in table:
+                options[name] = self.boolean(table[name], f"{key}.{name}")
+        return table["address"], f"{key}.address", options
+
+    def tls(self, value: object) -> TLSSettings:
+        table = self.table(value, "tls")
+        self.check_keys(table, TLS_KEYS, "tls")
+        values: dict[str, Any] = {}
+        if "min_version" in table:
+            values["min_version"] = self.choice(table["min_version"], "tls.min_version", TLS_VERSIONS)
+        for name in ("http2", "session_tickets"):
+            if name in table:
+                values[name] = self.boolean(table[name], f"tls.{name}")
+        return TLSSettings(**values)
+
+    def choice(self, value: object, key: str, choices: tuple[str, ...]) -> str:
+        """One of `choices`, exactly as written there."""
+        text = self.string(value, key, " or ".join(f'"{c}"' for c in choices))
+        if text not in choices:
+            close = difflib.get_close_matches(text, choices, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            self.fail(key, f"expected {' or '.join(show(c) for c in choices)}, got {show(text)}{hint}")
+        return text
+
+    def acme(self, value: object, vhosts: tuple[VHost, ...]) -> AcmeConfig | None:
+        """`[acme]`: present when the file has the table or a vhost has tls = "acme" or "internal"."""
+        if value is None:
+            if not any(v.tls is not None for v in vhosts):
+                return None
+            value = {}
+        table = self.table(value, "acme")
+        self.check_keys(table, ACME_KEYS, "acme")
+        if "storage" in table:
+            text = self.string(table["storage"], "acme.storage", "a directory path")
+            storage = os.path.normpath(os.path.join(self.base_dir, text))
+            if os.path.exists(storage) and not os.path.isdir(storage):
+                self.fail("acme.storage", f"{show(storage)} is not a directory")
+        else:
+            storage = self.default_storage()
+        values: dict[str, Any] = {"storage": storage}
+        if "email" in table:
+            email = self.string(table["email"], "acme.email", "an email address")
+            if not _EMAIL_RE.fullmatch(email):
+                self.fail("acme.email", f"expected an email address such as \"admin@example.com\", got {show(email)}")
+            values["email"] = email
+        if "directory" in table:
+            url = self.string(table["directory"], "acme.directory", "an https:// URL")
+            if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+                self.fail("acme.directory", f"expected the CA's directory URL such as {show(LETSENCRYPT_DIRECTORY)}, "
+                          f"got {show(url)}")
+            values["directory"] = url
+        if "ca_bundle" in table:
+            text = self.string(table["ca_bundle"], "acme.ca_bundle", "a PEM file path")
+            bundle = os.path.normpath(os.path.join(self.base_dir, text))
+            if not os.path.isfile(bundle):
+                self.fail("acme.ca_bundle", f"file {show(bundle)} does not exist")
+            values["ca_bundle"] = bundle
+        if "challenge" in table:
+            values["challenge"] = self.choice(table["challenge"], "acme.challenge", ACME_CHALLENGES)
+        return AcmeConfig(**values)
+
+    def default_storage(self) -> str:
+        """`[acme] storage` when not set: beside run_dir, "frontd-certs" where run_dir is
+        "frontd-sockets" (next to the pid file), else run_dir's name with "-certs"."""
+        run_dir = self.run_dir_path
+        if run_dir.endswith("-sockets"):
+            return run_dir[: -len("-sockets")] + "-certs"
+        return run_dir.rstrip("/") + "-certs"
+
+    def check_tls(self, listeners: tuple[Listener, ...], vhosts: tuple[VHost, ...]) -> None:
+        """What the TLS keys need from each other, once listeners and vhosts are known."""
+        tls_listener = next((i for i, listener in enumerate(listeners) if listener.tls), None)
+        if tls_listener is not None and not any(v.has_tls for v in vhosts):
+            self.fail(f"listen[{tls_listener}]", "a TLS listener needs a vhost with a certificate "
+                      '(set tls_certificate and tls_key, or tls = "acme" or "internal", on a [[vhost]])')
+        for i, vhost in enumerate(vhosts):
+            if vhost.redirect_https and tls_listener is None:
+                self.fail(f"vhost[{i}].redirect_https", "there is no TLS listener to redirect to "
+                          '(add { address = "...", tls = true } to listen)')
+            if vhost.redirect_https and not vhost.has_tls:
+                self.fail(f"vhost[{i}].redirect_https", "the vhost has no certificate to serve HTTPS with "
+                          '(set tls_certificate and tls_key, or tls = "acme" or "internal")')
 
     def check_listener_socket(self, path: str, key: str) -> None:
         """Bind would fail later on a missing directory or a path that is some other file."""
@@ -479,6 +621,7 @@ class _Loader:
             routes.append(route)
         if root is None and not routes and status is None:
             self.fail(path, "serves nothing: set root or add a [[vhost.route]]")
+        tls_values = self.vhost_tls(table, path, names)
         return VHost(
             names=names,
             default=default,
@@ -488,7 +631,47 @@ class _Loader:
             routes=tuple(routes),
             status=status,
             status_allow=status_allow,
+            **tls_values,
         )
+
+    def vhost_tls(self, table: dict[str, object], path: str, names: tuple[str, ...]) -> dict[str, Any]:
+        """A vhost's certificate: tls_certificate with tls_key, or tls = "acme" | "internal"."""
+        values: dict[str, Any] = {}
+        has_files = "tls_certificate" in table or "tls_key" in table
+        if "tls" in table:
+            source = self.choice(table["tls"], f"{path}.tls", VHOST_TLS_SOURCES)
+            if has_files:
+                which = "tls_certificate" if "tls_certificate" in table else "tls_key"
+                self.fail(f"{path}.{which}", f'set either {which} or tls = "{source}", not both')
+            if source == "acme":
+                wildcards = [n for n in names if n.startswith("*.")]
+                if wildcards:
+                    self.fail(f"{path}.tls", f"{show(wildcards[0])}: a wildcard certificate needs the DNS-01 "
+                              "challenge, which frontd does not answer; list the names, or use tls_certificate")
+                if not names:
+                    self.fail(f"{path}.tls", 'tls = "acme" needs names to ask the CA for')
+            if source == "internal" and not names:
+                self.fail(f"{path}.tls", 'tls = "internal" needs names to issue the certificate for')
+            values["tls"] = source
+        elif has_files:
+            for name, other in (("tls_certificate", "tls_key"), ("tls_key", "tls_certificate")):
+                if name not in table:
+                    self.fail(f"{path}.{other}", f"needs {name} too")
+            values["tls_certificate"] = self.readable_file(table["tls_certificate"], f"{path}.tls_certificate")
+            values["tls_key"] = self.readable_file(table["tls_key"], f"{path}.tls_key")
+        if "redirect_https" in table:
+            values["redirect_https"] = self.boolean(table["redirect_https"], f"{path}.redirect_https")
+        return values
+
+    def readable_file(self, value: object, key: str) -> str:
+        """A file frontd reads (certificate, key): absolute, existing and readable now."""
+        text = self.string(value, key, "a file path")
+        path = os.path.normpath(os.path.join(self.base_dir, text))
+        if not os.path.isfile(path):
+            self.fail(key, f"file {show(path)} does not exist")
+        if not os.access(path, os.R_OK):
+            self.fail(key, f"cannot read {show(path)}: permission denied")
+        return path
 
     def status_path(self, value: object, key: str) -> str:
         """The status page's path: matched exactly against the decoded, normalised request path."""
@@ -572,7 +755,9 @@ class _Loader:
         target = table[kind]
         if kind in ROUTE_OPTIONS["spawn"] and self.spawn(table, path, kind, values):
             pass  # backends or proxy: the socket frontd creates
-        elif kind in ("static", "cgi"):
+        elif kind == "cgi":
+            values.update(self.cgi_target(target, key(kind)))
+        elif kind == "static":
             values["directory"] = self.directory(target, key(kind))
         elif kind == "proxy":
             values["proxy"] = self.proxy(target, key(kind))
@@ -584,6 +769,9 @@ class _Loader:
         if "index" in table:
             if kind in GATEWAY_KINDS and "root" not in table:
                 self.fail(key("index"), "only applies with root (script mode)")
+            if "program" in values:
+                self.fail(key("index"), "only applies to cgi = DIR (a directory of scripts), "
+                          "not to one program")
             values["index"] = self.file_names(table["index"], key("index"))
         elif kind == "static":
             values["index"] = vhost_index
@@ -609,6 +797,8 @@ class _Loader:
             values["interpreters"] = self.interpreters(
                 table["interpreters"], key("interpreters"), search
             )
+        if "program" in values:
+            self.check_cgi_program(values["program"], dict(values.get("interpreters", ())), key(kind))
         if "max_processes" in table:
             values["max_processes"] = self.integer(table["max_processes"], key("max_processes"), 1)
         if "pass_authorization" in table:
@@ -859,6 +1049,19 @@ class _Loader:
         return tuple(pairs)
 
 
+def script_extensions(vhosts: tuple[VHost, ...]) -> tuple[str, ...]:
+    """The names no static root serves (CONFIG.md, "Script extensions"): the `extensions` of every
+    script-mode route in the file and every CGI `interpreters` extension, lower-cased (they are
+    refused whatever their case), longest first, each once."""
+    found: set[str] = set()
+    for vhost in vhosts:
+        for route in vhost.routes:
+            if route.root is not None:
+                found.update(ext.lower() for ext in route.extensions)
+            found.update(ext.lower() for ext, _ in route.interpreters)
+    return tuple(sorted(found, key=lambda ext: (-len(ext), ext)))
+
+
 def index_extensions(index: tuple[str, ...]) -> tuple[str, ...]:
     """The default `extensions` of a script-mode route: those of its index names, in order
     (["index.php"] -> (".php",)); () (any file) when none has one (fcgiwrap's CGI scripts)."""
@@ -879,7 +1082,7 @@ def summary(config: Config) -> str:
     limits = config.limits
     lines = [
         f"# effective configuration of {config.path}",
-        f"listen {', '.join(str(a) for a in config.listen)}",
+        f"listen {', '.join(_describe_listener(listener) for listener in config.listener_options())}",
         f"workers {config.workers}",
         f"pid_file {config.pid_file or '(none)'}",
         f"error_log {config.error_log}",
@@ -891,6 +1094,17 @@ def summary(config: Config) -> str:
     if config.group is not None:
         lines.append(f"group {config.group}")
     lines.append(f"shutdown_timeout {format_duration(config.shutdown_timeout)}")
+    if config.tls_listeners():
+        lines.append(f"tls min_version={config.tls.min_version} alpn=http/1.1 "
+                     f"session_tickets={'on' if config.tls.session_tickets else 'off'}")
+    if config.acme is not None:
+        acme = config.acme
+        line = f"acme storage={acme.storage}"
+        if any(vhost.tls == "acme" for vhost in config.vhosts):  # the CA matters only then
+            line += (f" directory={acme.directory} challenge={acme.challenge}"
+                     + (f" email={acme.email}" if acme.email else "")
+                     + (f" ca_bundle={acme.ca_bundle}" if acme.ca_bundle else ""))
+        lines.append(line)
     if any(route.spawn for vhost in config.vhosts for route in vhost.routes):
         lines.append(f"run_dir {config.run_dir}")
     lines.append(
@@ -899,6 +1113,8 @@ def summary(config: Config) -> str:
             f"{f.name}={_format_limit(f.name, getattr(limits, f.name))}" for f in fields(Limits)
         )
     )
+    if config.script_extensions:
+        lines.append(f"script_extensions {' '.join(config.script_extensions)}  (never served as static files)")
     has_default = any(v.default for v in config.vhosts)
     for i, vhost in enumerate(config.vhosts):
         lines.append("")
@@ -911,6 +1127,12 @@ def summary(config: Config) -> str:
         index = " ".join(vhost.index) or "(none)"
         autoindex = "on" if vhost.autoindex else "off"
         lines.append(f"  root {vhost.root or '(none)'}  index {index}  autoindex {autoindex}")
+        if vhost.tls_certificate is not None:
+            lines.append(f"  tls_certificate {vhost.tls_certificate}  tls_key {vhost.tls_key}")
+        elif vhost.tls is not None:
+            lines.append(f"  tls {vhost.tls}")
+        if vhost.redirect_https:
+            lines.append("  redirect_https on")
         if vhost.status is not None:
             lines.append(f"  status {vhost.status}  allow {' '.join(vhost.status_allow) or '(nobody)'}")
         routes = sorted(vhost.routes, key=lambda r: len(r.prefix), reverse=True)
@@ -924,6 +1146,10 @@ def summary(config: Config) -> str:
     return "\n".join(lines)
 
 
+def _describe_listener(listener: Listener) -> str:
+    return f"{listener.address} (tls)" if listener.tls else str(listener.address)
+
+
 def _format_limit(name: str, value: int | float) -> str:
     if name == "max_connections":
         return str(value)
@@ -934,7 +1160,10 @@ def _format_limit(name: str, value: int | float) -> str:
 
 def _describe_route(route: Route) -> str:
     parts: list[str] = [route.kind]
-    if route.kind in ("static", "cgi"):
+    if route.program is not None:
+        script_name = route.prefix[:-1] or '""'
+        parts.append(f"{route.program} (one program: SCRIPT_NAME={script_name}, PATH_INFO=the rest)")
+    elif route.kind in ("static", "cgi"):
         parts.append(str(route.directory))
     elif route.kind == "proxy":
         parts.append(", ".join(_proxy_url(t) for t in route.proxy))

@@ -12,6 +12,10 @@ from typing import Literal
 RouteKind = Literal["static", "cgi", "fastcgi", "scgi", "uwsgi", "proxy"]
 GATEWAY_KINDS: tuple[str, ...] = ("fastcgi", "scgi", "uwsgi")
 ROUTE_KINDS: tuple[str, ...] = ("static", "cgi", "fastcgi", "scgi", "uwsgi", "proxy")
+TLSVersion = Literal["TLSv1.2", "TLSv1.3"]
+TLSSource = Literal["acme", "internal"]
+AcmeChallenge = Literal["http-01", "tls-alpn-01"]
+LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,41 @@ class Address:
         if ":" in self.host:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One entry of `listen`: an address, and whether connections to it speak TLS."""
+
+    address: Address
+    tls: bool = False
+    # HTTP/2 is not offered yet; None follows `[tls] http2` (kept so configs written for it load).
+    http2: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """`[tls]`: what every TLS listener offers (Mozilla's "intermediate" profile by default)."""
+
+    min_version: TLSVersion = "TLSv1.2"
+    http2: bool = True  # accepted for the contract; frontd does not offer h2 yet
+    # Resumption by TLS session tickets (keys made per configuration, shared by its workers).
+    session_tickets: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeConfig:
+    """`[acme]`: where certificate state lives, and the ACME CA for vhosts with tls = "acme".
+
+    Present on `Config.acme` whenever a vhost has tls = "acme" or "internal" (the local CA of
+    "internal" lives under `storage` too), or when the file has an `[acme]` table.
+    """
+
+    storage: str  # absolute; see frontd/certs/store.py for the layout
+    email: str | None = None
+    directory: str = LETSENCRYPT_DIRECTORY
+    ca_bundle: str | None = None  # PEM file trusted for the directory's HTTPS (test CAs)
+    challenge: AcmeChallenge = "http-01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +97,7 @@ class Route:
     prefix: str  # always starts and ends with "/"
     kind: RouteKind
     directory: str | None = None  # static = DIR, cgi = DIR
+    program: str | None = None  # cgi = FILE: this one program for every path under the prefix
     backends: tuple[Address, ...] = ()  # fastcgi / scgi / uwsgi
     proxy: tuple[ProxyTarget, ...] = ()
     root: str | None = None  # gateway script mode (php-fpm, fcgiwrap)
@@ -94,6 +134,16 @@ class VHost:
     routes: tuple[Route, ...] = ()
     status: str | None = None  # path of the status page (exact match, before every route)
     status_allow: tuple[str, ...] = ("127.0.0.1", "::1")  # client addresses or networks (CIDR)
+    # TLS: either both files, or `tls` ("acme" | "internal": files under [acme] storage), or none.
+    tls_certificate: str | None = None  # PEM chain, leaf first; absolute
+    tls_key: str | None = None
+    tls: TLSSource | None = None
+    redirect_https: bool = False  # plain-HTTP requests -> 308 to the first TLS listener
+
+    @property
+    def has_tls(self) -> bool:
+        """Whether this vhost has (or will get) a certificate."""
+        return self.tls is not None or self.tls_certificate is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +161,21 @@ class Config:
     shutdown_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
     run_dir: str = ""  # where spawned backends' default Unix sockets live (see config/load.py)
+    # Names ending in these (lower case, compared case-insensitively) are never served as static
+    # files: the `extensions` of every script-mode route in the file and the CGI `interpreters`
+    # extensions (see `script_extensions` in config/load.py).
+    script_extensions: tuple[str, ...] = ()
+    # `listen` as written: the same addresses in the same order, with their options (TLS).
+    listeners: tuple[Listener, ...] = ()
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    acme: AcmeConfig | None = None
+
+    def listener_options(self) -> tuple[Listener, ...]:
+        """One Listener per entry of `listen` (plain ones when only addresses were given)."""
+        return self.listeners or tuple(Listener(address) for address in self.listen)
+
+    def tls_listeners(self) -> tuple[Listener, ...]:
+        return tuple(listener for listener in self.listener_options() if listener.tls)
 
 
 class ConfigError(Exception):

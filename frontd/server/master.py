@@ -15,6 +15,10 @@ The master never serves a request. It waits for signals with every one of them b
   old one, never told anything, carries on. The first generation at start is waited for the same
   way: if it cannot serve, frontd exits with status 1.
 - USR1: reopen the log files (after logrotate renamed them), then the same in every worker.
+- USR2: re-read the certificate files (the ACME client wrote a new one), then the same in every
+  worker; a certificate that fails to load keeps the previous one serving. When workers run as
+  another user they cannot read the keys (nor can their CGI scripts): a new generation of workers
+  is started with the master's contexts instead, as a reload does.
 - CHLD: reap; a worker of the current generation that died is restarted, after a back-off
   when it died young, so that a worker failing at start does not spin. Processes of spawned
   backends are the supervisor's (spawn.py): it is asked about each pid first.
@@ -38,25 +42,39 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
+from frontd.certs.files import CertificateProblem, check_certificates
+from frontd.certs.internal import ensure_internal_certificates
 from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config
 from frontd.server import pidfile
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import fork, reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
+from frontd.protocol.tls import Certificates
 from frontd.server.worker import READY, run_worker
 from frontd.status import metrics
 
 log = logging.getLogger("frontd")
 
 MASTER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
-                            signal.SIGUSR1, signal.SIGCHLD})
+                            signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
 FAST_STOP_TIMEOUT = 5.0  # workers get this long to exit after TERM before they are KILLed
 QUIT_MARGIN = 5.0  # beyond shutdown_timeout, before a gracefully stopping worker is KILLed
 STABLE_UPTIME = 5.0  # a worker that lived this long died of something other than its start
 MIN_RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 10.0
 READY_TIMEOUT = 10.0  # a new generation's workers must all report ready within this, or it is given up
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What a generation of workers is forked with: the running configuration's, or a reload's
+    before it is committed (its listeners, TLS listeners among them, certificates)."""
+
+    config: Config
+    sockets: list[socket.socket]
+    tls_sockets: frozenset[int]
+    certificates: Certificates | None
 
 
 @dataclass
@@ -114,6 +132,7 @@ class Master:
         self.supervisor = Supervisor()  # spawned backends (spawn.py)
         # Shared with every worker forked from now on: the status page's counters.
         self.stats = metrics.create(config)
+        self.certificates: Certificates | None = None  # TLS contexts, loaded before workers fork
 
     # -- listeners ----------------------------------------------------------------------------
 
@@ -157,6 +176,82 @@ class Master:
 
     def sockets(self) -> list[socket.socket]:
         return [sock for socks in self.listeners.values() for sock in socks]
+
+    def tls_sockets(self, config: Config | None = None,
+                    listeners: dict[str, list[socket.socket]] | None = None) -> frozenset[int]:
+        """The file descriptors of TLS listeners: `listen` entries matched to sockets in the order
+        `bind_listeners` gave them out (the running ones, or a reload's before it is committed)."""
+        config = config if config is not None else self.config
+        available = {key: list(socks) for key, socks in (listeners if listeners is not None else self.listeners).items()}
+        found: set[int] = set()
+        for listener in config.listener_options():
+            socks = available.get(str(listener.address))
+            if socks:
+                sock = socks.pop(0)
+                if listener.tls:
+                    found.add(sock.fileno())
+        return frozenset(found)
+
+    # -- certificates -------------------------------------------------------------------------
+
+    def prepare_certificates(self, config: Config) -> Certificates | None:
+        """Issue local-CA certificates, check and load every certificate of `config`, before any
+        worker of it forks. Raises CertificateProblem with the first error (a start fails, a reload
+        keeps the running configuration)."""
+        try:
+            ca_path = ensure_internal_certificates(config)
+        except (CertificateProblem, OSError) as exc:
+            raise CertificateProblem(f"local CA: {exc}") from None
+        if ca_path is not None:
+            log.info("local CA for tls = \"internal\": %s", ca_path)
+        problems = check_certificates(config)
+        for level, message in problems:
+            if level == "warning":
+                log.warning("%s", message)
+        errors = [message for level, message in problems if level == "error"]
+        if not config.tls_listeners():
+            if errors:
+                raise CertificateProblem(errors[0])
+            return None
+        certificates = Certificates(config)
+        for source, message in certificates.load():
+            if source.source == "acme":
+                log.error("%s", message)  # served once the ACME client writes a good one
+            else:
+                errors.append(message)
+        if errors:
+            raise CertificateProblem(errors[0])
+        return certificates
+
+    def reload_certificates(self) -> None:
+        """USR2: the master's contexts (for workers it forks later), then every worker's."""
+        if self.certificates is not None:
+            for _, error in self.certificates.load():
+                log.error("certificate reload: %s", error)
+        if self.worker_account() is not None and self.certificates is not None:
+            if self.replace_workers() is not None:
+                log.info("certificates re-read; new workers started with them")
+        else:
+            self.signal_workers(signal.SIGUSR2, set(self.workers))
+
+    def replace_workers(self) -> int | None:
+        """A new generation of the running configuration replaces the workers, once it is ready;
+        the number retired, or None (logged) when the new one could not start."""
+        slots, workers, failure = self.start_generation()
+        if failure is not None:
+            log.error("cannot start new workers: %s; the running ones carry on", failure)
+            return None
+        return self.take_over(slots, workers)
+
+    def take_over(self, slots: list[_Slot], workers: dict[int, _Slot]) -> int:
+        """Make a generation that reported ready the current one, and tell the old to QUIT. New
+        workers first, then retire the old: the listeners are never without an acceptor, and
+        connections that arrive in between wait in the listen backlog. The number retired."""
+        retiring = set(self.workers)
+        self.slots, self.workers = slots, workers
+        self.retiring |= retiring
+        self.signal_workers(signal.SIGQUIT, retiring)
+        return len(retiring)
 
     def close_listeners(self) -> None:
         addresses = {str(a): a for a in self.config.listen}
@@ -211,14 +306,16 @@ class Master:
 
     # -- workers ------------------------------------------------------------------------------
 
-    def spawn(self, slot: _Slot, config: Config | None = None, sockets: list[socket.socket] | None = None,
-              workers: dict[int, _Slot] | None = None) -> int | None:
-        """Fork a worker for `slot` (of the running configuration, unless `config` and `sockets`
-        are a reload's). With `workers`, the new worker goes there and the read end of its
-        readiness pipe is returned: the worker writes READY on it once it can serve."""
-        config = config if config is not None else self.config
-        account = self.worker_account(config)
-        sockets = sockets if sockets is not None else self.sockets()
+    def launch(self) -> _Launch:
+        """What workers of the running configuration are forked with."""
+        return _Launch(self.config, self.sockets(), self.tls_sockets(), self.certificates)
+
+    def spawn(self, slot: _Slot, launch: _Launch | None = None, workers: dict[int, _Slot] | None = None) -> int | None:
+        """Fork a worker for `slot` (of the running configuration, unless `launch` is a reload's).
+        With `workers`, the new worker goes there and the read end of its readiness pipe is
+        returned: the worker writes READY on it once it can serve."""
+        launch = launch if launch is not None else self.launch()
+        account = self.worker_account(launch.config)
         ready_r, ready_w = os.pipe() if workers is not None else (None, None)
         for handler in log.handlers:
             handler.flush()
@@ -228,7 +325,7 @@ class Master:
         if pid == 0:
             if ready_r is not None:
                 os.close(ready_r)
-            self._child(config, sockets, account, stat_slot, slot.index, ready_w)
+            self._child(launch, account, stat_slot, slot.index, ready_w)
         if ready_w is not None:
             os.close(ready_w)
         self.stats.started(stat_slot, pid)
@@ -237,15 +334,15 @@ class Master:
         log.info("worker %d started", pid)
         return ready_r
 
-    def _child(self, config: Config, sockets: list[socket.socket], account: tuple[int, int, str] | None,
-               stat_slot: int, number: int, ready: int | None) -> None:
+    def _child(self, launch: _Launch, account: tuple[int, int, str] | None, stat_slot: int, number: int,
+               ready: int | None) -> None:
         """In the forked worker: never returns."""
         code = 0
         try:
             metrics.STATS.attach(self.stats, stat_slot, number)
             self.supervisor.close_in_child()
             # A reload's workers are forked while the listeners it drops are still open here.
-            mine = {id(sock) for sock in sockets}
+            mine = {id(sock) for sock in launch.sockets}
             for sock in self.sockets():
                 if id(sock) not in mine:
                     sock.close()
@@ -256,7 +353,7 @@ class Master:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             if account is not None:
                 _drop_privileges(*account)
-            run_worker(config, sockets, self.pid, ready)
+            run_worker(launch.config, launch.sockets, self.pid, launch.tls_sockets, launch.certificates, ready)
         except OSError as exc:
             # A file the worker opens at start (the access log): one line says which and why.
             log.error("worker cannot start: %s", exc)
@@ -269,20 +366,20 @@ class Master:
                 handler.flush()
             os._exit(code)
 
-    def start_generation(self, config: Config | None = None,
-                         sockets: list[socket.socket] | None = None) -> tuple[list[_Slot], dict[int, _Slot], str | None]:
-        """Fork a full generation of workers and wait until each reported ready: (its slots,
-        its workers, None), or with the reason why one did not (it died, or stayed silent for
-        READY_TIMEOUT). The caller makes them the current generation, or retires them."""
-        config = config if config is not None else self.config
-        slots = [_Slot(i) for i in range(config.workers)]
+    def start_generation(self, launch: _Launch | None = None) -> tuple[list[_Slot], dict[int, _Slot], str | None]:
+        """Fork a full generation of workers (of the running configuration, unless `launch` is a
+        reload's) and wait until each reported ready: (its slots, its workers, None), or with the
+        reason why one did not (it died, or stayed silent for READY_TIMEOUT). The caller makes
+        them the current generation (`take_over`); a failed one is already being stopped."""
+        launch = launch if launch is not None else self.launch()
+        slots = [_Slot(i) for i in range(launch.config.workers)]
         workers: dict[int, _Slot] = {}
         pipes: dict[int, int] = {}  # read end -> pid
         failure: str | None = None
         ready: set[int] = set()
         for slot in slots:
             try:
-                fd = self.spawn(slot, config, sockets, workers)
+                fd = self.spawn(slot, launch, workers)
             except OSError as exc:
                 failure = f"cannot fork a worker: {exc.strerror or exc}"
                 break
@@ -416,6 +513,12 @@ class Master:
             log.error("configuration reload failed: %s; still running the previous configuration", exc)
             return
         try:
+            certificates = self.prepare_certificates(config)
+        except CertificateProblem as exc:
+            self.supervisor.discard(plan)
+            log.error("configuration reload failed: %s; still running the previous configuration", exc)
+            return
+        try:
             listeners = self.bind_listeners(config)
         except ListenError as exc:
             self.supervisor.discard(plan)
@@ -441,7 +544,9 @@ class Master:
         self.stats.configured(config)
         self.prepare_log_files(config)
         # The new generation proves it can serve before anything of the old one is let go.
-        slots, workers, failure = self.start_generation(config, [s for socks in listeners.values() for s in socks])
+        launch = _Launch(config, [s for socks in listeners.values() for s in socks],
+                         self.tls_sockets(config, listeners), certificates)
+        slots, workers, failure = self.start_generation(launch)
         if failure is not None:
             self._close_new_listeners(listeners, config)
             self.supervisor.discard(plan)
@@ -453,13 +558,11 @@ class Master:
             return
         self.replace_listeners(listeners, old)
         self.config = config
+        self.certificates = certificates
         # Spawned backends: new ones start, kept ones are renewed (their sockets were bound by prepare).
         self.supervisor.apply(plan)
-        retiring = set(self.workers)
-        self.slots, self.workers = slots, workers
-        self.retiring |= retiring
-        self.signal_workers(signal.SIGQUIT, retiring)
-        log.info("configuration reloaded; %d old worker(s) finishing their requests", len(retiring))
+        retiring = self.take_over(slots, workers)
+        log.info("configuration reloaded; %d old worker(s) finishing their requests", retiring)
 
     def _close_new_listeners(self, listeners: dict[str, list[socket.socket]], config: Config) -> None:
         """A failed reload: close the sockets `bind_listeners` opened for it (not the running ones)."""
@@ -488,6 +591,8 @@ class Master:
             self.reload()
         elif signum == signal.SIGUSR1:
             self.reopen()
+        elif signum == signal.SIGUSR2:
+            self.reload_certificates()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -557,6 +662,12 @@ def run(config: Config) -> int:
             raise
         master.check_account(config)
         master.prepare_log_files()
+        try:
+            master.certificates = master.prepare_certificates(config)
+        except CertificateProblem as exc:
+            log.error("%s", exc)
+            print(f"frontd: {exc}", file=sys.stderr)
+            return 1
         try:
             # After binding, before the workers: they find the applications' sockets ready.
             master.supervisor.start(config, master.worker_account())

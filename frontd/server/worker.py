@@ -1,7 +1,8 @@
 """A worker process: one event loop accepting on the inherited listeners and serving connections.
 
 The master forks workers and signals them: TERM/INT fast stop, QUIT graceful stop (stop accepting,
-close idle keep-alive connections, let busy ones finish within shutdown_timeout), USR1 reopen logs.
+close idle keep-alive connections, let busy ones finish within shutdown_timeout), USR1 reopen logs,
+USR2 re-read certificate files (a new ACME certificate; one that fails to load keeps the old one).
 A worker never outlives its master.
 """
 
@@ -14,9 +15,11 @@ import logging
 import os
 import signal
 import socket
+import ssl
 
 from frontd.config.model import Config
 from frontd.handlers.dispatch import Dispatcher
+from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLog, reopen_error_log
 
@@ -26,17 +29,26 @@ ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and the like: back off instead of spinn
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the master
 READY = b"R"  # written on the readiness pipe once the worker can serve (master.py waits for it)
+# Closing a TLS connection sends close_notify and waits this long for the client's (asyncio's
+# default is 30 s): a client that vanished does not hold a socket for half a minute.
+TLS_SHUTDOWN_TIMEOUT = 5.0
 
 
 class Worker:
     """One worker's event loop: accepts on the listeners, serves, stops as its signals say."""
 
     def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None,
+                 tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
                  ready: int | None = None) -> None:
+        """`tls_sockets`: the file descriptors among `sockets` of TLS listeners, served with
+        `certificates` (loaded by the master before the fork). `ready`: the readiness pipe's write
+        end, from a master that waits for READY."""
         self.config = config
         self.sockets = sockets
+        self.tls_sockets = tls_sockets
+        self.certificates = certificates
         self.master_pid = master_pid
-        self.ready = ready  # the readiness pipe's write end, from a master that waits for READY
+        self.ready = ready
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
@@ -47,10 +59,13 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.access_log = AccessLog(self.config.access_log)
-        self.dispatcher = Dispatcher(self.config)
+        self.dispatcher = Dispatcher(self.config, https_port=self._https_port())
+        if self.tls_sockets:
+            quiet_undecodable_server_names()
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):
             loop.add_signal_handler(signum, self._stop, graceful)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen)
+        loop.add_signal_handler(signal.SIGUSR2, self._reload_certificates)
         # The master forks with its signals blocked; now that the handlers exist, let them in
         # (a QUIT that arrived meanwhile is delivered here, not lost and not fatal).
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -107,6 +122,20 @@ class Worker:
         reopen_error_log()
         log.info("log files reopened")
 
+    def _reload_certificates(self) -> None:
+        if self.certificates is None:
+            return
+        for _, error in self.certificates.load():
+            log.error("certificate reload: %s", error)
+        log.info("certificates re-read")
+
+    def _https_port(self) -> int | None:
+        """The port of the first TCP TLS listener (where redirect_https sends plain-HTTP clients)."""
+        for sock in self.sockets:
+            if sock.fileno() in self.tls_sockets and sock.family != socket.AF_UNIX:
+                return int(sock.getsockname()[1])
+        return None
+
     async def _drain(self) -> None:
         """Graceful stop: idle connections close now, busy ones get up to shutdown_timeout."""
         try:
@@ -156,11 +185,11 @@ class Worker:
         if self.active >= self.config.limits.max_connections:
             # Past max_connections the worker stops accepting until a connection ends.
             self._listen(False)
-        task = asyncio.create_task(self._serve(sock))
+        task = asyncio.create_task(self._serve(sock, listener.fileno() in self.tls_sockets))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _serve(self, sock: socket.socket) -> None:
+    async def _serve(self, sock: socket.socket, tls: bool = False) -> None:
         loop = asyncio.get_running_loop()
         try:
             if sock.family != socket.AF_UNIX:
@@ -170,9 +199,16 @@ class Worker:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
             protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-            transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
+            if tls and self.certificates is not None:
+                transport = await self._handshake(sock, protocol)
+                if transport is None:
+                    return
+            else:
+                transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-            conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log)
+            ssl_object = writer.get_extra_info("ssl_object")
+            info = Certificates.info(ssl_object) if ssl_object is not None else None
+            conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info)
             self.connections.add(conn)
             try:
                 await conn.run()
@@ -183,6 +219,37 @@ class Worker:
         finally:
             self.active -= 1
             self._resume()
+
+
+    async def _handshake(self, sock: socket.socket, protocol: asyncio.StreamReaderProtocol) -> asyncio.Transport | None:
+        """The TLS handshake, within header_timeout; a failure costs one info line and the socket."""
+        assert self.certificates is not None
+        loop = asyncio.get_running_loop()
+        try:
+            peer = sock.getpeername()
+            client = str(peer[0]) if isinstance(peer, tuple) else "unix:"
+        except OSError:
+            client = "?"
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock, ssl=self.certificates.context,
+                ssl_handshake_timeout=self.config.limits.header_timeout, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
+        except (OSError, ssl.SSLError, EOFError) as exc:
+            sock.close()
+            log.info("TLS handshake failed: %s, client: %s", self._handshake_failure(exc), client)
+            return None
+        return transport  # type: ignore[return-value]
+
+
+    def _handshake_failure(self, exc: BaseException) -> str:
+        """Why a handshake failed, in a few words: OpenSSL's reason, a timeout, or a client gone."""
+        if isinstance(exc, ssl.SSLError):
+            return handshake_failure(str(exc.reason or exc))
+        if isinstance(exc, (TimeoutError, ConnectionAbortedError)):
+            return f"not complete within header_timeout ({self.config.limits.header_timeout:g}s)"
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
+            return "the client closed the connection"
+        return str(exc) or type(exc).__name__
 
 
 def _set_parent_death_signal(signum: int) -> bool:
@@ -199,7 +266,8 @@ def _set_parent_death_signal(signum: int) -> bool:
 
 
 def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None,
+               tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
                ready: int | None = None) -> None:
     """Serve until told to stop; with `master_pid`, also stop when that master dies; with `ready`,
     write READY on that descriptor once serving."""
-    asyncio.run(Worker(config, sockets, master_pid, ready).run())
+    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, ready).run())

@@ -11,10 +11,11 @@ import html
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from frontd import SERVER_SOFTWARE
+from frontd.certs.files import CertificateStatus
 from frontd.config.model import Config
 from frontd.status.metrics import CLASSES, LATENCY_BOUNDS, BackendView, Counts, Snapshot, backend_key
 
@@ -86,7 +87,21 @@ def _backend_json(backend: BackendView, routes: list[str]) -> dict[str, Any]:
     }
 
 
-def to_dict(snap: Snapshot, routes: dict[str, list[str]]) -> dict[str, Any]:
+def _certificate_json(cert: CertificateStatus) -> dict[str, Any]:
+    found = cert.facts
+    return {
+        "vhost": cert.source.label,
+        "source": cert.source.source,
+        "file": cert.source.cert_path,
+        "names": list(found.names) if found else [],
+        "issuer": found.issuer if found else None,
+        "not_after": found.not_after if found else None,
+        "error": cert.error,
+    }
+
+
+def to_dict(snap: Snapshot, routes: dict[str, list[str]],
+            certificates: Sequence[CertificateStatus] = ()) -> dict[str, Any]:
     """The JSON document as Python values (schema: docs/status.md)."""
     return {
         "version": JSON_VERSION,
@@ -105,11 +120,13 @@ def to_dict(snap: Snapshot, routes: dict[str, list[str]]) -> dict[str, Any]:
             for w in snap.workers
         ],
         "backends": [_backend_json(b, routes.get(b.address, [])) for b in snap.backends],
+        "certificates": [_certificate_json(c) for c in certificates],
     }
 
 
-def render_json(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
-    return json.dumps(to_dict(snap, routes), separators=(",", ":")).encode() + b"\n"
+def render_json(snap: Snapshot, routes: dict[str, list[str]],
+                certificates: Sequence[CertificateStatus] = ()) -> bytes:
+    return json.dumps(to_dict(snap, routes, certificates), separators=(",", ":")).encode() + b"\n"
 
 
 # -- Prometheus text exposition format 0.0.4 ------------------------------------------------------
@@ -162,7 +179,8 @@ class _Exposition:
         return ("\n".join(self.lines) + "\n").encode()
 
 
-def render_prometheus(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
+def render_prometheus(snap: Snapshot, routes: dict[str, list[str]],
+                      certificates: Sequence[CertificateStatus] = ()) -> bytes:
     out = _Exposition()
     out.family("frontd_start_time_seconds", "gauge", "When the master process started, in seconds since the epoch.",
                [([], snap.started)])
@@ -212,6 +230,10 @@ def render_prometheus(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
     out.histogram("frontd_backend_request_duration_seconds",
                   "Duration of the backend's requests, from their first byte to their last response byte.",
                   [(labels, b.counts) for labels, b in backends])
+    out.family("frontd_tls_certificate_expiry_timestamp_seconds", "gauge",
+               "When the vhost's certificate expires, in seconds since the epoch.",
+               [([("vhost", c.source.label), ("source", c.source.source)], c.facts.not_after)
+                for c in certificates if c.facts is not None])
     return out.text()
 
 
@@ -315,7 +337,28 @@ def _backend_table(b: BackendView, routes: list[str], now: float) -> str:
             f"<thead>{_head(heads)}</thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def render_html(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
+def _certificate_table(certificates: Sequence[CertificateStatus], now: float) -> str:
+    rows = []
+    for cert in certificates:
+        found = cert.facts
+        if found is None:
+            expiry = f'<span class="err">{_e(cert.error)}</span>'
+            names = issuer = ""
+        else:
+            left = found.not_after - now
+            css = "err" if left < 14 * 86400 else ""
+            when = _e(_when(found.not_after))
+            expiry = (f'<span class="{css}">{when} (in {human_duration(left)})</span>' if left > 0
+                      else f'<span class="err">{when} (expired)</span>')
+            names, issuer = _e(", ".join(found.names)), _e(found.issuer)
+        rows.append(_row([_e(cert.source.label), names, issuer, expiry, _e(cert.source.source),
+                          _e(cert.source.cert_path)]))
+    heads = ["vhost", "names", "issuer", "expires", "source", "file"]
+    return f'<table id="certificates"><thead>{_head(heads)}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def render_html(snap: Snapshot, routes: dict[str, list[str]],
+                certificates: Sequence[CertificateStatus] = ()) -> bytes:
     meta = (f"{_e(SERVER_SOFTWARE)} &middot; master {snap.master_pid} &middot; up {human_duration(snap.uptime)}"
             f" &middot; configuration generation {snap.generation}, loaded {_e(_when(snap.config_loaded))}"
             f" &middot; answered by worker {snap.answered_by} at {_e(_when(snap.now))}"
@@ -344,5 +387,7 @@ def render_html(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
         parts.extend(_backend_table(b, routes.get(b.address, []), snap.now) for b in snap.backends)
     else:
         parts.append('<p class="dim">No backends.</p>')
+    if certificates:
+        parts.extend(["<h2>Certificates</h2>", _certificate_table(certificates, snap.now)])
     parts.append("</body></html>")
     return "\n".join(parts).encode() + b"\n"
