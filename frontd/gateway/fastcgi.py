@@ -35,7 +35,7 @@ from typing import Final
 
 from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, ServiceUnavailable
-from frontd.gateway.backends import BackendConnection, BackendSet
+from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
 from frontd.gateway.exchange import StreamTransport, connection_lost
 from frontd.request import Request
 from frontd.wire.fastcgi import (
@@ -93,8 +93,11 @@ class FastCGIRoute:
 
     __slots__ = ("backends", "keep_conn", "begin_request", "timeout")
 
-    def __init__(self, route: Route) -> None:
-        self.backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi")
+    def __init__(self, route: Route, pool: ConnectionPool | None = None) -> None:
+        # Parked connections yield to a new one waiting for its answer: php-fpm gives each
+        # connection a child of its own for as long as it stays open (issue 12 item 3).
+        self.backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi",
+                                   pool=pool, idle_timeout=route.keepalive_timeout, yield_idle=True)
         # §5.1: FCGI_KEEP_CONN only when connections are pooled; otherwise the application
         # closes the connection after the request, and that is the end of it.
         self.keep_conn = route.keepalive > 0
@@ -105,17 +108,19 @@ class FastCGIRoute:
 class FastCGIGateway:
     """The transport factory for fastcgi routes: `gateway(route, request)` -> a new transport."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, pool: ConnectionPool | None = None) -> None:
+        # One pool for the worker: the routes naming one address share its idle connections.
+        self.pool = pool if pool is not None else ConnectionPool()
         self.routes: dict[int, FastCGIRoute] = {}
         for vhost in config.vhosts:
             for route in vhost.routes:
                 if route.kind == "fastcgi":
-                    self.routes[id(route)] = FastCGIRoute(route)
+                    self.routes[id(route)] = FastCGIRoute(route, self.pool)
 
     def __call__(self, route: Route, request: Request) -> FastCGITransport:
         setup = self.routes.get(id(route))
         if setup is None:  # a route built after this factory (not expected; kept correct)
-            setup = self.routes[id(route)] = FastCGIRoute(route)
+            setup = self.routes[id(route)] = FastCGIRoute(route, self.pool)
         return FastCGITransport(setup, request)
 
     def close_idle(self) -> None:
@@ -300,7 +305,9 @@ class FastCGITransport(StreamTransport):
                 return b""
             if not data and not self._received and await self._retry(conn):
                 continue
-            self._received = True
+            if not self._received:
+                self._received = True
+                self.setup.backends.answered(conn)
             out = self.decode(data)
             if out:
                 return out

@@ -26,7 +26,7 @@ import h11
 
 from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, BadRequest, GatewayTimeout
-from frontd.gateway.backends import BackendConnection, BackendSet
+from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
 from frontd.http.forwarded import (
     IDEMPOTENT_METHODS,
     backend_target,
@@ -89,9 +89,11 @@ class _BodySource:
 
 
 class ProxyHandler:
-    """The handler of `proxy` routes; one BackendSet (and pool) per route in each worker."""
+    """The handler of `proxy` routes; one BackendSet per route in each worker, their idle
+    connections in the worker's `ConnectionPool` (shared by the routes naming an address)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, pool: ConnectionPool | None = None) -> None:
+        self.pool = pool if pool is not None else ConnectionPool()
         self._backends: dict[int, BackendSet] = {}
         for vhost in config.vhosts:
             for route in vhost.routes:
@@ -102,7 +104,8 @@ class ProxyHandler:
         found = self._backends.get(id(route))
         if found is None:
             found = BackendSet([t.address for t in route.proxy], route.connect_timeout,
-                               route.keepalive, name="proxy")
+                               route.keepalive, name="proxy", pool=self.pool,
+                               idle_timeout=route.keepalive_timeout)
             self._backends[id(route)] = found
         return found
 
