@@ -85,7 +85,7 @@ class BackendConnection:
     the backend may have closed it in the meantime (a failure before any response byte then
     says "stale", not "broken backend"). Set `keep = True` once an exchange ended cleanly and the
     connection may serve another request; `connection()` and `release()` pool it only then.
-    `requests` counts the requests started on it (FastCGI numbers them).
+    `requests` is the number of the last request started on it (FastCGI's request id).
     """
 
     __slots__ = ("address", "reader", "writer", "reused", "keep", "idle_since", "requests", "protocol",
