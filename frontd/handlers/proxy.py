@@ -27,6 +27,7 @@ import h11
 from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, BadRequest, GatewayTimeout
 from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
+from frontd.gateway.exchange import connection_lost
 from frontd.http.forwarded import (
     IDEMPOTENT_METHODS,
     backend_target,
@@ -289,6 +290,11 @@ class _Exchange:
             try:
                 data = read.result()
             except OSError as exc:
+                if self.received:
+                    # Issue 13 section 3: a reset is not the end of a close-delimited body. Taken
+                    # for EOF, it made a cut response look complete (a chunked terminator sent).
+                    raise connection_lost(self.where, exc) from None
+                # Before any response byte: as a close, which `_no_response` may retry.
                 log.debug("%s: read failed: %s", self.where, exc)
                 data = b""
         finally:
