@@ -88,7 +88,7 @@ class BackendConnection:
     `requests` is the number of the last request started on it (FastCGI's request id).
     """
 
-    __slots__ = ("address", "reader", "writer", "reused", "keep", "idle_since", "requests", "protocol",
+    __slots__ = ("address", "reader", "writer", "reused", "keep", "requests", "protocol",
                  "expiry")
 
     def __init__(self, address: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -98,7 +98,6 @@ class BackendConnection:
         self.writer = writer
         self.reused = reused
         self.keep = False
-        self.idle_since = 0.0
         self.requests = 0
         self.protocol = protocol
         self.expiry: asyncio.TimerHandle | None = None  # closes it when parked too long
@@ -115,17 +114,20 @@ class BackendConnection:
 
     def close(self) -> None:
         """Close at once, dropping unsent data: used on failures and on connections not reused."""
-        self._unpark()
+        self.unwatch_idle()
         transport = self.writer.transport
         if not transport.is_closing():
             transport.abort()
 
-    def _park(self, on_input: Callable[[bytes], None], on_expiry: Callable[[], None], timeout: float) -> None:
+    def watch_idle(self, on_input: Callable[[bytes], None], on_expiry: Callable[[], None], timeout: float) -> None:
+        """While parked: `on_input` gets whatever the backend sends (b"" for a close) instead of
+        the reader, and `on_expiry` runs after `timeout` seconds."""
         if self.protocol is not None:
             self.protocol.on_idle_input = on_input
         self.expiry = asyncio.get_running_loop().call_later(timeout, on_expiry)
 
-    def _unpark(self) -> None:
+    def unwatch_idle(self) -> None:
+        """Taken from the pool (or closed): input goes to the reader again, no timer."""
         if self.protocol is not None:
             self.protocol.on_idle_input = None
         if self.expiry is not None:
@@ -163,8 +165,7 @@ class ConnectionPool:
         """Keep `conn` idle until taken, until `timeout` seconds pass, or until the backend
         sends anything on it (then it is closed at once)."""
         conn.keep = False
-        conn.idle_since = time.monotonic()
-        conn._park(lambda data: self._idle_input(key, conn, data), lambda: self.discard(key, conn), timeout)
+        conn.watch_idle(lambda data: self._idle_input(key, conn, data), lambda: self.discard(key, conn), timeout)
         self.idle(key).append(conn)
 
     def take(self, key: PoolKey) -> BackendConnection | None:
@@ -173,7 +174,7 @@ class ConnectionPool:
         pool = self._idle.get(key)
         while pool:
             conn = pool.pop()
-            conn._unpark()
+            conn.unwatch_idle()
             if conn.alive() and not conn.unread():
                 return conn
             conn.close()
@@ -209,6 +210,7 @@ class ConnectionPool:
         waiting = self._waiting.get(key)
         if waiting is None:
             waiting = self._waiting[key] = set()
+        self._forget_closed(waiting)
         waiting.add(conn)
         released = self.close_idle(key)
         if released:
@@ -224,10 +226,14 @@ class ConnectionPool:
         waiting = self._waiting.get(key)
         if not waiting:
             return False
-        for other in list(waiting):
-            if other is not conn and not other.alive():
-                waiting.discard(other)
+        self._forget_closed(waiting)
         return any(other is not conn for other in waiting)
+
+    @staticmethod
+    def _forget_closed(waiting: set[BackendConnection]) -> None:
+        # A request aborted while it waited closes its connection without releasing it.
+        for conn in [conn for conn in waiting if not conn.alive()]:
+            waiting.discard(conn)
 
     def _idle_input(self, key: PoolKey, conn: BackendConnection, data: bytes) -> None:
         # Called from the protocol while the connection is parked.
