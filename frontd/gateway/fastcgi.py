@@ -2,7 +2,8 @@
 
 `FastCGIGateway` is built once per worker from the config; it is the transport factory the
 gateway handler calls, `(route, request) -> FastCGITransport`, and holds a `BackendSet` per
-fastcgi route (round-robin, passive health, and the `keepalive` pool of idle connections).
+fastcgi route (round-robin, passive health, and its share of the worker's pool of idle
+connections).
 
 A request goes out as FCGI_BEGIN_REQUEST, the FCGI_PARAMS stream and the FCGI_STDIN stream
 (§5.1, §5.2, §6.2); with no body, all of it leaves in one write. The reply is decoded by
@@ -17,11 +18,14 @@ pooled. Connection reuse (§3.5, FCGI_KEEP_CONN) is off unless the route sets `k
 then a connection is pooled only after a clean FCGI_END_REQUEST with all of FCGI_STDIN sent and
 nothing after it. Each request on a kept connection has a new request id (§3.3), so a record the
 application sends late for an earlier request is dropped with a log line (and the connection is
-not reused) rather than taken for the answer to the current one. A pooled connection that the backend closed while it sat idle (php-fpm
-closes at `pm.max_requests`, flup and others after their own idle time) is found out either
-before use (`BackendSet`) or by the request itself: when it fails before any reply byte came
-back, the request is sent again once on a new connection, provided everything sent so far is
-still at hand (the head, and a body of at most `MAX_REPLAY` bytes).
+not reused) rather than taken for the answer to the current one. The idle connections live in
+the worker's `ConnectionPool`, shared by the routes naming an address; a parked connection gives
+way to a new one that waits for its first reply byte, since php-fpm keeps a child on each open
+connection. A pooled connection that the backend closed while it sat idle (php-fpm closes at
+`pm.max_requests`, flup and others after their own idle time) is found out either before use
+(`BackendSet`) or by the request itself: when it fails before any reply byte came back, the
+request is sent again once on a new connection, provided everything sent so far is still at
+hand (the head, and a body of at most `MAX_REPLAY` bytes).
 
 A client that goes away, a timeout or an error aborts the request (§5.4): on a kept connection
 FCGI_ABORT_REQUEST is sent before the connection is closed; otherwise closing it is the signal.
