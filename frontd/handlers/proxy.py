@@ -8,7 +8,9 @@ never a whole body in memory. Headers change as RFC 9110 §7.6 asks (see `frontd
 
 Failures carry their status: connect failures 502/503 (from `BackendSet`), a backend silent for
 the route's `timeout` 504, a malformed, contradictory or truncated response 502 (or the client
-connection closed when the response has started). A pooled connection that turns out closed
+connection closed when the response has started: a read error is never the end of a body). A
+connection is pooled only when nothing followed its response, in the worker's pool shared by the
+routes naming its address, which closes it when the backend sends anything while it idles. A pooled connection that turns out closed
 before any response byte is retried once on a new connection when the request can be replayed:
 an idempotent method (RFC 9110 §9.2.2) whose body, if any, was small enough to keep.
 
