@@ -25,7 +25,7 @@ from tests.interop.test_php_fpm import ROOT
 QUICK = 2.5
 
 
-def wiki_config(address: str, keepalive: int) -> str:
+def wiki_config(address: str, keepalive: int, keepalive_timeout: str = "4s") -> str:
     """The DokuWiki layout: `/` and `/lib/exe/` on the same php-fpm, both with keep-alive."""
     routes = ""
     for prefix in ("/", "/lib/exe/"):
@@ -36,6 +36,7 @@ def wiki_config(address: str, keepalive: int) -> str:
   root = "{ROOT}"
   index = ["index.php"]
   keepalive = {keepalive}
+  keepalive_timeout = "{keepalive_timeout}"
   timeout = "6s"
 """
     return f"""
@@ -49,8 +50,9 @@ default = true
 def fpm(peers: Callable[..., Peer], workdir: Path) -> Peer:
     # pm = static with 2 children: each kept connection holds one of them. A pool for each
     # frontd: one frontd's kept connections would hold the other's children.
-    return start_php_fpm(peers, workdir, {"s": f"unix:{workdir}/php-s.sock", "t": f"unix:{workdir}/php-t.sock"},
-                         workers={"s": "pm.max_children = 2", "t": "pm.max_children = 2"})
+    two = "pm.max_children = 2"
+    return start_php_fpm(peers, workdir, {name: f"unix:{workdir}/php-{name}.sock" for name in "stu"},
+                         workers={name: two for name in "stu"})
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +95,20 @@ def test_a_new_connection_is_not_left_behind_idle_ones(one_worker: Frontd) -> No
     for i in range(6):
         status, took, text = timed_get(one_worker, "/lib/exe/info.php" if i % 2 else "/info.php")
         assert status == 200 and took < QUICK, (i, status, took, text[:200])
+
+
+def test_idle_connections_of_another_frontd_are_let_go_by_their_timer(
+        fpm: Peer, frontd_module: Callable[..., Frontd]) -> None:
+    # keepalive x processes > children: frontd A parks two connections, holding both children of
+    # pool "u"; frontd B's new connection waits in php-fpm's backlog until A's keepalive_timeout
+    # closes them, whether or not A sees another request (before, they stayed until A reused
+    # them: B got a 504).
+    address = fpm.addresses[2]
+    a = frontd_module(wiki_config(address, 2, keepalive_timeout="1s"), top="workers = 1", name="a.conf")
+    b = frontd_module(wiki_config(address, 2), top="workers = 1", name="b.conf")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda prefix: timed_get(a, f"{prefix}nap.php?ms=300&early=1"), ("/", "/lib/exe/")))
+    assert [status for status, _, _ in results] == [200, 200], results
+    status, took, text = timed_get(b, "/info.php")
+    assert status == 200, (text[:200], b.errors()[-2000:])
+    assert took < 1.0 + QUICK, took
