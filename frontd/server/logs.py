@@ -63,6 +63,30 @@ def setup_error_log(target: str, level: str = "info") -> None:
     log.propagate = False
 
 
+def fork() -> int:
+    """os.fork() at a moment when no thread of this process is writing to the error log.
+
+    The master has a thread that logs the output of spawned processes (spawn/output.py). Forked
+    in the middle of one of its writes, a child would inherit the file object's internal lock
+    held by a thread that does not exist there, and hang at its first log line. Every write
+    happens under its handler's lock, so holding those locks across the fork is enough; in the
+    child, logging's own fork hook gives the handlers fresh locks.
+    """
+    handlers = list(log.handlers)
+    for handler in handlers:
+        handler.acquire()
+    try:
+        pid = os.fork()
+    except BaseException:
+        for handler in handlers:
+            handler.release()
+        raise
+    if pid != 0:
+        for handler in handlers:
+            handler.release()
+    return pid
+
+
 def reopen_error_log() -> None:
     for handler in log.handlers:
         if isinstance(handler, _ReopenableHandler):
@@ -114,18 +138,22 @@ class AccessLog:
         else:
             self._file = open(self.target, "a", encoding="utf-8")
 
-    def record(self, request: Request, status: int, size: int, duration: float = 0.0) -> None:
+    def record(self, request: Request, status: int, size: int, duration: float = 0.0, *, cut: bool = False) -> None:
+        """One line; `cut` when the response started and was then cut short by a failure on
+        frontd's or the backend's side (the client's connection was closed without the
+        response's end): a combined line then ends with ` cut`, a JSON object has "cut": true."""
         if self._file is None:
             return
         now = time.time()
         if self.format == "json":
-            self._pending.append(_json_line(request, status, size, duration, now))
+            self._pending.append(_json_line(request, status, size, duration, now, cut))
         else:
             second = int(now)
             if second != self._clf_second:
                 self._clf_second, self._clf_text = second, _clf_time(now)
             line = (f'{request.client_addr} - - [{self._clf_text}] "{_quote(request.request_line)}" {status} {size} '
-                    f'"{_quote(request.header(b"referer"))}" "{_quote(request.header(b"user-agent"))}"\n')
+                    f'"{_quote(request.header(b"referer"))}" "{_quote(request.header(b"user-agent"))}"'
+                    f'{" cut" if cut else ""}\n')
             if self.format == "vhost_combined":
                 line = f"{_quote(request.host)}:{request.server_port} {line}"
             self._pending.append(line)
@@ -144,7 +172,7 @@ class AccessLog:
         self._pending.clear()
 
 
-def _json_line(request: Request, status: int, size: int, duration: float, now: float) -> str:
+def _json_line(request: Request, status: int, size: int, duration: float, now: float, cut: bool) -> str:
     """One JSON object (docs/operations.md lists the fields); header values as Latin-1 text."""
     route = request.route
     upstream = request.notes.get("upstream")
@@ -165,6 +193,7 @@ def _json_line(request: Request, status: int, size: int, duration: float, now: f
         "upstream": upstream,
         "user_agent": agent.decode("latin-1") if agent is not None else None,
         "referer": referer.decode("latin-1") if referer is not None else None,
+        "cut": cut,
     }
     return json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
 
@@ -189,9 +218,9 @@ class AccessLogs:
             self.by_vhost[id(vhost)] = by_target[key]
         self.logs = tuple(by_target.values())
 
-    def record(self, request: Request, status: int, size: int, duration: float = 0.0) -> None:
+    def record(self, request: Request, status: int, size: int, duration: float = 0.0, *, cut: bool = False) -> None:
         target = self.by_vhost.get(id(request.vhost), self.default) if self.by_vhost else self.default
-        target.record(request, status, size, duration)
+        target.record(request, status, size, duration, cut=cut)
 
     def reopen(self) -> None:
         for access_log in self.logs:

@@ -448,12 +448,12 @@ root = "{root}"
     wait_for(lambda: json_log.exists() and json_log.read_text(), what="the JSON access log")
     record = json.loads(json_log.read_text().splitlines()[0])
     assert set(record) == {"time", "host", "client", "method", "target", "protocol", "status", "bytes",
-                           "duration", "upstream", "user_agent", "referer"}
+                           "duration", "upstream", "user_agent", "referer", "cut"}
     assert record["host"] == "example.test" and record["client"] == "127.0.0.1"
     assert record["method"] == "GET" and record["target"] == "/index.html?x=1"
     assert record["status"] == 200 and record["bytes"] == len("<h1>home</h1>\n")
     assert record["protocol"] == "HTTP/1.1" and record["user_agent"] == 'agent "quoted"'
-    assert record["referer"] == "http://r.test/" and record["upstream"] is None
+    assert record["referer"] == "http://r.test/" and record["upstream"] is None and record["cut"] is False
     assert 0 <= record["duration"] < 10 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"])
     wait_for(lambda: vhost_log.exists() and vhost_log.read_text(), what="the vhost_combined access log")
     assert re.match(rf'other\.test:{server.port} 127\.0\.0\.1 - - \[[^]]+\] "GET /index.html HTTP/1.1" 200 ',
