@@ -1234,7 +1234,8 @@ def summary(config: Config) -> str:
         f"workers {config.workers}",
         f"pid_file {config.pid_file or '(none)'}",
         f"error_log {config.error_log}",
-        f"access_log {config.access_log}",
+        f"access_log {config.access_log}"
+        + (f"  format {config.access_log_format}" if config.access_log_format != "combined" else ""),
         f"log_level {config.log_level}",
     ]
     if config.user is not None:

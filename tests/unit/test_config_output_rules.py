@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from frontd.config.load import summary
 from frontd.config.model import COMPRESS_TYPES, Compression
 from tests.unit.test_config import error, load, site  # noqa: F401 (site: the fixture)
 
@@ -83,3 +85,14 @@ def test_access_logs(site: Path) -> None:
     assert config.access_log_format == "vhost_combined"
     assert config.vhosts[0].access_log == str(site / "logs.txt") and config.vhosts[0].access_log_format == "json"
     assert 'access_log_format' in error(site, 'access_log_format = "xml"\n' + vhost())
+
+
+def test_summary_shows_resolved_output_rules(site: Path) -> None:
+    config = load(site, 'access_log_format = "json"\n' + vhost(
+        'headers = { "X-A" = "1" }\ncompress = ["gzip"]\naccess_log = "v.log"',
+        'headers = { "X-A" = "" }\nprecompressed = true'))
+    text = summary(config)
+    assert "access_log -  format json" in text
+    assert f"  access_log {site / 'v.log'}  format json" in text
+    assert re.search(r'/a/ +static .* header\.x-a="" compress=gzip min_size=1KiB precompressed', text)
+    assert re.search(r'/ +static .*\(vhost root\)  header\.x-a="1" compress=gzip min_size=1KiB$', text, re.M)
