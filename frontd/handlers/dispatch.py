@@ -48,8 +48,9 @@ class Dispatcher:
         # headers and compress, per route (and per vhost root) that has any; empty when none has.
         self.output: dict[int, OutputRules] = output_rules(config)
 
-    def error_headers(self, request: Request | None, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """An error response's fields, with the `headers` of the request's route or vhost."""
+    def rule_headers(self, request: Request | None, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The fields of a response frontd makes itself (an error, redirect_https's 308), with the
+        `headers` of the request's route or vhost."""
         if not self.output or request is None or request.vhost is None:
             return headers
         rules = self.output.get(id(request.route if request.route is not None else request.vhost))
@@ -77,8 +78,8 @@ class Dispatcher:
             f"?{request.query}" if request.query else "")
         location = f"https://{host}{port}{path}".encode("latin-1")
         body = f'<html><body><a href="{html.escape(location.decode("latin-1"))}">moved here</a></body></html>\n'.encode()
-        await sink.start(308, [(b"location", location), (b"content-type", b"text/html"),
-                               (b"content-length", str(len(body)).encode())])
+        await sink.start(308, self.rule_headers(request, [(b"location", location), (b"content-type", b"text/html"),
+                                                          (b"content-length", str(len(body)).encode())]))
         await sink.write(body)
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:

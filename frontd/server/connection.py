@@ -627,7 +627,7 @@ class Connection:
                     http10=request is not None and request.http_version == "1.0")
         body = error_body(status)
         try:
-            headers = self.dispatcher.error_headers(request, [*error_headers(status, close=close), *exc.headers])
+            headers = self.dispatcher.rule_headers(request, [*error_headers(status, close=close), *exc.headers])
             await sink.start(status, headers)
             await sink.write(body)
             await sink.end()

@@ -484,3 +484,11 @@ def test_configured_hsts_over_tls_only_and_compression_through_tls(frontd: Start
     assert response.getheader("content-encoding") == "br" and brotli.decompress(body) == big
     status, fields, _, _ = fetch(server, "/style.css", host="a.test")
     assert status == 200 and "strict-transport-security" not in fields
+
+
+def test_headers_on_redirect_https(frontd: Start, tmp_path: Path, pki: Pki) -> None:
+    root = make_site(tmp_path)
+    server = frontd(vhost(root, "a", "a.test", extra='default = true\nredirect_https = true\n'
+                          'headers = { "X-Frame-Options" = "DENY" }'), top=TLS_TOP)
+    status, fields, _, _ = fetch(server, "/style.css", host="a.test")
+    assert status == 308 and fields["x-frame-options"] == "DENY"
