@@ -418,6 +418,27 @@ def test_precompressed_stale_or_symlinked_sibling_ignored(frontd: Start, tmp_pat
     assert "content-encoding" not in fields and "vary" not in fields and body == CSS
 
 
+def test_precompressed_on_vhost_reaches_script_mode_files(frontd: Start, tmp_path: Path) -> None:
+    """A script-mode route sends its non-script files as static files: precompressed set on the
+    vhost applies to them (no backend is asked: nothing listens at its address)."""
+    root = make_site(tmp_path)
+    (root / "app.css").write_bytes(CSS)
+    (root / "app.css.gz").write_bytes(gzip.compress(CSS))  # written after: not older
+    server = frontd(f"""
+[[vhost]]
+names = ["example.test"]
+precompressed = true
+  [[vhost.route]]
+  prefix = "/"
+  fastcgi = "127.0.0.1:9"
+  root = "{root}"
+  index = ["index.php"]
+""")
+    status, fields, body, _ = fetch(server, "/app.css", {"Accept-Encoding": "gzip"})
+    assert status == 200 and fields["content-encoding"] == "gzip" and gzip.decompress(body) == CSS
+    assert fields["content-type"].startswith("text/css")
+
+
 # -- access logs ------------------------------------------------------------------------------
 
 
