@@ -19,7 +19,7 @@ import shutil
 import stat
 import tempfile
 import tomllib
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, NoReturn
 
 from frontd.config.address import MAX_UNIX_PATH, parse_address, parse_hostname, parse_proxy_url
@@ -29,6 +29,7 @@ from frontd.config.model import (
     ROUTE_KINDS,
     AcmeConfig,
     Address,
+    BasicAuth,
     Config,
     ConfigError,
     Limits,
@@ -39,6 +40,7 @@ from frontd.config.model import (
     VHost,
 )
 from frontd.config.units import format_duration, format_size, parse_duration, parse_size, show
+from frontd.rules.htpasswd import HtpasswdError, read_htpasswd
 
 __all__ = ["ConfigError", "load_config", "parse_config", "summary"]
 
@@ -51,8 +53,11 @@ TOP_KEYS: tuple[str, ...] = (
     "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
+# Access rules (docs/access.md): on a vhost, and on a route of any kind, where they replace the vhost's.
+ACCESS_KEYS: tuple[str, ...] = ("allow", "deny", "auth")
+AUTH_KEYS: tuple[str, ...] = ("realm", "htpasswd")
 VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow",
-                               "tls_certificate", "tls_key", "tls", "redirect_https")
+                               "tls_certificate", "tls_key", "tls", "redirect_https", *ACCESS_KEYS)
 LISTENER_KEYS: tuple[str, ...] = ("address", "tls", "http2", "proxy_protocol")
 TLS_KEYS: tuple[str, ...] = ("min_version", "http2", "session_tickets")
 TLS_VERSIONS: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
@@ -84,7 +89,7 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
 KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static")
-ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS)
+ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS, *ACCESS_KEYS)
 
 _ROUTE_DEFAULTS = Route(prefix="/", kind="static")
 _VHOST_DEFAULTS = VHost(names=())
@@ -567,12 +572,14 @@ class _Loader:
         status = self.status_path(table["status"], f"{path}.status") if "status" in table else None
         status_allow = (self.networks(table["status_allow"], f"{path}.status_allow")
                         if "status_allow" in table else _VHOST_DEFAULTS.status_allow)
+        access = self.access(table, path)
         route_tables = self.tables(table.get("route", []), f"{path}.route", "vhost.route")
         routes: list[Route] = []
         prefixes: dict[str, str] = {}
         for j, route_table in enumerate(route_tables):
             route_path = f"{path}.route[{j}]"
             route = self.route(route_table, route_path, index, autoindex)
+            route = self.route_access(route, route_table, route_path, access)
             if route.prefix in prefixes:
                 self.fail(
                     f"{route_path}.prefix",
@@ -593,6 +600,7 @@ class _Loader:
             status=status,
             status_allow=status_allow,
             **tls_values,
+            **access,
         )
 
     def vhost_tls(self, table: dict[str, object], path: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -623,6 +631,47 @@ class _Loader:
         if "redirect_https" in table:
             values["redirect_https"] = self.boolean(table["redirect_https"], f"{path}.redirect_https")
         return values
+
+    def access(self, table: dict[str, object], path: str) -> dict[str, Any]:
+        """The access keys set in a vhost or route table: allow, deny (networks) and auth (a
+        BasicAuth, or None for `auth = false`)."""
+        values: dict[str, Any] = {}
+        for name in ("allow", "deny"):
+            if name in table:
+                values[name] = self.networks(table[name], f"{path}.{name}")
+        if "auth" in table:
+            values["auth"] = self.basic_auth(table["auth"], f"{path}.auth")
+        return values
+
+    def route_access(self, route: Route, table: dict[str, object], path: str, vhost: dict[str, Any]) -> Route:
+        """A route with its effective access rules: each key the route sets replaces the vhost's,
+        list by list (`allow = []` refuses everyone). Behind auth, a gateway does not see the
+        credentials (HTTP_AUTHORIZATION) unless the route sets pass_authorization = true."""
+        values = {**vhost, **self.access(table, path)}
+        if values.get("auth") is not None and "pass_authorization" not in table:
+            values["pass_authorization"] = False
+        return replace(route, **values) if values else route
+
+    def basic_auth(self, value: object, key: str) -> BasicAuth | None:
+        """`auth = { realm = "...", htpasswd = "path" }`, or false (none: lifts the vhost's). The
+        file is read now: a missing file or an unsupported hash is an error of `frontd -t`."""
+        if value is False:
+            return None
+        if not isinstance(value, dict):
+            self.fail(key, f'expected {{ realm = "...", htpasswd = "path" }} or false, got {show(value)}')
+        self.check_keys(value, AUTH_KEYS, key)
+        for name in AUTH_KEYS:
+            if name not in value:
+                self.fail(key, f'missing key "{name}"')
+        realm = self.string(value["realm"], f"{key}.realm", "a realm name")
+        if any(ord(c) < 0x20 or c in '\x7f"\\' for c in realm):
+            self.fail(f"{key}.realm", f"must not contain quotes, backslashes or control characters, got {show(realm)}")
+        htpasswd = self.readable_file(value["htpasswd"], f"{key}.htpasswd")
+        try:
+            read_htpasswd(htpasswd)
+        except HtpasswdError as exc:
+            self.fail(f"{key}.htpasswd", str(exc))
+        return BasicAuth(realm=realm, htpasswd=htpasswd)
 
     def readable_file(self, value: object, key: str) -> str:
         """A file frontd reads (certificate, key): absolute, existing and readable now."""
@@ -1065,6 +1114,8 @@ def summary(config: Config) -> str:
             lines.append("  redirect_https on")
         if vhost.status is not None:
             lines.append(f"  status {vhost.status}  allow {' '.join(vhost.status_allow) or '(nobody)'}")
+        if _describe_access(vhost):
+            lines.append(f"  access {_describe_access(vhost)}")
         routes = sorted(vhost.routes, key=lambda r: len(r.prefix), reverse=True)
         width = max([len(r.prefix) for r in routes] + [1])
         for route in routes:
@@ -1127,11 +1178,25 @@ def _describe_route(route: Route) -> str:
         options.extend(f"env.{name}={show(value)}" for name, value in route.env)
     if route.kind == "proxy":
         options.append(f"host={route.host}" if route.host else "host=(client's)")
+    if _describe_access(route):
+        options.append(_describe_access(route))
     if route.spawn:
         options.append(f"spawn={show(shlex.join(route.spawn))} processes={route.processes} cwd={route.cwd}")
         if route.user is not None:
             options.append(f"user={route.user}")
     return "  ".join([" ".join(parts), " ".join(options)])
+
+
+def _describe_access(owner: VHost | Route) -> str:
+    """The effective access rules: "allow=... deny=... auth=realm:file", "" when there are none."""
+    parts: list[str] = []
+    if owner.allow is not None:
+        parts.append(f"allow={','.join(owner.allow) or '(nobody)'}")
+    if owner.deny:
+        parts.append(f"deny={','.join(owner.deny)}")
+    if owner.auth is not None:
+        parts.append(f"auth={show(owner.auth.realm)}:{owner.auth.htpasswd}")
+    return " ".join(parts)
 
 
 def _proxy_url(target: ProxyTarget) -> str:

@@ -91,6 +91,14 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """`auth = { realm = "...", htpasswd = "path" }`: HTTP Basic authentication (RFC 7617)."""
+
+    realm: str
+    htpasswd: str  # absolute
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One `[[vhost.route]]`: a prefix and exactly one kind, with the options of that kind."""
 
@@ -122,6 +130,10 @@ class Route:
     cwd: str | None = None  # the config file's directory when spawn is set
     user: str | None = None  # account of the spawned processes when frontd runs as root
     socket: Address | None = None  # the listening socket frontd creates for them
+    # Access rules, resolved at load (docs/access.md): the route's own value, else the vhost's.
+    allow: tuple[str, ...] | None = None  # None: everyone (unless denied); () nobody
+    deny: tuple[str, ...] = ()
+    auth: BasicAuth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,10 @@ class VHost:
     tls_key: str | None = None
     tls: TLSSource | None = None
     redirect_https: bool = False  # plain-HTTP requests -> 308 to the first TLS listener
+    # Access rules for requests no route takes (routes carry their effective copy).
+    allow: tuple[str, ...] | None = None
+    deny: tuple[str, ...] = ()
+    auth: BasicAuth | None = None
 
     @property
     def has_tls(self) -> bool:

@@ -18,11 +18,10 @@ from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.response import LocalRedirect, ResponseSink
 from frontd.routing import Router
+from frontd.rules.access import ACME_CHALLENGE_PREFIX, Access
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
 MAX_LOCAL_REDIRECTS = 5
-# RFC 8555 §8.3: the CA fetches http-01 answers over plain HTTP; redirect_https never touches them.
-ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 
 
 class Dispatcher:
@@ -33,6 +32,7 @@ class Dispatcher:
         self.config = config
         self.https_port = https_port
         self.router = Router(config)
+        self.access = Access(config)
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
         self.handlers["proxy"] = ProxyHandler(config).handle
@@ -80,6 +80,9 @@ class Dispatcher:
                                              f"SNI {request.tls.server_name!r}")
             elif vhost.redirect_https and not request.path.startswith(ACME_CHALLENGE_PREFIX):
                 await self.redirect_https(request, vhost, sink)
+                return
+            gate = self.access.gate_for(vhost, route)  # allow/deny, auth, authorizer
+            if gate is not None and await gate.check(request, sink):
                 return
             kind: str = route.kind if route is not None else "static"
             if request.path == vhost.status:
