@@ -89,7 +89,7 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
 KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static")
-ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS, *ACCESS_KEYS)
+ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS, *ACCESS_KEYS, "authorizer")
 
 _ROUTE_DEFAULTS = Route(prefix="/", kind="static")
 _VHOST_DEFAULTS = VHost(names=())
@@ -650,7 +650,20 @@ class _Loader:
         values = {**vhost, **self.access(table, path)}
         if values.get("auth") is not None and "pass_authorization" not in table:
             values["pass_authorization"] = False
+        if "authorizer" in table:
+            values["authorizer"] = self.authorizer(table["authorizer"], f"{path}.authorizer", route)
         return replace(route, **values) if values else route
+
+    def authorizer(self, value: object, key: str, route: Route) -> tuple[Address, ...]:
+        """`authorizer = ADDRESS | [ADDRESS, ...]`: FastCGI applications in the AUTHORIZER role;
+        `authorizer = true` on a fastcgi route with spawn: the spawned application answers both
+        roles (flup's `roles=(FCGI_RESPONDER, FCGI_AUTHORIZER)`)."""
+        if value is True:
+            if route.kind != "fastcgi" or not route.spawn:
+                self.fail(key, "authorizer = true needs a fastcgi route with spawn (the spawned application "
+                          'is then the authorizer too); otherwise give its address, such as "unix:/run/auth.sock"')
+            return route.backends
+        return self.backends(value, key)
 
     def basic_auth(self, value: object, key: str) -> BasicAuth | None:
         """`auth = { realm = "...", htpasswd = "path" }`, or false (none: lifts the vhost's). The
@@ -1196,6 +1209,8 @@ def _describe_access(owner: VHost | Route) -> str:
         parts.append(f"deny={','.join(owner.deny)}")
     if owner.auth is not None:
         parts.append(f"auth={show(owner.auth.realm)}:{owner.auth.htpasswd}")
+    if isinstance(owner, Route) and owner.authorizer:
+        parts.append(f"authorizer={','.join(str(a) for a in owner.authorizer)}")
     return " ".join(parts)
 
 

@@ -134,6 +134,8 @@ class Route:
     allow: tuple[str, ...] | None = None  # None: everyone (unless denied); () nobody
     deny: tuple[str, ...] = ()
     auth: BasicAuth | None = None
+    # FastCGI authorizers (role FCGI_AUTHORIZER, FastCGI 1.0 §6.3) asked before the handler.
+    authorizer: tuple[Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,12 +93,13 @@ class FastCGIRoute:
 
     __slots__ = ("backends", "keep_conn", "begin_request", "timeout")
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: Route, *, role: int = FCGI_RESPONDER) -> None:
+        """`role`: FCGI_AUTHORIZER for a route's `authorizer` (its addresses in `backends`)."""
         self.backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi")
         # §5.1: FCGI_KEEP_CONN only when connections are pooled; otherwise the application
         # closes the connection after the request, and that is the end of it.
         self.keep_conn = route.keepalive > 0
-        self.begin_request = encode_begin_request(REQUEST_ID, FCGI_RESPONDER, keep_conn=self.keep_conn)
+        self.begin_request = encode_begin_request(REQUEST_ID, role, keep_conn=self.keep_conn)
         self.timeout = route.timeout
 
 

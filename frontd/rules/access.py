@@ -1,9 +1,9 @@
-"""Who may come in: allow/deny by client address, HTTP Basic authentication (RFC 7617) and,
-later in the same gate, FastCGI authorizers.
+"""Who may come in: allow/deny by client address, HTTP Basic authentication (RFC 7617) and
+FastCGI authorizers (frontd/rules/authorizer.py).
 
 A `Gate` is built once per vhost and per route that has a rule (`Access.gate_for`); a request on
 a route without rules finds None and pays one dict lookup. The gate runs in the order CONFIG.md
-gives: deny, allow, auth.
+gives: deny, allow, auth, authorizer.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from frontd.config.model import BasicAuth, Config, Route, VHost
 from frontd.errors import Forbidden, InternalServerError, Unauthorized
 from frontd.request import Request
 from frontd.response import ResponseSink
+from frontd.rules.authorizer import Authorizer
 from frontd.rules.htpasswd import HtpasswdError, PasswordFile
 from frontd.status import metrics
 
@@ -92,10 +93,12 @@ class BasicCheck:
 class Gate:
     """The access rules of one vhost or route, compiled."""
 
-    def __init__(self, allow: tuple[str, ...] | None, deny: tuple[str, ...], basic: BasicCheck | None) -> None:
+    def __init__(self, allow: tuple[str, ...] | None, deny: tuple[str, ...], basic: BasicCheck | None,
+                 authorizer: Authorizer | None = None) -> None:
         self.allow = compile_networks(allow) if allow is not None else None
         self.deny = compile_networks(deny)
         self.basic = basic
+        self.authorizer = authorizer
 
     async def check(self, request: Request, sink: ResponseSink) -> bool:
         """Raise the refusal (403, 401, 500); True when the gate answered the request itself."""
@@ -109,6 +112,8 @@ class Gate:
             return False
         if self.basic is not None:
             await self.basic.check(request)
+        if self.authorizer is not None:
+            return await self.authorizer.check(request, sink)
         return False
 
 
@@ -125,7 +130,8 @@ class Access:
                     self.gates[id(owner)] = gate
 
     def build(self, owner: VHost | Route) -> Gate | None:
-        if owner.allow is None and not owner.deny and owner.auth is None:
+        authorizer = Authorizer(owner) if isinstance(owner, Route) and owner.authorizer else None
+        if owner.allow is None and not owner.deny and owner.auth is None and authorizer is None:
             return None
         basic = None
         if owner.auth is not None:
@@ -134,7 +140,7 @@ class Access:
             if file is None:
                 file = self.files[path] = PasswordFile(path)
             basic = BasicCheck(owner.auth, file)
-        return Gate(owner.allow, owner.deny, basic)
+        return Gate(owner.allow, owner.deny, basic, authorizer)
 
     def gate_for(self, vhost: VHost, route: Route | None) -> Gate | None:
         return self.gates.get(id(route) if route is not None else id(vhost))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from frontd.config.load import summary
 from frontd.config.model import BasicAuth, Config, Route, VHost
 from frontd.errors import Forbidden
 from frontd.request import Request
@@ -97,3 +98,19 @@ def test_no_rules_no_gate() -> None:
     site = VHost(names=(), routes=(Route(prefix="/", kind="static", directory="/"),))
     access = Access(Config(path="", listen=(), vhosts=(site,)))
     assert access.gates == {}
+
+
+def test_authorizer_on_any_route(site: Path) -> None:
+    config = load(site, '[[vhost]]\nroot = "www"\n[[vhost.route]]\nprefix = "/s/"\nstatic = "www"\n'
+                  'authorizer = ["unix:/run/a.sock", "127.0.0.1:9001"]\n')
+    assert [str(a) for a in config.vhosts[0].routes[0].authorizer] == ["unix:/run/a.sock", "127.0.0.1:9001"]
+    assert "authorizer=unix:/run/a.sock,127.0.0.1:9001" in summary(config)
+
+
+@pytest.mark.parametrize(("route", "expected"), [
+    ('static = "www"\nauthorizer = true', "route[0].authorizer: authorizer = true needs a fastcgi route with spawn"),
+    ('static = "www"\nauthorizer = []', "route[0].authorizer: empty array"),
+    ('static = "www"\nauthorizer = "nowhere"', "route[0].authorizer"),
+])
+def test_authorizer_mistakes(site: Path, route: str, expected: str) -> None:
+    assert expected in error(site, f'[[vhost]]\nroot = "www"\n[[vhost.route]]\nprefix = "/s/"\n{route}\n')
