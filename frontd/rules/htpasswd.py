@@ -13,6 +13,7 @@ import hmac
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from frontd.rules.passwords import StoredHash, UnsupportedHash, parse_hash
@@ -21,6 +22,19 @@ RECHECK_INTERVAL = 1.0  # seconds between two looks at the file's identity
 CACHE_TTL = 30.0  # seconds a successful check is remembered
 CACHE_SIZE = 1024  # remembered successes per file; the oldest goes first
 MAX_FILE_SIZE = 16 * 1024 * 1024
+# Threads that check passwords, per worker: a flood of wrong passwords queues here and never
+# takes the event loop's default executor from others.
+HASH_THREADS = 2
+_executor: ThreadPoolExecutor | None = None
+
+
+def _hashing() -> ThreadPoolExecutor:
+    """The worker's password-checking threads, made on first use (after the fork: threads do not
+    survive one)."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="frontd-password")
+    return _executor
 
 
 class HtpasswdError(Exception):
@@ -106,7 +120,7 @@ class PasswordFile:
         if hit is not None and hit[0] > now and hit[1] == stored.text:
             return True
         if stored.expensive:
-            ok = await asyncio.to_thread(stored.verify, password)
+            ok = await asyncio.get_running_loop().run_in_executor(_hashing(), stored.verify, password)
         else:
             ok = stored.verify(password)
         if ok:
