@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -189,6 +190,21 @@ def test_htpasswd_change_is_seen_and_missing_file_is_500(frontd: Start, site: Pa
     wait_for(lambda: get(server, "/hello.txt", user="alice", password="two")[0] == 500, 10, "a 500")
     server.wait_error_log(r"500: auth realm \"r\": .*htpasswd: cannot read")
     assert get(server, "/hello.txt")[0] == 401  # no credentials: still asked for them
+
+
+@needs_htpasswd
+def test_reload_refuses_a_bad_htpasswd_file_then_takes_the_mended_one(frontd: Start, site: Path, tmp_path: Path) -> None:
+    users = tmp_path / "htpasswd"
+    htpasswd(users, "alice", "one", "-B")
+    server = frontd(f'[[vhost]]\nroot = "{site}"\nauth = {{ realm = "r", htpasswd = "{users}" }}\n')
+    assert get(server, "/hello.txt", user="alice", password="one")[0] == 200
+    # A plain-text line: the reload is refused and the running configuration carries on.
+    users.write_text(users.read_text() + "bob:plaintext\n")
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_error_log(r"line 2 \(user 'bob'\): a plain-text password .* is refused")
+    htpasswd(users, "bob", "two", "-m")  # htpasswd replaces bob's line with an apr1 hash
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: get(server, "/hello.txt", user="bob", password="two")[0] == 200, 10, "bob after the reload")
 
 
 def test_missing_htpasswd_is_a_t_error(tmp_path: Path, site: Path) -> None:
