@@ -10,16 +10,24 @@ is decoded text: a "?" or "%" in it must not start a query or an escape). When `
 the client's query is appended after it with "&" (nginx's behaviour); without one, the client's
 query is kept; a `to` that ends in "?" drops it.
 
-ReDoS guard: a pattern in which a repeated part itself holds a repetition (`(a+)+`, `(\\w*)*`,
-`(?:x|y+){2,}`), the shape behind exponential backtracking, is refused at load; and a path is
-matched only when it is at most `MAX_REWRITE_INPUT` characters long (longer ones are a 414 on a
-vhost with rewrite rules), which bounds what the remaining polynomial patterns can cost.
+ReDoS guard, in three parts, all but the last at load:
+- a pattern in which a repeated part itself holds a repetition (`(a+)+`, `(\\w*)*`,
+  `(?:x|y+){2,}`), the shape behind exponential backtracking, is refused;
+- a path is matched only when it is at most `MAX_REWRITE_INPUT` characters long (longer ones are
+  a 414 on a vhost with rewrite rules);
+- what is left is polynomial backtracking (`(.*)(.*)(.*)x` is cubic: 7.5 s on a 2048-character
+  path), so each pattern is timed on probe paths of 64 and 128 characters (its leading literal
+  text, then one character repeated: letters, digits, "/" and the pattern's own literals), and
+  refused when the growth between the two, carried to `MAX_REWRITE_INPUT`, exceeds
+  `MAX_MATCH_COST` seconds. This is a measurement, not a proof: it catches the usual shapes.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import re._parser as sre_parse  # the stdlib's own parser: what `re.compile` would build
+import time
 import urllib.parse
 from dataclasses import dataclass
 
@@ -27,6 +35,10 @@ from frontd.config.model import RewriteRule
 from frontd.errors import URITooLong
 
 MAX_REWRITE_INPUT = 2048  # characters of decoded path a rewrite regex ever sees
+MAX_MATCH_COST = 0.05  # seconds one search may be expected to take at MAX_REWRITE_INPUT
+_PROBE_LENGTHS = (64, 128)
+_PROBE_CHARS = "a0/.-_"
+_TIMER_FLOOR = 0.0002  # below this a probe's time is noise, and far within budget
 _REF = re.compile(r"\$(?:([1-9])|\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}|(\$))")
 # What a substituted group may keep as it is, in a path and in a query ("&", "=", "+" and "#" are
 # encoded in a query so that a group is one value, never a new parameter).
@@ -68,15 +80,63 @@ def _nested_repeat(items: sre_parse.SubPattern | list[tuple[object, object]], in
     return False
 
 
+def _literals(items: sre_parse.SubPattern) -> tuple[str, str]:
+    """The pattern's leading literal text (after "^"), and every literal character in it."""
+    lead: list[str] = []
+    leading = True
+    found: set[str] = set()
+    for op, arg in items:
+        if op is sre_parse.LITERAL:
+            found.add(chr(arg))  # type: ignore[arg-type]
+            if leading:
+                lead.append(chr(arg))  # type: ignore[arg-type]
+        elif not (op is sre_parse.AT and leading):
+            leading = False
+    return "".join(lead), "".join(sorted(found))
+
+
+def _probe(pattern: re.Pattern[str], parsed: sre_parse.SubPattern) -> float:
+    """The cost one search is expected to have at MAX_REWRITE_INPUT, from two probe lengths."""
+    lead, literals = _literals(parsed)
+    worst = 0.0
+    for char in dict.fromkeys(_PROBE_CHARS + literals):
+        costs: list[float] = []
+        for length in _PROBE_LENGTHS:
+            subject = lead + char * (length - len(lead))
+            best = math.inf
+            for _ in range(2):  # the faster of two runs: less noise from a busy machine
+                started = time.perf_counter()
+                pattern.search(subject)
+                best = min(best, time.perf_counter() - started)
+            costs.append(best)
+            if costs[-1] > MAX_MATCH_COST:
+                return costs[-1]  # already too slow on a short path: no need to go on
+        short, long = costs
+        if long < _TIMER_FLOOR:
+            continue
+        # Per doubling of the length: at least linear (2), at most quartic (16).
+        growth = min(max(long / max(short, _TIMER_FLOOR / 4), 2.0), 16.0)
+        steps = math.log2(MAX_REWRITE_INPUT / _PROBE_LENGTHS[1])
+        worst = max(worst, long * growth ** steps)
+    return worst
+
+
 def compile_pattern(text: str) -> re.Pattern[str]:
-    """Compile a rule's `match`; RuleError for a bad regex or a nested repetition."""
+    """Compile a rule's `match`; RuleError for a bad regex, a nested repetition, or a pattern
+    whose probes say a search may take more than MAX_MATCH_COST."""
     try:
         pattern = re.compile(text)
     except re.error as exc:
         raise RuleError(f"bad regex {text!r}: {exc}") from None
-    if _nested_repeat(sre_parse.parse(text), False):
+    parsed = sre_parse.parse(text)
+    if _nested_repeat(parsed, False):
         raise RuleError(f"regex {text!r} repeats a part that itself repeats (such as (a+)+): it can "
                         "backtrack for ever on some paths; write it without the nested repetition")
+    cost = _probe(pattern, parsed)
+    if cost > MAX_MATCH_COST:
+        raise RuleError(f"regex {text!r} backtracks too much: a {MAX_REWRITE_INPUT}-character path may take "
+                        f"up to about {cost:.2g}s (limit {MAX_MATCH_COST:g}s); anchor it, or make its repeated "
+                        "parts unable to match the same characters (\"[^/]*\" rather than \".*\")")
     return pattern
 
 
@@ -153,8 +213,10 @@ class Rewrites:
     __slots__ = ("rules",)
 
     def __init__(self, rules: tuple[RewriteRule, ...]) -> None:
+        # Checked at load (check_rule); not probed again here, where a busy machine's timing
+        # must not fail a worker's start.
         self.rules = tuple(Compiled(rule, pattern, parse_to(rule.to, pattern, external=rule.status is not None))
-                           for rule in rules for pattern in (compile_pattern(rule.match),))
+                           for rule in rules for pattern in (re.compile(rule.match),))
 
     def apply(self, path: str, query: str) -> tuple[RewriteRule, str] | None:
         """The first rule matching `path` and its target, or None."""
