@@ -8,32 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from frontd.config.load import ConfigError, load_config, summary
-from frontd.config.model import Config, RewriteRule
+from frontd.config.load import summary
+from frontd.config.model import RewriteRule
 from frontd.errors import URITooLong
 from frontd.rules.rewrite import MAX_REWRITE_INPUT, Rewrites, RuleError, compile_pattern
+from tests.unit.test_config import error as config_error
+from tests.unit.test_config import load, site  # noqa: F401 (a fixture)
 
 HEAD = '[[vhost]]\nroot = "www"\n'
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    (tmp_path / "www").mkdir()
-    return tmp_path
-
-
-def load(site: Path, text: str) -> Config:
-    path = site / "frontd.conf"
-    path.write_text(text)
-    return load_config(str(path))
-
-
 def error(site: Path, text: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        load(site, text)
-    message = str(info.value)
-    assert "\n" not in message
-    return message.split(": ", 1)[1]
+    """The message without the file name in front."""
+    return config_error(site, text).split(": ", 1)[1]
 
 
 def rewrite(body: str) -> str:
