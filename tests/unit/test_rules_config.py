@@ -3,6 +3,7 @@ and the rewrite rules' matching and substitution without a server."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from frontd.config.load import summary
 from frontd.config.model import RewriteRule
 from frontd.errors import URITooLong
 from frontd.rules.rewrite import MAX_REWRITE_INPUT, Rewrites, RuleError, compile_pattern
+from tests.conftest import REPO
 from tests.unit.test_config import error as config_error
 from tests.unit.test_config import load, site  # noqa: F401 (a fixture)
 
@@ -142,3 +144,18 @@ def test_refused_shapes_and_what_the_bound_leaves() -> None:
     started = time.monotonic()
     worst.search("/" + "a" * (MAX_REWRITE_INPUT - 1))
     assert time.monotonic() - started < 1.0
+
+
+def test_docs_example_loads(tmp_path: Path) -> None:
+    """The example at the top of docs/rules.md's section is a working file."""
+    text = (REPO / "docs" / "rules.md").read_text()
+    block = re.search(r"## Redirects, rewrites.*?```toml\n(.*?)```", text, re.DOTALL)
+    assert block is not None
+    for name in ("www", "wordpress"):
+        (tmp_path / name).mkdir()
+    conf = block.group(1).replace("/srv/", f"{tmp_path}/")
+    config = load(tmp_path, conf)
+    vhost = config.vhosts[0]
+    assert [rule.status for rule in vhost.rewrites] == [None, 301]
+    assert vhost.routes[1].try_files == ("$uri", "$uri/", "/index.php?$query")
+    assert dict(vhost.routes[1].error_pages)[404] == "/not-found.php"
