@@ -90,6 +90,7 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "status": ("redirect",),
     "try_files": ("static", *GATEWAY_KINDS),  # gateway routes in script mode (with root)
     "error_pages": ROUTE_KINDS,
+    "intercept_errors": ("cgi", *GATEWAY_KINDS, "proxy"),
 }
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
@@ -892,6 +893,10 @@ class _Loader:
         if "error_pages" in table or vhost_pages:
             own = self.error_pages(table["error_pages"], key("error_pages")) if "error_pages" in table else ()
             values["error_pages"] = tuple(sorted({**dict(vhost_pages), **dict(own)}.items()))
+        if "intercept_errors" in table:
+            values["intercept_errors"] = self.boolean(table["intercept_errors"], key("intercept_errors"))
+            if values["intercept_errors"] and not values.get("error_pages"):
+                self.fail(key("intercept_errors"), "no error_pages on the route or its vhost to serve instead")
         return Route(**values)
 
     def run_dir(self, value: object, pid_file: str | None) -> str:
@@ -1197,6 +1202,8 @@ def summary(config: Config) -> str:
                 lines.append(f"  {'':<{width}}    try_files {' '.join(route.try_files)}")
             if route.error_pages and route.error_pages != vhost.error_pages:
                 lines.append(f"  {'':<{width}}    error_pages {' '.join(f'{s}={p}' for s, p in route.error_pages)}")
+            if route.intercept_errors:
+                lines.append(f"  {'':<{width}}    intercept_errors on (the backend's own errors use the pages)")
         if vhost.root is not None and all(r.prefix != "/" for r in vhost.routes):
             lines.append(f"  {'/':<{width}}  static {vhost.root}  (vhost root)")
         elif not any(r.prefix == "/" for r in vhost.routes):

@@ -145,7 +145,7 @@ class Dispatcher:
             handler = self.handlers.get(kind)
             if handler is None:
                 raise NotFound(f"no handler for {kind} routes")
-            result = await handler(request, sink)
+            result = await handler(request, self.error_pages.sink_for(request, sink) if self.error_pages else sink)
             if result is None:
                 return
             # RFC 3875 §6.2.2: the server serves the new URL as if it had been requested (a GET).

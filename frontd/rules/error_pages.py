@@ -6,6 +6,12 @@ and the error's own fields (`Allow`, `WWW-Authenticate`, `Retry-After`). A page 
 fails, answers anything but 200, or would exceed the request's internal redirects is not used:
 the built-in page goes out instead, and an error met while serving a page never leads to another
 page, so there is no loop.
+
+A backend's own error responses pass through unchanged, unless its route sets `intercept_errors`:
+then `InterceptSink` turns the start of a response whose status has a page into an
+`InterceptedError` before anything is sent. The gateway or proxy handler aborts the exchange (the
+rest of the backend's response is dropped, its connection not reused) and the page is served as
+for frontd's own errors.
 """
 
 from __future__ import annotations
@@ -30,18 +36,29 @@ _DROPPED_FIELDS = frozenset({b"content-length", b"content-type", b"transfer-enco
 PageServer = Callable[[Request, ResponseSink], Awaitable[object]]
 
 
+# Fields of a backend's intercepted error response that the page keeps (RFC 9110 §15.5.2, §10.2.3).
+_KEPT_FIELDS = frozenset({b"www-authenticate", b"retry-after", b"allow"})
+
+
+class InterceptedError(HTTPError):
+    """A backend's error response, taken over by an error page (`intercept_errors`)."""
+
+    def __init__(self, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...]) -> None:
+        super().__init__(detail, headers=headers)
+        self.status = status
+
+
 class _PageFailed(Exception):
     """The page's handler answered something other than 200."""
 
 
-class PageSink:
-    """Passes the page's 200 on as the original error's status, with the error's fields."""
+class _WrappedSink:
+    """A ResponseSink passing everything to another; subclasses change `start`."""
 
-    __slots__ = ("_sink", "_error")
+    __slots__ = ("_sink",)
 
-    def __init__(self, sink: ResponseSink, error: HTTPError) -> None:
+    def __init__(self, sink: ResponseSink) -> None:
         self._sink = sink
-        self._error = error
 
     @property
     def started(self) -> bool:
@@ -56,9 +73,7 @@ class PageSink:
         return self._sink.bytes_sent
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
-        if status != 200:
-            raise _PageFailed(f"the page answered {status}")
-        await self._sink.start(self._error.status, [*headers, *self._error.headers])
+        await self._sink.start(status, headers, reason)
 
     async def write(self, data: bytes) -> None:
         await self._sink.write(data)
@@ -70,7 +85,43 @@ class PageSink:
         await self._sink.end()
 
     def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        return self._sink.detach()
+
+
+class PageSink(_WrappedSink):
+    """Passes the page's 200 on as the original error's status, with the error's fields."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, sink: ResponseSink, error: HTTPError) -> None:
+        super().__init__(sink)
+        self._error = error
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
+        if status != 200:
+            raise _PageFailed(f"the page answered {status}")
+        await self._sink.start(self._error.status, [*headers, *self._error.headers])
+
+    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
         raise _PageFailed("an error page cannot take over the connection")
+
+
+class InterceptSink(_WrappedSink):
+    """The sink of a route with `intercept_errors`: a response whose status has a page is not
+    started but raised as an InterceptedError."""
+
+    __slots__ = ("_statuses",)
+
+    def __init__(self, sink: ResponseSink, statuses: frozenset[int]) -> None:
+        super().__init__(sink)
+        self._statuses = statuses
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
+        if status in self._statuses:
+            kept = tuple((name, value) for name, value in headers if name.lower() in _KEPT_FIELDS)
+            raise InterceptedError(status, f"the backend answered {status}; intercept_errors serves the page",
+                                   kept)
+        await self._sink.start(status, headers, reason)
 
 
 class ErrorPages:
@@ -78,12 +129,21 @@ class ErrorPages:
 
     def __init__(self, config: Config) -> None:
         self.tables: dict[int, dict[int, str]] = {}
+        # Routes with intercept_errors: the statuses of their backends' responses to take over.
+        self.intercepted: dict[int, frozenset[int]] = {}
         for vhost in config.vhosts:
             if vhost.error_pages:
                 self.tables[id(vhost)] = dict(vhost.error_pages)
             for route in vhost.routes:
                 if route.error_pages:
                     self.tables[id(route)] = dict(route.error_pages)
+                    if route.intercept_errors:
+                        self.intercepted[id(route)] = frozenset(dict(route.error_pages))
+
+    def sink_for(self, request: Request, sink: ResponseSink) -> ResponseSink:
+        """The handler's sink: an InterceptSink on a route with intercept_errors."""
+        statuses = self.intercepted.get(id(request.route)) if self.intercepted else None
+        return sink if statuses is None else InterceptSink(sink, statuses)
 
     def page(self, request: Request, status: int) -> str | None:
         owner = request.route if request.route is not None else request.vhost

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import Frontd, wait_for
-from tests.integration.gateway_backends import CaptureServer
+from tests.integration.gateway_backends import Answer, CaptureServer, Captured
 
 Start = Callable[..., Frontd]
 
@@ -332,3 +332,44 @@ error_pages = {{ 404 = "/app/not-found" }}
     env = response.json()["env"]
     assert (env["REQUEST_METHOD"], env["PATH_INFO"], env["QUERY_STRING"]) == ("GET", "/not-found", "")
     assert env["REQUEST_URI"] == "/missing?x=1"
+
+
+def status_app(server: CaptureServer, req: Captured) -> Answer:
+    """Answers with the status named by the query ("s=404"), a Retry-After and a body."""
+    status = req.env["QUERY_STRING"].partition("s=")[2] or "200"
+    body = b"backend body " + status.encode()
+    return Answer(b"Status: %s\r\nRetry-After: 7\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+                  % (status.encode(), len(body), body))
+
+
+def test_intercept_errors(frontd: Start, pages_site: Path) -> None:
+    backend = CaptureServer("fastcgi", status_app)
+    try:
+        server = frontd(f"""
+[[vhost]]
+root = "{pages_site}"
+error_pages = {{ 404 = "/errors/404.html", 503 = "/errors/50x.html" }}
+
+  [[vhost.route]]
+  prefix = "/caught/"
+  fastcgi = "{backend.address}"
+  intercept_errors = true
+
+  [[vhost.route]]
+  prefix = "/passed/"
+  fastcgi = "{backend.address}"
+""")
+        # Without intercept_errors, the backend's own error response passes through.
+        response = get(server, "/passed/x?s=404")
+        assert (response.status_code, response.text) == (404, "backend body 404")
+        # With it, statuses that have a page get the page, the original status and Retry-After.
+        response = get(server, "/caught/x?s=404")
+        assert (response.status_code, response.text) == (404, "custom 404\n")
+        response = get(server, "/caught/x?s=503")
+        assert (response.status_code, response.text, response.headers["retry-after"]) == (503, "custom 50x\n", "7")
+        # Statuses without a page, and successes, pass through.
+        assert get(server, "/caught/x?s=500").text == "backend body 500"
+        assert get(server, "/caught/x?s=200").text == "backend body 200"
+        assert len(backend.requests) == 5
+    finally:
+        backend.stop()

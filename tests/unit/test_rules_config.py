@@ -97,6 +97,10 @@ error_pages = { 404 = "/files/404.html", 403 = "/e/403.html" }
     ('[[vhost]]\ntry_files = ["$uri", "=404"]\n[[vhost.route]]\nprefix = "/"\nstatic = "www"\n',
      "vhost[0].try_files: only applies with root"),
     (HEAD + 'error_pages = { 200 = "/x.html" }\n', "vhost[0].error_pages.200: expected an error status"),
+    (HEAD + '[[vhost.route]]\nprefix = "/a/"\nstatic = "www"\nintercept_errors = true\n',
+     "vhost[0].route[0].intercept_errors: not an option of static routes"),
+    (HEAD + '[[vhost.route]]\nprefix = "/a/"\nfastcgi = "127.0.0.1:9"\nintercept_errors = true\n',
+     "vhost[0].route[0].intercept_errors: no error_pages on the route or its vhost"),
     (HEAD + 'error_pages = { 404 = "x.html" }\n', 'vhost[0].error_pages.404: must start with "/"'),
 ])
 def test_mistakes(site: Path, text: str, expected: str) -> None:
