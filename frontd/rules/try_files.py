@@ -40,6 +40,8 @@ class TryFiles:
     def resolve(self, request: Request) -> str | None:
         """None when an entry exists (the request's path now names it); else the URI of the
         internal redirect. Raises the HTTPError of a last entry "=CODE"."""
+        if not request.path.startswith("/"):
+            return None  # "OPTIONS *" names no file
         for entry in self.entries[:-1]:
             found = self._existing(entry.replace(URI, request.path))
             if found is not None:
