@@ -114,6 +114,7 @@ class Dispatcher:
         while True:
             vhost = self.router.vhost(request.host)
             if self.rewrites and id(vhost) in self.rewrites:
+                request.vhost = vhost  # for the error page of an error the rules raise
                 rewritten = self.rewrites[id(vhost)].apply(request.path, request.query)
                 if rewritten is not None:
                     rule, target = rewritten
