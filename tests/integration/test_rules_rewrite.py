@@ -12,6 +12,7 @@ import requests
 
 from tests.conftest import Frontd, wait_for
 from tests.integration.gateway_backends import Answer, CaptureServer, Captured
+from tests.integration.proxy_backend import Backend, Received, Reply
 
 Start = Callable[..., Frontd]
 
@@ -371,5 +372,33 @@ error_pages = {{ 404 = "/errors/404.html", 503 = "/errors/50x.html" }}
         assert get(server, "/caught/x?s=500").text == "backend body 500"
         assert get(server, "/caught/x?s=200").text == "backend body 200"
         assert len(backend.requests) == 5
+    finally:
+        backend.stop()
+
+
+def test_intercept_errors_on_a_proxy_route(frontd: Start, pages_site: Path) -> None:
+    def app(backend: Backend, req: Received, reply: Reply) -> None:
+        status = int(req.target.partition("s=")[2] or 200)
+        reply.send(status, b"backend body %d" % status, [("WWW-Authenticate", 'Basic realm="x"')])
+
+    backend = Backend(app)
+    try:
+        server = frontd(f"""
+[[vhost]]
+root = "{pages_site}"
+error_pages = {{ 401 = "/errors/403.html", 502 = "/errors/50x.html" }}
+
+  [[vhost.route]]
+  prefix = "/api/"
+  proxy = "http://{backend.address}"
+  intercept_errors = true
+""")
+        response = get(server, "/api/x?s=401")
+        assert (response.status_code, response.text) == (401, "custom 403\n")
+        assert response.headers["www-authenticate"] == 'Basic realm="x"'
+        assert get(server, "/api/x?s=404").text == "backend body 404"  # no page for 404: passed through
+        # The connection of the intercepted response is not reused, and the route keeps working.
+        wait_for(lambda: backend.closed >= 1, 10, "the intercepted response's connection to close")
+        assert get(server, "/api/x?s=200").text == "backend body 200"
     finally:
         backend.stop()
