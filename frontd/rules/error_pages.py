@@ -36,6 +36,12 @@ _DROPPED_FIELDS = frozenset({b"content-length", b"content-type", b"transfer-enco
 PageServer = Callable[[Request, ResponseSink], Awaitable[object]]
 
 
+# After these the request stream cannot be trusted (or its body was left unread on purpose), so
+# the connection closes after the page, as server/connection.py closes it after a built-in page.
+_CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 501, 505})
+# The page's validators describe the page file, not the resource that failed: a later conditional
+# request for that resource must not be matched against them.
+_PAGE_DROPPED_FIELDS = frozenset({b"etag", b"last-modified", b"accept-ranges"})
 # Fields of a backend's intercepted error response that the page keeps (RFC 9110 §15.5.2, §10.2.3).
 _KEPT_FIELDS = frozenset({b"www-authenticate", b"retry-after", b"allow"})
 
@@ -100,7 +106,10 @@ class PageSink(_WrappedSink):
     async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
         if status != 200:
             raise _PageFailed(f"the page answered {status}")
-        await self._sink.start(self._error.status, [*headers, *self._error.headers])
+        error = self._error
+        closing = ((b"connection", b"close"),) if error.status in _CLOSING_STATUSES else ()
+        kept = [(name, value) for name, value in headers if name not in _PAGE_DROPPED_FIELDS]
+        await self._sink.start(error.status, [*kept, *error.headers, *closing])
 
     def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
         raise _PageFailed("an error page cannot take over the connection")

@@ -270,6 +270,8 @@ def test_error_pages_keep_the_original_status(frontd: Start, pages_site: Path, t
         response = get(server, path)
         assert (response.status_code, response.text) == (status, body), path
         assert response.headers["content-type"].startswith("text/html")
+        # The page file's validators are not the failed resource's.
+        assert not {"etag", "last-modified", "accept-ranges"} & {name.lower() for name in response.headers}
     # A status without a page gets the built-in one, with the error's own fields.
     response = requests.post(server.url("/nothing"), data=b"x" * 10, timeout=10)
     assert response.status_code == 405
@@ -402,3 +404,29 @@ error_pages = {{ 401 = "/errors/403.html", 502 = "/errors/50x.html" }}
         assert get(server, "/api/x?s=200").text == "backend body 200"
     finally:
         backend.stop()
+
+
+def test_error_page_for_413_closes_the_connection(frontd: Start, pages_site: Path, capture: CaptureServer) -> None:
+    (pages_site / "errors" / "413.html").write_text("too big\n")
+    server = frontd(f"""
+[limits]
+max_body_size = 1000
+
+[[vhost]]
+root = "{pages_site}"
+error_pages = {{ 413 = "/errors/413.html" }}
+
+  [[vhost.route]]
+  prefix = "/app/"
+  fastcgi = "{capture.address}"
+""")
+    # A chunked body goes over the limit while the gateway reads it: frontd's own 413, the page,
+    # and the connection closed after it (the rest of the body is not read as a request).
+    chunk = b"x" * 800
+    request = (b"POST /app/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 3 + b"0\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+    answer = server.raw(request)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nconnection: close" in head.lower() and body == b"too big\n"
+    assert answer.count(b"HTTP/1.1 ") == 1
