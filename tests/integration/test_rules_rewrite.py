@@ -207,12 +207,19 @@ def test_rewrite_input_bound(frontd: Start, site: Path, capture: CaptureServer) 
 
 # -- try_files (static) ----------------------------------------------------------------------------
 
-def test_try_files_on_vhost_root(frontd: Start, site: Path) -> None:
+def test_try_files_on_vhost_root(frontd: Start, site: Path, capture: CaptureServer) -> None:
     (site / "fallback.html").write_text("fallback\n")
+    (site / "app.php").write_text("<?php echo 'secret source';\n")
     server = frontd(f"""
 [[vhost]]
 root = "{site}"
 try_files = ["$uri", "$uri/", "/fallback.html"]
+
+  [[vhost.route]]
+  prefix = "/php/"
+  fastcgi = "{capture.address}"
+  root = "{site}"
+  index = ["index.php"]
 
   [[vhost.route]]
   prefix = "/strict/"
@@ -223,6 +230,11 @@ try_files = ["$uri", "$uri/", "/fallback.html"]
     assert get(server, "/sub").text == "<h1>sub</h1>\n"  # "$uri/": the directory's index
     assert get(server, "/no/such/page").text == "fallback\n"
     assert get(server, "/.htpasswd").text == "fallback\n"  # a hidden file is never "found"
+    # An existing script named by $uri is found, and then refused by the static root: its
+    # source is never sent (it runs only under its script-mode route).
+    response = get(server, "/app.php")
+    assert response.status_code == 403 and "secret source" not in response.text
+    assert get(server, "/php/app.php").json()["env"]["SCRIPT_FILENAME"].endswith("/app.php")
     assert get(server, "/strict/hello.txt").text == "hello\n"
     assert get(server, "/strict/missing").status_code == 404
 
