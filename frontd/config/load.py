@@ -23,7 +23,12 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any, NoReturn
 
-from frontd.config.address import MAX_UNIX_PATH, parse_address, parse_hostname, parse_proxy_url
+from frontd.config.address import (
+    MAX_UNIX_PATH,
+    parse_address,
+    parse_hostname,
+    parse_proxy_url,
+)
 from frontd.config.model import (
     GATEWAY_KINDS,
     LETSENCRYPT_DIRECTORY,
@@ -43,10 +48,24 @@ from frontd.config.model import (
     TLSSettings,
     VHost,
 )
-from frontd.config.permissions import EXECUTE, READ, WRITE, Identity, interpreter, may, unreachable
-from frontd.config.units import format_duration, format_size, parse_duration, parse_size, show
-from frontd.rules.htpasswd import HtpasswdError, read_htpasswd
-from frontd.rules.rewrite import RuleError, check_rule
+from frontd.config.permissions import (
+    EXECUTE,
+    READ,
+    WRITE,
+    Identity,
+    interpreter,
+    may,
+    unreachable,
+)
+from frontd.config.units import (
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+    show,
+)
+from frontd.http.passwords import HtpasswdError, read_htpasswd
+from frontd.http.patterns import RuleError, check_rule
 
 __all__ = ["ConfigError", "load_config", "parse_config", "summary"]
 
@@ -685,7 +704,7 @@ class _Loader:
         status = self.redirect_status(table["status"], f"{key}.status") if "status" in table else None
         rule = RewriteRule(match=match, to=to, status=status, key=key)
         try:
-            check_rule(rule)
+            check_rule(rule.match, rule.to, external=rule.status is not None)
         except RuleError as exc:
             self.fail(key, str(exc))
         return rule

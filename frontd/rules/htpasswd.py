@@ -1,6 +1,7 @@
-"""Apache's htpasswd files: `user:hash` lines, read at load and again whenever the file changes.
+"""Apache's htpasswd files as a worker keeps them, read again whenever the file changes.
 
-`read_htpasswd` is what `frontd -t` runs; `PasswordFile` is what a worker keeps: the users, the
+The file format and `read_htpasswd` (what `frontd -t` runs) are in frontd/http/passwords.py;
+`PasswordFile` is what a worker keeps: the users, the
 file's identity (inode, size, mtime) looked at again at most once a second, and a short-lived
 cache of successful checks keyed by an HMAC of the credentials (never the password itself).
 """
@@ -16,12 +17,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from frontd.rules.passwords import StoredHash, UnsupportedHash, parse_hash
+from frontd.http.passwords import (
+    HtpasswdError,
+    StoredHash,
+    file_identity,
+    read_htpasswd,
+)
 
 RECHECK_INTERVAL = 1.0  # seconds between two looks at the file's identity
 CACHE_TTL = 30.0  # seconds a successful check is remembered
 CACHE_SIZE = 1024  # remembered successes per file; the oldest goes first
-MAX_FILE_SIZE = 16 * 1024 * 1024
 # Threads that check passwords, per worker: a flood of wrong passwords queues here and never
 # takes the event loop's default executor from others.
 HASH_THREADS = 2
@@ -35,44 +40,6 @@ def _hashing() -> ThreadPoolExecutor:
     if _executor is None:
         _executor = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="frontd-password")
     return _executor
-
-
-class HtpasswdError(Exception):
-    """The file cannot be used: missing, unreadable, or a line frontd refuses (with its number)."""
-
-
-def parse_htpasswd(data: bytes, path: str) -> dict[bytes, StoredHash]:
-    """Users and their hashes; blank lines and `#` comments are skipped."""
-    users: dict[bytes, StoredHash] = {}
-    for number, line in enumerate(data.split(b"\n"), 1):
-        line = line.rstrip(b"\r")
-        if not line.strip() or line.lstrip().startswith(b"#"):
-            continue
-        user, colon, stored = line.partition(b":")
-        if not colon or not user:
-            raise HtpasswdError(f"{path}: line {number}: expected user:hash")
-        try:
-            users[user] = parse_hash(stored.strip())
-        except UnsupportedHash as exc:
-            raise HtpasswdError(f"{path}: line {number} (user {user.decode('utf-8', 'replace')!r}): {exc}") from None
-    return users
-
-
-def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def read_htpasswd(path: str) -> tuple[dict[bytes, StoredHash], tuple[int, int, int, int]]:
-    """The users of the file at `path` and the identity of what was read."""
-    try:
-        with open(path, "rb") as file:
-            st = os.fstat(file.fileno())
-            if st.st_size > MAX_FILE_SIZE:
-                raise HtpasswdError(f"{path}: larger than {MAX_FILE_SIZE} bytes")
-            data = file.read(MAX_FILE_SIZE + 1)
-    except OSError as exc:
-        raise HtpasswdError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return parse_htpasswd(data, path), _identity(st)
 
 
 @dataclass(slots=True, eq=False)
@@ -94,7 +61,7 @@ class PasswordFile:
         if now - self.checked >= RECHECK_INTERVAL:
             self.checked = now
             try:
-                identity: tuple[int, int, int, int] | None = _identity(os.stat(self.path))
+                identity: tuple[int, int, int, int] | None = file_identity(os.stat(self.path))
             except OSError as exc:
                 identity, self.error = None, f"{self.path}: cannot read: {exc.strerror or exc}"
             if identity is not None and identity != self.identity:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from frontd.http.passwords import md5_crypt, parse_hash, sha_crypt
 from frontd.rules import htpasswd as htpasswd_module
 from frontd.rules.htpasswd import HtpasswdError, PasswordFile
-from frontd.rules.passwords import md5_crypt, parse_hash, sha_crypt
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "password_vectors.txt"
 VECTORS = [tuple(line.split("\t")) for line in DATA.read_text(encoding="utf-8").splitlines()

@@ -12,7 +12,8 @@ import pytest
 from frontd.config.load import summary
 from frontd.config.model import RewriteRule
 from frontd.errors import URITooLong
-from frontd.rules.rewrite import MAX_REWRITE_INPUT, Rewrites, RuleError, compile_pattern
+from frontd.http.patterns import MAX_REWRITE_INPUT, RuleError, compile_pattern
+from frontd.rules.rewrite import Rewrites
 from tests.conftest import REPO
 from tests.unit.test_config import error as config_error
 from tests.unit.test_config import load, site  # noqa: F401 (a fixture)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,3 +188,44 @@ def parse_hash(text: bytes) -> StoredHash:
         raise UnsupportedHash(f"unknown hash scheme {text.split(b'$')[1][:10].decode('latin-1')!r}; "
                               "use htpasswd -B (bcrypt)")
     raise UnsupportedHash("a plain-text password (htpasswd -p) is refused; use htpasswd -B (bcrypt)")
+
+
+MAX_FILE_SIZE = 16 * 1024 * 1024  # an htpasswd file larger than this is refused
+
+
+class HtpasswdError(Exception):
+    """The file cannot be used: missing, unreadable, or a line frontd refuses (with its number)."""
+
+
+def parse_htpasswd(data: bytes, path: str) -> dict[bytes, StoredHash]:
+    """Users and their hashes; blank lines and `#` comments are skipped."""
+    users: dict[bytes, StoredHash] = {}
+    for number, line in enumerate(data.split(b"\n"), 1):
+        line = line.rstrip(b"\r")
+        if not line.strip() or line.lstrip().startswith(b"#"):
+            continue
+        user, colon, stored = line.partition(b":")
+        if not colon or not user:
+            raise HtpasswdError(f"{path}: line {number}: expected user:hash")
+        try:
+            users[user] = parse_hash(stored.strip())
+        except UnsupportedHash as exc:
+            raise HtpasswdError(f"{path}: line {number} (user {user.decode('utf-8', 'replace')!r}): {exc}") from None
+    return users
+
+
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def read_htpasswd(path: str) -> tuple[dict[bytes, StoredHash], tuple[int, int, int, int]]:
+    """The users of the file at `path` and the identity of what was read."""
+    try:
+        with open(path, "rb") as file:
+            st = os.fstat(file.fileno())
+            if st.st_size > MAX_FILE_SIZE:
+                raise HtpasswdError(f"{path}: larger than {MAX_FILE_SIZE} bytes")
+            data = file.read(MAX_FILE_SIZE + 1)
+    except OSError as exc:
+        raise HtpasswdError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_htpasswd(data, path), file_identity(st)
