@@ -1,1 +1,2 @@
-"""Site rules: what runs before a handler (rewrites, access) and around its output (headers, compression)."""
+"""Site rules: what runs before a handler (rewrites, access, redirects, try_files) and around it
+(error pages, response headers, compression)."""

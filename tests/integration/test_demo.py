@@ -141,3 +141,10 @@ def test_demo_headers_and_compression_in_chromium(demo: Demo, tmp_path: Path) ->
     assert response.getheader("content-encoding") == "gzip" and gzip.decompress(body) == (REPO / "www" / "style.css").read_bytes()
     assert response.getheader("x-content-type-options") == "nosniff"
     assert response.getheader("strict-transport-security") is None  # plain HTTP (RFC 6797 §7.2)
+
+
+def test_demo_redirect_and_error_page(demo: Demo) -> None:
+    answer = demo.server.raw(b"GET /manual/index.html?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 301 ") and b"\r\nlocation: /docs/index.html?x=1\r\n" in answer
+    status, body = get(demo.server.port, "/no/such/page")
+    assert status == 404 and b"<h1>Nothing here</h1>" in body

@@ -513,3 +513,24 @@ def test_headers_on_redirect_https(frontd: Start, tmp_path: Path, pki: Pki) -> N
                           'headers = { "X-Frame-Options" = "DENY" }'), top=TLS_TOP)
     status, fields, _, _ = fetch(server, "/style.css", host="a.test")
     assert status == 308 and fields["x-frame-options"] == "DENY"
+
+
+def test_error_page_gets_headers_and_compression(frontd: Start, tmp_path: Path) -> None:
+    """An error page is sent by the route that serves its path: with that route's output rules,
+    under the original status."""
+    root = make_site(tmp_path)
+    (root / "errors").mkdir()
+    page = b"<html><body>" + b"<p>not here</p>" * 200 + b"</body></html>\n"
+    (root / "errors" / "404.html").write_bytes(page)
+    server = frontd(f"""
+[[vhost]]
+names = ["example.test"]
+root = "{root}"
+error_pages = {{ 404 = "/errors/404.html" }}
+headers = {{ "X-Frame-Options" = "DENY" }}
+compress = ["gzip"]
+""")
+    status, fields, body, _ = fetch(server, "/missing", {"Accept-Encoding": "gzip"})
+    assert status == 404 and fields["x-frame-options"] == "DENY"
+    assert fields["content-encoding"] == "gzip" and gzip.decompress(body) == page
+    assert "etag" not in fields  # the page file's validators are not the missing resource's
