@@ -9,6 +9,7 @@ from frontd.errors import InternalServerError, NotFound
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
 from frontd.gateway.uwsgi import UwsgiGateway
+from frontd.handlers.acme_challenge import AcmeChallengeHandler
 from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
@@ -32,6 +33,8 @@ class Dispatcher:
         self.handlers: dict[str, Handler] = {"static": static.handle}
         self.handlers["proxy"] = ProxyHandler(config).handle
         self.handlers["status"] = StatusHandler(config).handle
+        self.acme_challenge = AcmeChallengeHandler(config)
+        self.handlers["acme-challenge"] = self.acme_challenge.handle
         gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config), "scgi": SCGIGateway(config),
                                           "uwsgi": UwsgiGateway(config)})
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
@@ -54,6 +57,8 @@ class Dispatcher:
             kind: str = route.kind if route is not None else "static"
             if request.path == vhost.status:
                 kind = "status"  # the status page comes before every route (exact path only)
+            elif self.acme_challenge.claims(vhost, request.path):
+                kind = "acme-challenge"  # RFC 8555 §8.3: before any route or rewrite
             handler = self.handlers.get(kind)
             if handler is None:
                 raise NotFound(f"no handler for {kind} routes")

@@ -35,6 +35,8 @@ from dataclasses import dataclass, replace
 from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config
 from frontd.server import pidfile
+from frontd.server.acme import AcmeRunner
+from frontd.server.child import drop_privileges, run_child
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
@@ -44,7 +46,7 @@ from frontd.status import metrics
 log = logging.getLogger("frontd")
 
 MASTER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
-                            signal.SIGUSR1, signal.SIGCHLD})
+                            signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
 FAST_STOP_TIMEOUT = 5.0  # workers get this long to exit after TERM before they are KILLed
 QUIT_MARGIN = 5.0  # beyond shutdown_timeout, before a gracefully stopping worker is KILLed
 STABLE_UPTIME = 5.0  # a worker that lived this long died of something other than its start
@@ -84,13 +86,6 @@ def _account(config: Config) -> tuple[int, int, str] | None:
     return entry.pw_uid, gid, entry.pw_name
 
 
-def _drop_privileges(uid: int, gid: int, name: str) -> None:
-    """Become uid/gid, with the user's supplementary groups: group first, while still root."""
-    os.initgroups(name, gid)
-    os.setgid(gid)
-    os.setuid(uid)
-
-
 class Master:
     """The master's state: its configuration, listeners and workers, and what each signal does to them."""
 
@@ -105,6 +100,7 @@ class Master:
         self.killed = False
         self.pid = os.getpid()
         self.supervisor = Supervisor()  # spawned backends (spawn.py)
+        self.acme = AcmeRunner()  # the process that talks to the ACME CA (server/acme.py)
         # Shared with every worker forked from now on: the status page's counters.
         self.stats = metrics.create(config)
 
@@ -196,6 +192,12 @@ class Master:
             except OSError as exc:
                 log.error("cannot prepare log file %s: %s", target, exc.strerror or exc)
 
+    def close_inherited(self) -> None:
+        """In a forked child that serves nothing (the ACME process): let go of the master's sockets."""
+        for sock in self.sockets():
+            sock.close()
+        self.supervisor.close_in_child()
+
     # -- workers ------------------------------------------------------------------------------
 
     def spawn(self, slot: _Slot) -> None:
@@ -216,8 +218,8 @@ class Master:
     def _child(self, sockets: list[socket.socket], account: tuple[int, int, str] | None,
                stat_slot: int, number: int) -> None:
         """In the forked worker: never returns."""
-        code = 0
-        try:
+
+        def body() -> None:
             metrics.STATS.attach(self.stats, stat_slot, number)
             self.supervisor.close_in_child()
             # The mask stays blocked until the worker's own handlers are in place (worker.py).
@@ -226,15 +228,10 @@ class Master:
             # A terminal hangup is the master's business (reload), not a reason to die.
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             if account is not None:
-                _drop_privileges(*account)
+                drop_privileges(*account)
             run_worker(self.config, sockets, self.pid)
-        except BaseException:
-            log.exception("worker failed")
-            code = 1
-        finally:
-            for handler in log.handlers:
-                handler.flush()
-            os._exit(code)
+
+        run_child("worker", body)
 
     def start_generation(self) -> None:
         self.slots = [_Slot(i) for i in range(self.config.workers)]
@@ -258,8 +255,8 @@ class Master:
                 return
             self.stats.exited(pid)
             how = exit_description(status)
-            if self.supervisor.reaped(pid, how):
-                continue  # a spawned backend's process, not a worker
+            if self.supervisor.reaped(pid, how) or self.acme.reaped(pid, how):
+                continue  # a spawned backend's process or the ACME process, not a worker
             if pid in self.retiring:
                 self.retiring.discard(pid)
                 log.info("worker %d %s", pid, how)
@@ -295,6 +292,7 @@ class Master:
         self.stopping = how
         # New clients are refused from now on instead of waiting in a backlog nobody accepts from.
         self.close_listeners()
+        self.acme.stop()  # no request needs it
         if how == "fast":
             log.info("fast shutdown: stopping the workers")
             self.signal_workers(signal.SIGTERM)
@@ -342,6 +340,7 @@ class Master:
         self.retiring |= retiring
         self.start_generation()
         self.signal_workers(signal.SIGQUIT, retiring)
+        self.acme.reload(config, self.worker_account(), self.close_inherited)
         log.info("configuration reloaded; %d old worker(s) finishing their requests", len(retiring))
 
     def reopen(self) -> None:
@@ -361,6 +360,11 @@ class Master:
             self.reload()
         elif signum == signal.SIGUSR1:
             self.reopen()
+        elif signum == signal.SIGUSR2:
+            # From the ACME process: a certificate changed; the workers load it (and the
+            # workers being retired too, while they finish their requests over TLS).
+            log.info("certificates changed: telling the workers")
+            self.signal_workers(signal.SIGUSR2)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -370,16 +374,17 @@ class Master:
             due = [] if self.killed or not (self.workers or self.retiring) else [self.stop_deadline]
         else:
             due = [slot.restart_at for slot in self.slots if slot.restart_at is not None]
-        spawned = self.supervisor.next_due()
-        if spawned is not None:
-            due.append(spawned)
+        for pending in (self.supervisor.next_due(), self.acme.next_due()):
+            if pending is not None:
+                due.append(pending)
         if not due:
             return None
         return max(min(due) - time.monotonic(), 0.001)
 
     def serve(self) -> None:
         self.start_generation()
-        while not (self.stopping and not self.workers and not self.retiring and self.supervisor.idle()):
+        while not (self.stopping and not self.workers and not self.retiring and self.supervisor.idle()
+                   and self.acme.idle()):
             timeout = self.timeout()
             if timeout is None:
                 info = signal.sigwaitinfo(MASTER_SIGNALS)
@@ -401,6 +406,7 @@ class Master:
                     self.supervisor.stop(FAST_STOP_TIMEOUT)
             else:
                 self.restart_due()
+                self.acme.tick()
             self.supervisor.tick(old_workers=bool(self.retiring))
 
 
@@ -434,9 +440,11 @@ def run(config: Config) -> int:
             log.error("%s", exc)
             print(f"frontd: {exc}", file=sys.stderr)
             return 1
+        master.acme.start(config, master.worker_account(), master.close_inherited)
         log.info("frontd %d started with %d worker(s)", master.pid, config.workers)
         master.serve()
     finally:
+        master.acme.stop()
         master.supervisor.close()
         master.close_listeners()
         if master.config.pid_file is not None:

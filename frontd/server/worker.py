@@ -48,6 +48,7 @@ class Worker:
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):
             loop.add_signal_handler(signum, self._stop, graceful)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen)
+        loop.add_signal_handler(signal.SIGUSR2, self._certificates_changed)
         # The master forks with its signals blocked; now that the handlers exist, let them in
         # (a QUIT that arrived meanwhile is delivered here, not lost and not fatal).
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -68,6 +69,10 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.access_log.flush()
+
+    def _certificates_changed(self) -> None:
+        """SIGUSR2 (forwarded by the master from the ACME process): certificates under storage changed."""
+        log.debug("worker: certificates changed")
 
     def _stop(self, graceful: bool) -> None:
         if self.stopping.is_set():
