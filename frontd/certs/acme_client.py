@@ -110,10 +110,14 @@ def jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
             "y": b64url(numbers.y.to_bytes(32, "big"))}
 
 
-def thumbprint(key: ec.EllipticCurvePrivateKey) -> str:
-    """RFC 7638 §3: SHA-256 of the JWK's required members, sorted, without whitespace."""
-    canonical = json.dumps(jwk(key), sort_keys=True, separators=(",", ":")).encode("ascii")
+def jwk_thumbprint(members: dict[str, str]) -> str:
+    """RFC 7638 §3: SHA-256 of a JWK's required members, sorted, without whitespace."""
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode("ascii")
     return b64url(hashlib.sha256(canonical).digest())
+
+
+def thumbprint(key: ec.EllipticCurvePrivateKey) -> str:
+    return jwk_thumbprint(jwk(key))
 
 
 def key_authorization(token: str, key: ec.EllipticCurvePrivateKey) -> str:
