@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"frontd: {exc}", file=sys.stderr)
         return 1
     if args.test:
+        from frontd.certs.files import check_certificates
+
+        problems = check_certificates(config)
+        for level, message in problems:
+            print(f"frontd: {level}: {message}", file=sys.stderr)
+        if any(level == "error" for level, _ in problems):
+            print(f"frontd: configuration file {config.path}: test failed", file=sys.stderr)
+            return 1
         print(f"frontd: configuration file {config.path}: configuration ok")
         print(summary(config))
         return 0

@@ -83,6 +83,10 @@ class GatewayTimeout(HTTPError):
     status, reason = 504, "Gateway Timeout"
 
 
+class MisdirectedRequest(HTTPError):
+    status, reason = 421, "Misdirected Request"
+
+
 class HTTPVersionNotSupported(HTTPError):
     status, reason = 505, "HTTP Version Not Supported"
 

@@ -32,6 +32,16 @@ class EmptyBody:
 EMPTY_BODY = EmptyBody()
 
 
+@dataclass(frozen=True, slots=True)
+class TLSInfo:
+    """What a TLS connection agreed on, for handlers and gateways (they never see the socket)."""
+
+    protocol: str  # "TLSv1.3", as OpenSSL names it (mod_ssl's SSL_PROTOCOL)
+    cipher: str  # OpenSSL's name, "TLS_AES_256_GCM_SHA384"
+    server_name: str | None  # the SNI name the client sent, lower case; None without SNI
+    vhost: VHost | None  # whose certificate the handshake served: requests for another vhost get 421
+
+
 @dataclass(slots=True, eq=False)
 class Request:
     method: str
@@ -48,6 +58,7 @@ class Request:
     server_port: int
     body: RequestBody = EMPTY_BODY
     scheme: str = "http"
+    tls: TLSInfo | None = None  # set on TLS listeners, with scheme "https"
     vhost: VHost | None = None
     route: Route | None = None
     redirects: int = 0  # local redirects followed so far (RFC 3875 §6.2.2)

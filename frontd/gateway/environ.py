@@ -151,7 +151,15 @@ def build_environ(
     if paths.script_filename is not None:
         env[b"SCRIPT_FILENAME"] = paths.script_filename.encode()
     if request.scheme == "https":
+        # As Apache's mod_ssl and nginx's fastcgi_params name them: applications (Django, flup,
+        # PHP) build https:// URLs from HTTPS without any setting of their own.
         env[b"HTTPS"] = b"on"
+    tls = request.tls
+    if tls is not None:
+        env[b"SSL_PROTOCOL"] = tls.protocol.encode()
+        env[b"SSL_CIPHER"] = tls.cipher.encode()
+        if tls.server_name:
+            env[b"SSL_TLS_SNI"] = tls.server_name.encode()
     if content_length is not None:
         env[b"CONTENT_LENGTH"] = str(content_length).encode()  # §4.1.2
     headers: dict[bytes, bytes] = {}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Awaitable, Callable
 
-from frontd.config.model import Config
-from frontd.errors import InternalServerError, NotFound
+from frontd.config.model import Config, VHost
+from frontd.errors import BadRequest, InternalServerError, MisdirectedRequest, NotFound
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
 from frontd.gateway.uwsgi import UwsgiGateway
@@ -21,13 +22,17 @@ from frontd.routing import Router
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
 MAX_LOCAL_REDIRECTS = 5
+# RFC 8555 §8.3: the CA fetches http-01 answers over plain HTTP; redirect_https never touches them.
+ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 
 
 class Dispatcher:
     """Routes each request (vhost, then longest prefix) to the handler of the route's kind."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, https_port: int | None = None) -> None:
+        """`https_port`: the port of the first TLS listener, where redirect_https sends clients."""
         self.config = config
+        self.https_port = https_port
         self.router = Router(config)
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
@@ -49,11 +54,34 @@ class Dispatcher:
             if close is not None:
                 close()
 
+    async def redirect_https(self, request: Request, vhost: VHost, sink: ResponseSink) -> None:
+        """308 to the same path and query on the TLS listener (the method and body are kept)."""
+        host = request.host
+        if not host:
+            if not vhost.names or vhost.names[0].startswith("*."):
+                raise BadRequest("redirect_https: the request has no Host to redirect to")
+            host = vhost.names[0]
+        port = "" if self.https_port in (443, None) else f":{self.https_port}"
+        path = request.raw_path + (f"?{request.query}" if request.query else "")
+        location = f"https://{host}{port}{path}".encode("latin-1")
+        body = f'<html><body><a href="{html.escape(location.decode("latin-1"))}">moved here</a></body></html>\n'.encode()
+        await sink.start(308, [(b"location", location), (b"content-type", b"text/html"),
+                               (b"content-length", str(len(body)).encode())])
+        await sink.write(body)
+
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         while True:
             vhost = self.router.vhost(request.host)
             route = self.router.route(vhost, request.path)
             request.vhost, request.route = vhost, route
+            if request.tls is not None:
+                if vhost is not request.tls.vhost:
+                    # RFC 9110 §15.5.20: the certificate of the handshake is not this vhost's.
+                    raise MisdirectedRequest(f"host {request.host!r} is not served by the certificate of "
+                                             f"SNI {request.tls.server_name!r}")
+            elif vhost.redirect_https and not request.path.startswith(ACME_CHALLENGE_PREFIX):
+                await self.redirect_https(request, vhost, sink)
+                return
             kind: str = route.kind if route is not None else "static"
             if request.path == vhost.status:
                 kind = "status"  # the status page comes before every route (exact path only)

@@ -35,7 +35,7 @@ from frontd.handlers.dispatch import Dispatcher
 from frontd.handlers.error_page import error_body, error_headers
 from frontd.http.dates import http_date
 from frontd.http.target import host_from_header, parse_target
-from frontd.request import EMPTY_BODY, Request
+from frontd.request import EMPTY_BODY, Request, TLSInfo
 from frontd.server.logs import AccessLog
 from frontd.status.metrics import STATS
 
@@ -43,6 +43,7 @@ log = logging.getLogger("frontd")
 
 READ_SIZE = 65536
 SENDFILE_CHUNK = 1 << 20
+TLS_FILE_CHUNK = 256 * 1024  # a file body through TLS is read and encrypted this much at a time
 SMALL_FILE = 64 * 1024
 # Methods frontd knows. Others are 501 (RFC 9110 §9.1); TRACE is never echoed (405).
 KNOWN_METHODS = frozenset({
@@ -53,6 +54,8 @@ SERVER_HEADER = (b"server", SERVER_SOFTWARE.encode())
 SERVER_LINE = b"server: " + SERVER_SOFTWARE.encode() + b"\r\n"
 # Framing and hop-by-hop fields are the connection's business, never a handler's.
 _FRAMING_HEADERS = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
+# RFC 6797 §7.2: HSTS is never sent over plain HTTP, whoever set it.
+_PLAIN_DROPPED_HEADERS = _FRAMING_HEADERS | {b"strict-transport-security"}
 # Header lines as RFC 9110 §5.1, §5.5 allow them: a token, ": ", a value without CTLs (HTAB
 # allowed). Checked on the whole block at once: one regex run per response.
 _HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
@@ -176,7 +179,7 @@ class Sink:
         length: int | None = None
         lines: list[bytes] = []
         for name, value in headers:
-            if name in _FRAMING_HEADERS:
+            if name in self._conn.dropped_headers:
                 if name == b"connection" and value.lower() == b"close":
                     self.close_after = True
                 continue
@@ -286,7 +289,7 @@ class Connection:
     """Serves requests on one accepted connection until either side closes or a limit ends it."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 dispatcher: Dispatcher, limits: Limits, access_log: AccessLog) -> None:
+                 dispatcher: Dispatcher, limits: Limits, access_log: AccessLog, tls: TLSInfo | None = None) -> None:
         self.reader = reader
         self.writer = writer
         self.dispatcher = dispatcher
@@ -307,7 +310,11 @@ class Connection:
             self.server_addr, self.server_port = str(local[0]), int(local[1])
         else:
             self.server_addr, self.server_port = str(local or ""), 0
-        self._sock = sock
+        # Inside TLS the socket carries records, not the file: no sendfile(2) there.
+        self._sock = sock if tls is None else None
+        self.tls = tls
+        self.scheme = "http" if tls is None else "https"
+        self.dropped_headers = _PLAIN_DROPPED_HEADERS if tls is None else _FRAMING_HEADERS
 
     # -- output ---------------------------------------------------------------------------
 
@@ -330,6 +337,9 @@ class Connection:
             raise _ClientGone() from None
 
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        if self.tls is not None:
+            await self._send_file_chunks(file, offset, count)
+            return
         loop = asyncio.get_running_loop()
         transport = self.writer.transport
         end = offset + count
@@ -355,6 +365,18 @@ class Connection:
             raise _ClientGone(f"client read nothing for {self.limits.send_timeout:g}s") from None
         except (ConnectionError, RuntimeError):
             raise _ClientGone() from None
+
+    async def _send_file_chunks(self, file: BinaryIO, offset: int, count: int) -> None:
+        """A file body through TLS: read in chunks, each sent before the next is read (`send`
+        drains past 64 KiB queued), so memory stays bounded whatever the file's size."""
+        fd = file.fileno()
+        end = offset + count
+        while offset < end:
+            data = os.pread(fd, min(TLS_FILE_CHUNK, end - offset), offset)
+            if not data:
+                raise _ClientGone("file shrank while being sent")
+            await self.send([data])
+            offset += len(data)
 
     # -- the request loop -------------------------------------------------------------------
 
@@ -523,6 +545,8 @@ class Connection:
             server_addr=self.server_addr,
             server_port=self.server_port,
             body=body if body is not None else EMPTY_BODY,
+            scheme=self.scheme,
+            tls=self.tls,
         )
         return request, body
 

@@ -11,6 +11,8 @@ The master never serves a request. It waits for signals with every one of them b
   generation of workers starts, and only then are the old workers told to QUIT: the listening
   sockets never close, so a client sees no refused connection and no failed request.
 - USR1: reopen the log files (after logrotate renamed them), then the same in every worker.
+- USR2: re-read the certificate files (the ACME client wrote a new one), then the same in every
+  worker; a certificate that fails to load keeps the previous one serving.
 - CHLD: reap; a worker of the current generation that died is restarted, after a back-off
   when it died young, so that a worker failing at start does not spin. Processes of spawned
   backends are the supervisor's (spawn.py): it is asked about each pid first.
@@ -32,6 +34,8 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
+from frontd.certs.files import CertificateProblem, check_certificates
+from frontd.certs.internal import ensure_internal_certificates
 from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config
 from frontd.server import pidfile
@@ -40,6 +44,7 @@ from frontd.server.child import drop_privileges, run_child
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
+from frontd.protocol.tls import Certificates
 from frontd.server.worker import run_worker
 from frontd.status import metrics
 
@@ -103,6 +108,7 @@ class Master:
         self.acme = AcmeRunner()  # the process that talks to the ACME CA (server/acme.py)
         # Shared with every worker forked from now on: the status page's counters.
         self.stats = metrics.create(config)
+        self.certificates: Certificates | None = None  # TLS contexts, loaded before workers fork
 
     # -- listeners ----------------------------------------------------------------------------
 
@@ -146,6 +152,57 @@ class Master:
 
     def sockets(self) -> list[socket.socket]:
         return [sock for socks in self.listeners.values() for sock in socks]
+
+    def tls_sockets(self) -> frozenset[int]:
+        """The file descriptors of TLS listeners: `listen` entries matched to sockets in the order
+        `bind_listeners` gave them out."""
+        available = {key: list(socks) for key, socks in self.listeners.items()}
+        found: set[int] = set()
+        for listener in self.config.listener_options():
+            socks = available.get(str(listener.address))
+            if socks:
+                sock = socks.pop(0)
+                if listener.tls:
+                    found.add(sock.fileno())
+        return frozenset(found)
+
+    # -- certificates -------------------------------------------------------------------------
+
+    def prepare_certificates(self, config: Config) -> Certificates | None:
+        """Issue local-CA certificates, check and load every certificate of `config`, before any
+        worker of it forks. Raises CertificateProblem with the first error (a start fails, a reload
+        keeps the running configuration)."""
+        try:
+            ca_path = ensure_internal_certificates(config)
+        except (CertificateProblem, OSError) as exc:
+            raise CertificateProblem(f"local CA: {exc}") from None
+        if ca_path is not None:
+            log.info("local CA for tls = \"internal\": %s", ca_path)
+        problems = check_certificates(config)
+        for level, message in problems:
+            if level == "warning":
+                log.warning("%s", message)
+        errors = [message for level, message in problems if level == "error"]
+        if not config.tls_listeners():
+            if errors:
+                raise CertificateProblem(errors[0])
+            return None
+        certificates = Certificates(config)
+        for source, message in certificates.load():
+            if source.source == "acme":
+                log.error("%s", message)  # served once the ACME client writes a good one
+            else:
+                errors.append(message)
+        if errors:
+            raise CertificateProblem(errors[0])
+        return certificates
+
+    def reload_certificates(self) -> None:
+        """USR2: the master's contexts (for workers it forks later), then every worker's."""
+        if self.certificates is not None:
+            for _, error in self.certificates.load():
+                log.error("certificate reload: %s", error)
+        self.signal_workers(signal.SIGUSR2, set(self.workers))
 
     def close_listeners(self) -> None:
         addresses = {str(a): a for a in self.config.listen}
@@ -229,7 +286,7 @@ class Master:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             if account is not None:
                 drop_privileges(*account)
-            run_worker(self.config, sockets, self.pid)
+            run_worker(self.config, sockets, self.pid, self.tls_sockets(), self.certificates)
 
         run_child("worker", body)
 
@@ -315,6 +372,12 @@ class Master:
             log.error("configuration reload failed: %s; still running the previous configuration", exc)
             return
         try:
+            certificates = self.prepare_certificates(config)
+        except CertificateProblem as exc:
+            self.supervisor.discard(plan)
+            log.error("configuration reload failed: %s; still running the previous configuration", exc)
+            return
+        try:
             listeners = self.bind_listeners(config)
         except ListenError as exc:
             self.supervisor.discard(plan)
@@ -329,6 +392,7 @@ class Master:
         self.check_account(config)
         self.replace_listeners(listeners, self.config)
         self.config = config
+        self.certificates = certificates
         self.stats.configured(config)
         self.prepare_log_files()
         # Spawned backends first: new ones start before the new workers use them.
@@ -361,10 +425,7 @@ class Master:
         elif signum == signal.SIGUSR1:
             self.reopen()
         elif signum == signal.SIGUSR2:
-            # From the ACME process: a certificate changed; the workers load it (and the
-            # workers being retired too, while they finish their requests over TLS).
-            log.info("certificates changed: telling the workers")
-            self.signal_workers(signal.SIGUSR2)
+            self.reload_certificates()  # from the ACME process: a certificate changed
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -433,6 +494,12 @@ def run(config: Config) -> int:
             raise
         master.check_account(config)
         master.prepare_log_files()
+        try:
+            master.certificates = master.prepare_certificates(config)
+        except CertificateProblem as exc:
+            log.error("%s", exc)
+            print(f"frontd: {exc}", file=sys.stderr)
+            return 1
         try:
             # After binding, before the workers: they find the applications' sockets ready.
             master.supervisor.start(config, master.worker_account())

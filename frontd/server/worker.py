@@ -1,7 +1,8 @@
 """A worker process: one event loop accepting on the inherited listeners and serving connections.
 
 The master forks workers and signals them: TERM/INT fast stop, QUIT graceful stop (stop accepting,
-close idle keep-alive connections, let busy ones finish within shutdown_timeout), USR1 reopen logs.
+close idle keep-alive connections, let busy ones finish within shutdown_timeout), USR1 reopen logs,
+USR2 re-read certificate files (a new ACME certificate; one that fails to load keeps the old one).
 A worker never outlives its master.
 """
 
@@ -14,9 +15,12 @@ import logging
 import os
 import signal
 import socket
+import ssl
 
 from frontd.config.model import Config
 from frontd.handlers.dispatch import Dispatcher
+from frontd.protocol.tls import Certificates
+from frontd.protocol.tls_alpn01 import AlpnChallenges
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLog, reopen_error_log
 
@@ -30,9 +34,15 @@ MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the 
 class Worker:
     """One worker's event loop: accepts on the listeners, serves, stops as its signals say."""
 
-    def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None) -> None:
+    def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None,
+                 tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None) -> None:
+        """`tls_sockets`: the file descriptors among `sockets` of TLS listeners, served with
+        `certificates` (loaded by the master before the fork)."""
         self.config = config
         self.sockets = sockets
+        self.tls_sockets = tls_sockets
+        self.certificates = certificates
+        self.alpn_challenges = AlpnChallenges(config)  # ACME tls-alpn-01 (RFC 8737)
         self.master_pid = master_pid
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -44,11 +54,11 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.access_log = AccessLog(self.config.access_log)
-        self.dispatcher = Dispatcher(self.config)
+        self.dispatcher = Dispatcher(self.config, https_port=self._https_port())
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):
             loop.add_signal_handler(signum, self._stop, graceful)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen)
-        loop.add_signal_handler(signal.SIGUSR2, self._certificates_changed)
+        loop.add_signal_handler(signal.SIGUSR2, self._reload_certificates)
         # The master forks with its signals blocked; now that the handlers exist, let them in
         # (a QUIT that arrived meanwhile is delivered here, not lost and not fatal).
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -69,10 +79,6 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.access_log.flush()
-
-    def _certificates_changed(self) -> None:
-        """SIGUSR2 (forwarded by the master from the ACME process): certificates under storage changed."""
-        log.debug("worker: certificates changed")
 
     def _stop(self, graceful: bool) -> None:
         if self.stopping.is_set():
@@ -102,6 +108,20 @@ class Worker:
         self.access_log.reopen()
         reopen_error_log()
         log.info("log files reopened")
+
+    def _reload_certificates(self) -> None:
+        if self.certificates is None:
+            return
+        for _, error in self.certificates.load():
+            log.error("certificate reload: %s", error)
+        log.info("certificates re-read")
+
+    def _https_port(self) -> int | None:
+        """The port of the first TCP TLS listener (where redirect_https sends plain-HTTP clients)."""
+        for sock in self.sockets:
+            if sock.fileno() in self.tls_sockets and sock.family != socket.AF_UNIX:
+                return int(sock.getsockname()[1])
+        return None
 
     async def _drain(self) -> None:
         """Graceful stop: idle connections close now, busy ones get up to shutdown_timeout."""
@@ -152,11 +172,11 @@ class Worker:
         if self.active >= self.config.limits.max_connections:
             # Past max_connections the worker stops accepting until a connection ends.
             self._listen(False)
-        task = asyncio.create_task(self._serve(sock))
+        task = asyncio.create_task(self._serve(sock, listener.fileno() in self.tls_sockets))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _serve(self, sock: socket.socket) -> None:
+    async def _serve(self, sock: socket.socket, tls: bool = False) -> None:
         loop = asyncio.get_running_loop()
         try:
             if sock.family != socket.AF_UNIX:
@@ -166,9 +186,16 @@ class Worker:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
             protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-            transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
+            if tls and self.certificates is not None:
+                transport = await self._handshake(sock, protocol)
+                if transport is None:
+                    return
+            else:
+                transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-            conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log)
+            ssl_object = writer.get_extra_info("ssl_object")
+            info = Certificates.info(ssl_object) if ssl_object is not None else None
+            conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info)
             self.connections.add(conn)
             try:
                 await conn.run()
@@ -179,6 +206,37 @@ class Worker:
         finally:
             self.active -= 1
             self._resume()
+
+
+    async def _handshake(self, sock: socket.socket, protocol: asyncio.StreamReaderProtocol) -> asyncio.Transport | None:
+        """The TLS handshake, within header_timeout; a failure costs one info line and the socket."""
+        assert self.certificates is not None
+        loop = asyncio.get_running_loop()
+        try:
+            peer = sock.getpeername()
+            client = str(peer[0]) if isinstance(peer, tuple) else "unix:"
+        except OSError:
+            client = "?"
+        context, challenge = self.certificates.context, None
+        try:
+            if self.alpn_challenges.enabled:
+                found = await self.alpn_challenges.context_for(sock, self.config.limits.header_timeout)
+                if found is not None:
+                    context, challenge = found
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock, ssl=context,
+                ssl_handshake_timeout=self.config.limits.header_timeout)
+        except (OSError, ssl.SSLError, EOFError) as exc:
+            sock.close()
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            log.info("TLS handshake failed: %s, client: %s", reason, client)
+            return None
+        if challenge is not None:
+            # RFC 8737 §3: the handshake is the whole answer; no data follows it.
+            log.info("acme: tls-alpn-01 challenge certificate presented for %s, client: %s", challenge, client)
+            transport.close()
+            return None
+        return transport  # type: ignore[return-value]
 
 
 def _set_parent_death_signal(signum: int) -> bool:
@@ -194,6 +252,7 @@ def _set_parent_death_signal(signum: int) -> bool:
         return False
 
 
-def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None) -> None:
+def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None,
+               tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None) -> None:
     """Serve until told to stop; with `master_pid`, also stop when that master dies."""
-    asyncio.run(Worker(config, sockets, master_pid).run())
+    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates).run())

@@ -8,7 +8,7 @@ import pytest
 
 from frontd.config.model import VHost
 from frontd.gateway.environ import ScriptPaths, build_environ, environ_pairs
-from frontd.request import Request
+from frontd.request import Request, TLSInfo
 
 
 def make_request(**kw: object) -> Request:
@@ -63,6 +63,18 @@ def test_http_1_0_and_empty_query_and_https() -> None:
     assert env[b"QUERY_STRING"] == b""  # §4.1.7: set, empty
     assert env[b"HTTPS"] == b"on"
     assert env[b"REQUEST_SCHEME"] == b"https"
+    assert b"SSL_PROTOCOL" not in env  # only what a TLS connection tells
+
+
+def test_tls_variables() -> None:
+    """mod_ssl's names for what the handshake agreed on; SSL_TLS_SNI only when the client sent SNI."""
+    tls = TLSInfo(protocol="TLSv1.3", cipher="TLS_AES_128_GCM_SHA256", server_name="example.test", vhost=None)
+    env = env_of(make_request(scheme="https", tls=tls, server_port=8443))
+    assert (env[b"HTTPS"], env[b"REQUEST_SCHEME"], env[b"SERVER_PORT"]) == (b"on", b"https", b"8443")
+    assert (env[b"SSL_PROTOCOL"], env[b"SSL_CIPHER"], env[b"SSL_TLS_SNI"]) == (
+        b"TLSv1.3", b"TLS_AES_128_GCM_SHA256", b"example.test")
+    env = env_of(make_request(scheme="https", tls=TLSInfo("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256", None, None)))
+    assert b"SSL_TLS_SNI" not in env and env[b"SSL_PROTOCOL"] == b"TLSv1.2"
 
 
 def test_path_translated_unset_without_path_info() -> None:

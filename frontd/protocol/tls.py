@@ -1,0 +1,130 @@
+"""TLS on client connections: a server context per certificate, chosen by SNI as vhosts are chosen.
+
+The listening context (`Certificates.context`) holds no certificate of its own: OpenSSL calls its
+SNI callback on every handshake, with or without a server name, and the callback switches the
+connection to the context of the vhost the name selects (exact name, longest wildcard, default),
+or to the default vhost's when that vhost has no certificate (yet). Which vhost's certificate was
+served is remembered on the connection, so that a request for another vhost gets 421
+(RFC 9110 §15.5.20) and a certificate for one site never fronts another.
+
+Every context gets the same settings (OpenSSL takes the protocol versions from the listening one
+and ALPN from the switched one): Mozilla's "intermediate" profile, i.e. TLS 1.2 and 1.3 only,
+ECDHE key exchange with AEAD ciphers, no compression, no renegotiation; ALPN `http/1.1`.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+
+from frontd.certs.files import CertificateProblem, CertificateSource, certificate_sources, read_pair
+from frontd.config.model import Config, TLSSettings, VHost
+from frontd.request import TLSInfo
+from frontd.routing import Router
+
+log = logging.getLogger("frontd")
+
+# Mozilla's "intermediate" TLS 1.2 suites without the DHE ones: forward-secret ECDHE, AEAD only.
+# TLS 1.3 suites are all AEAD and forward-secret; OpenSSL's default list is kept.
+INTERMEDIATE_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+))
+ALPN_PROTOCOLS = ["http/1.1"]
+_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+_SNI_ATTRIBUTE = "frontd_sni"  # set on each connection's SSLObject by the SNI callback
+
+
+def server_context(settings: TLSSettings) -> ssl.SSLContext:
+    """A server context with frontd's settings and no certificate yet."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = _VERSIONS[settings.min_version]
+    context.set_ciphers(INTERMEDIATE_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_SINGLE_ECDH_USE
+    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    return context
+
+
+@dataclass(slots=True)
+class Served:
+    """One vhost's certificate as loaded: its context, or None while it has none."""
+
+    source: CertificateSource
+    context: ssl.SSLContext | None = None
+
+
+class Certificates:
+    """Every vhost's certificate context, and the SNI selection between them."""
+
+    def __init__(self, config: Config) -> None:
+        self.settings = config.tls
+        self.router = Router(config)
+        self.served: dict[int, Served] = {id(s.vhost): Served(s) for s in certificate_sources(config)}
+        self.default = self.router.vhost("")
+        self.context = server_context(self.settings)
+        self.context.sni_callback = self._select
+
+    def load(self) -> list[tuple[CertificateSource, str]]:
+        """(Re)read every certificate file. One that fails keeps what was loaded before and yields
+        an error message; a certificate that is not issued yet is simply not served."""
+        errors: list[tuple[CertificateSource, str]] = []
+        for served in self.served.values():
+            source = served.source
+            if source.source != "file" and not _exists(source.cert_path):
+                if served.context is None:
+                    log.info("HTTPS for %s waits for its certificate (%s)", source.label, source.source)
+                continue
+            try:
+                read_pair(source.cert_path, source.key_path)  # clear messages for what ssl would refuse
+                context = server_context(self.settings)
+                context.load_cert_chain(source.cert_path, source.key_path)
+            except (CertificateProblem, ssl.SSLError, OSError) as exc:
+                kept = "; still serving the previous one" if served.context is not None else ""
+                errors.append((source, f"vhost {source.label}: {exc}{kept}"))
+                continue
+            if served.context is None and source.source != "file":
+                log.info("HTTPS for %s starts (%s certificate)", source.label, source.source)
+            served.context = context
+        return errors
+
+    def _fallback(self) -> Served | None:
+        """The certificate for a name whose vhost has none: the default vhost's, else the first loaded."""
+        served = self.served.get(id(self.default))
+        if served is not None and served.context is not None:
+            return served
+        return next((s for s in self.served.values() if s.context is not None), None)
+
+    def _select(self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+        """OpenSSL's servername callback: switch to the certificate of the vhost the name selects."""
+        name = server_name.lower().rstrip(".") if server_name else None
+        vhost = self.router.vhost(name) if name else self.default
+        served = self.served.get(id(vhost))
+        if served is None or served.context is None:
+            served = self._fallback()
+        setattr(connection, _SNI_ATTRIBUTE, (name, served.source.vhost if served else None))
+        if served is not None and served.context is not None:
+            connection.context = served.context
+        # Without any certificate the handshake fails ("no shared cipher"): one info line.
+
+    @staticmethod
+    def info(connection: ssl.SSLObject) -> TLSInfo:
+        """What a finished handshake agreed on."""
+        name, vhost = getattr(connection, _SNI_ATTRIBUTE, (None, None))
+        cipher = connection.cipher()
+        return TLSInfo(protocol=connection.version() or "", cipher=cipher[0] if cipher else "",
+                       server_name=name, vhost=vhost)
+
+    def served_vhosts(self) -> list[VHost]:
+        return [s.source.vhost for s in self.served.values() if s.context is not None]
+
+
+def _exists(path: str) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # there, but unreadable: load() says why
