@@ -196,7 +196,8 @@ class Manager:
         try:
             replaces = ari_cert_id(cert) if cert is not None and state.get("ari") else None
             new = self.issue(job, state, replaces)
-        except AcmeError as exc:
+        except (AcmeError, OSError, ValueError) as exc:
+            # OSError: storage not writable; ValueError: a certificate or key that does not parse.
             failures = int(state.get("failures") or 0) + 1
             delay = retry_delay(failures, exc.retry_after)
             state.update(failures=failures, last_error=str(exc), last_error_at=stamp(self.clock()),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from tests.conftest import Frontd, wait_for
+from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration.acme_ca import Pebble, free_port, start_pebble
 
 NAMES = ("www.frontd.test", "frontd.test")
@@ -59,6 +61,20 @@ def issued(storage: Path) -> bool:
     return (storage / "certificates" / NAMES[0] / "fullchain.pem").exists()
 
 
+def listen(ports: tuple[int, int]) -> str:
+    return f'listen = ["127.0.0.1:{ports[0]}", {{ address = "127.0.0.1:{ports[1]}", tls = true }}]\n'
+
+
+def https_get(port: int, root_pem: bytes, name: str = NAMES[0], path: str = "/") -> tuple[bytes, x509.Certificate]:
+    """GET over TLS, verified against `root_pem` for `name`; (response, the certificate served)."""
+    context = ssl.create_default_context(cadata=root_pem.decode("ascii"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+            return recv_all(tls), served
+
+
 @pytest.fixture
 def www(tmp_path: Path) -> Path:
     root = tmp_path / "www"
@@ -71,8 +87,11 @@ def test_http01_issuance(frontd: Callable[..., Frontd], pebble: Callable[..., Pe
                          tmp_path: Path, www: Path) -> None:
     ca = pebble()
     storage = tmp_path / "certs"
-    server = frontd(acme_config(ca, storage), top=f'listen = ["127.0.0.1:{ports[0]}"]\n')
+    server = frontd(acme_config(ca, storage), top=listen(ports))
+    # Until the certificate arrives, plain HTTP serves the vhost normally.
+    assert b"secure home" in server.raw(b"GET / HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n")
     server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
     leaf, *intermediates = chain(storage)
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(NAMES)
@@ -91,3 +110,27 @@ def test_http01_issuance(frontd: Callable[..., Frontd], pebble: Callable[..., Pe
         assert step in log, step
     assert not list((storage / "challenges" / "http-01").iterdir())
     assert "Traceback" not in log
+    # HTTPS with the new certificate, verified against Pebble's root, for both names.
+    for name in NAMES:
+        response, served = https_get(ports[1], ca.root(), name)
+        assert response.startswith(b"HTTP/1.1 200") and b"secure home" in response
+        assert served.serial_number == leaf.serial_number
+
+
+def test_tls_alpn01_issuance(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble], ports: tuple[int, int],
+                             tmp_path: Path, www: Path) -> None:
+    ca = pebble()
+    storage = tmp_path / "certs"
+    server = frontd(acme_config(ca, storage, challenge="tls-alpn-01"), top=listen(ports))
+    server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    log = server.errors()
+    for name in NAMES:
+        assert f"tls-alpn-01 challenge certificate presented for {name}" in log
+        assert f"acme: {name} validated by tls-alpn-01" in log
+    assert "http-01 challenge" not in log
+    assert not list((storage / "challenges" / "tls-alpn-01").iterdir())
+    server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
+    response, _ = https_get(ports[1], ca.root())
+    assert b"secure home" in response
+    # An ordinary client (ALPN http/1.1) on the same listener is unaffected by the ClientHello peek.
+    assert "Traceback" not in server.errors()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -22,6 +23,7 @@ from frontd.certs.acme import (
     retry_delay,
     tls_alpn01_certificate,
 )
+from frontd.certs.store import http01_challenge_path
 from frontd.certs.acme_client import (
     ari_cert_id,
     b64url,
@@ -142,3 +144,12 @@ def test_rfc8737_challenge_certificate() -> None:
     assert ext.value.value == b"\x04\x20" + hashlib.sha256(b"token.thumb").digest()
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["a.test"]
+
+
+def test_tokens_starting_with_dash_or_underscore_have_a_challenge_file(tmp_path: Path) -> None:
+    # A base64url token may begin with "-" or "_" (one token in 32): refusing it failed the order.
+    for token in ("-RPGKZQhyjXprFool1LJy", "_x", "abc"):
+        assert http01_challenge_path(str(tmp_path), token) == str(tmp_path / "challenges" / "http-01" / token)
+    for bad in ("..", "a.b", "a/b", "", "a\x00"):
+        with pytest.raises(ValueError):
+            http01_challenge_path(str(tmp_path), bad)
