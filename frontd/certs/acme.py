@@ -166,11 +166,25 @@ class Manager:
                                         hashlib.sha256(settings.directory.encode()).hexdigest()[:16])
 
     def run(self) -> None:
+        for job in self.jobs:
+            self.announce(job)
         while True:
             wake = min((self.step(job) for job in self.jobs), default=self.clock() + MAX_SLEEP)
             time.sleep(min(max(wake - self.clock(), 0.0), MAX_SLEEP))
 
     # -- one certificate ----------------------------------------------------------------------
+
+    def announce(self, job: Job) -> None:
+        """One line at start: what is stored for `job` and when it is renewed (nothing asked of the CA)."""
+        cert = self._current(job)
+        if cert is None:
+            log.info("acme: no certificate for %s yet", job.name)
+            return
+        state = read_state(self.settings.storage, job.name)
+        due = float(state.get("renew_at") or renewal_time(cert)) if state.get("names") == list(job.names) \
+            else self.clock()
+        log.info("acme: certificate for %s valid until %s, renewal from %s", job.name,
+                 stamp(cert.not_valid_after_utc.timestamp()), stamp(due))
 
     def step(self, job: Job) -> float:
         """Do what `job` needs now (nothing, issue or renew); the time it next needs attention."""

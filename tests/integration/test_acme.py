@@ -134,3 +134,69 @@ def test_tls_alpn01_issuance(frontd: Callable[..., Frontd], pebble: Callable[...
     assert b"secure home" in response
     # An ordinary client (ALPN http/1.1) on the same listener is unaffected by the ClientHello peek.
     assert "Traceback" not in server.errors()
+
+
+def test_restart_reuses_account_and_certificate(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble],
+                                               ports: tuple[int, int], tmp_path: Path, www: Path) -> None:
+    ca = pebble()
+    storage = tmp_path / "certs"
+    first = frontd(acme_config(ca, storage), top=listen(ports), name="first.conf")
+    first.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    # After the issuance the process looks for renewal information once (Pebble has none), then rests.
+    wait_for(lambda: json.loads((storage / "state" / f"{NAMES[0]}.json").read_text()).get("ari_check_at"),
+             10, "the renewal information check")
+    serial = chain(storage)[0].serial_number
+    first.stop()
+    requests_before = ca.log.read_text().count("calling handler")
+    second = frontd(acme_config(ca, storage), top=listen(ports), name="second.conf")
+    second.wait_error_log(r"acme: certificate for www\.frontd\.test valid until \S+, renewal from")
+    second.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
+    response, served = https_get(ports[1], ca.root())
+    assert b"secure home" in response and served.serial_number == serial
+    # Nothing was asked of the CA: no account, no order, not even the directory.
+    assert ca.log.read_text().count("calling handler") == requests_before
+    assert ca.orders() == 1
+    assert "acme: obtaining" not in second.errors() and "acme: account" not in second.errors()
+
+
+def test_renewal_of_a_short_lived_certificate(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble],
+                                              ports: tuple[int, int], tmp_path: Path, www: Path) -> None:
+    ca = pebble(validity=15)  # renewed 10 s after issuance, when a third of its life remains
+    storage = tmp_path / "certs"
+    server = frontd(acme_config(ca, storage), top=listen(ports))
+    server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
+    _, old = https_get(ports[1], ca.root())
+    server.wait_error_log(r"acme: renewing a certificate for www\.frontd\.test", timeout=30)
+    wait_for(lambda: server.errors().count("acme: certificate for www.frontd.test stored") == 2, 30, "the renewal")
+    # The workers were told (SIGUSR2): new connections get the new certificate.
+    wait_for(lambda: https_get(ports[1], ca.root())[1].serial_number != old.serial_number, 10,
+             "the renewed certificate to be served")
+    assert ca.orders() == 2
+    assert "Traceback" not in server.errors()
+
+
+def test_refusing_ca_keeps_the_old_certificate(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble],
+                                               ports: tuple[int, int], tmp_path: Path, www: Path) -> None:
+    ca = pebble()
+    storage = tmp_path / "certs"
+    config = acme_config(ca, storage)
+    first = frontd(config, top=listen(ports), name="first.conf")
+    first.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    root, serial = ca.root(), chain(storage)[0].serial_number
+    first.stop()
+    ca.stop()  # the CA is gone: every request to it is refused
+    state_file = storage / "state" / f"{NAMES[0]}.json"
+    state = json.loads(state_file.read_text())
+    state["renew_at"] = 1  # due long ago
+    state_file.write_text(json.dumps(state))
+    server = frontd(config + '\nstatus = "/status"\n', top=listen(ports), name="second.conf")
+    line = server.wait_error_log(r"\[error\] \d+: acme: renewing for www\.frontd\.test failed: (.*)", timeout=30)
+    assert "Connection refused" in line.group(1) and "the current certificate keeps serving" in line.group(1)
+    state = json.loads(state_file.read_text())
+    assert state["state"] == "failed" and "Connection refused" in state["last_error"] and state["failures"] == 1
+    assert state["retry_at"] > state["renew_at"]
+    # The old certificate keeps serving.
+    response, served = https_get(ports[1], root)
+    assert b"secure home" in response and served.serial_number == serial
+    assert "Traceback" not in server.errors()
