@@ -19,6 +19,7 @@ from frontd.certs import acme
 from frontd.certs.store import ensure_dir
 from frontd.config.model import Config
 from frontd.server.child import drop_privileges, run_child
+from frontd.server.logs import reopen_error_log
 from frontd.server.worker import _set_parent_death_signal
 
 log = logging.getLogger("frontd")
@@ -62,6 +63,14 @@ class AcmeRunner:
         self.stopping = True
         self.restart_at = None
         self._retire()
+
+    def signal(self, signum: int) -> None:
+        """Pass a signal on to the running ACME process (USR1: reopen the error log)."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def idle(self) -> bool:
         return self.pid == 0 and not self.retiring
@@ -130,6 +139,7 @@ class AcmeRunner:
                     pass
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: reopen_error_log())
         storage = self.config.acme.storage
         ensure_dir(storage)
         if self.account is not None:

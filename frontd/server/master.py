@@ -412,6 +412,7 @@ class Master:
         reopen_error_log()
         self.prepare_log_files()
         self.signal_workers(signal.SIGUSR1, set(self.workers))
+        self.acme.signal(signal.SIGUSR1)
 
     def on_signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):

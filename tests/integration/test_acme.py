@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ import pytest
 from cryptography import x509
 
 from tests.conftest import Frontd, recv_all, wait_for
+from tests.integration import processes
 from tests.integration.acme_ca import Pebble, free_port, start_pebble
 
 NAMES = ("www.frontd.test", "frontd.test")
@@ -199,4 +202,86 @@ def test_refusing_ca_keeps_the_old_certificate(frontd: Callable[..., Frontd], pe
     # The old certificate keeps serving.
     response, served = https_get(ports[1], root)
     assert b"secure home" in response and served.serial_number == serial
+    assert "Traceback" not in server.errors()
+
+
+def test_acme_process_is_restarted_and_stops_with_the_master(frontd: Callable[..., Frontd], tmp_path: Path,
+                                                             www: Path) -> None:
+    storage = tmp_path / "certs"
+    unused = free_port()  # no CA there: every attempt fails, which is all this test needs
+    config = f"""
+[acme]
+directory = "https://127.0.0.1:{unused}/dir"
+storage = "{storage}"
+
+[[vhost]]
+names = ["www.frontd.test"]
+root = "{www}"
+tls = "acme"
+"""
+    server = frontd(config)
+    first = int(server.wait_error_log(r"acme process (\d+) started").group(1))
+    server.wait_error_log(r"acme: obtaining for www\.frontd\.test failed: .*Connection refused")
+    assert processes.alive(first) and first in processes.children(server.pid)
+    os.kill(first, signal.SIGKILL)
+    server.wait_error_log(rf"acme process {first} killed by signal SIGKILL; starting a new one in 1s")
+    second = int(server.wait_error_log(rf"acme process (?!{first}\b)(\d+) started").group(1))
+    # Plain HTTP is served meanwhile, and the challenge path of an unknown token is a 404.
+    assert b"secure home" in server.raw(b"GET / HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n")
+    response = server.raw(b"GET /.well-known/acme-challenge/unknown HTTP/1.1\r\nHost: www.frontd.test\r\n"
+                          b"Connection: close\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 404")
+    os.kill(server.pid, signal.SIGTERM)
+    server.proc.wait(10)
+    wait_for(lambda: not processes.alive(second), 5, "the ACME process to stop with the master")
+
+
+def test_http01_responder(frontd: Callable[..., Frontd], tmp_path: Path, www: Path) -> None:
+    storage = tmp_path / "certs"
+    token = "-Tok_en0"  # base64url: may start with "-" or "_"
+    challenges = storage / "challenges" / "http-01"
+    challenges.mkdir(parents=True)
+    (challenges / token).write_text(f"{token}.thumbprint")
+    (challenges / "other.txt").write_text("not a token")
+    tls_port = free_port()
+    config = f"""
+[acme]
+directory = "https://127.0.0.1:{free_port()}/dir"
+storage = "{storage}"
+
+[[vhost]]
+names = ["www.frontd.test"]
+tls = "acme"
+redirect_https = true
+
+  [[vhost.route]]
+  prefix = "/"
+  proxy = "http://127.0.0.1:{free_port()}"
+
+[[vhost]]
+names = ["plain.frontd.test"]
+root = "{www}"
+"""
+    server = frontd(config, top=f'listen = ["127.0.0.1:0", {{ address = "127.0.0.1:{tls_port}", tls = true }}]\n')
+
+    def get(path: str, host: str = "www.frontd.test", method: str = "GET") -> bytes:
+        return server.raw(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+
+    # Before the route (a proxy to nothing) and before redirect_https: the key authorization.
+    response = get(f"/.well-known/acme-challenge/{token}")
+    assert response.startswith(b"HTTP/1.1 200")
+    head, body = response.split(b"\r\n\r\n", 1)
+    assert b"content-type: text/plain" in head.lower() and body == f"{token}.thumbprint".encode()
+    assert get(f"/.well-known/acme-challenge/{token}", method="HEAD").startswith(b"HTTP/1.1 200")
+    assert get(f"/.well-known/acme-challenge/{token}", method="POST").startswith(b"HTTP/1.1 405")
+    # Only tokens (base64url) and only pending ones; what the target parser refuses first is a 400.
+    for path in ("/.well-known/acme-challenge/other.txt", "/.well-known/acme-challenge/missing",
+                 "/.well-known/acme-challenge/", "/.well-known/acme-challenge/a%2Eb"):
+        assert get(path).startswith(b"HTTP/1.1 404"), path
+    for path in ("/.well-known/acme-challenge/..%2Fstate", "/.well-known/acme-challenge/a%00b"):
+        assert get(path).startswith((b"HTTP/1.1 404", b"HTTP/1.1 400")), path
+    # Everything else on the vhost is redirected to HTTPS as configured.
+    assert get("/page").startswith(b"HTTP/1.1 308")
+    # A vhost without tls = "acme" routes the path as any other.
+    assert get(f"/.well-known/acme-challenge/{token}", host="plain.frontd.test").startswith(b"HTTP/1.1 404")
     assert "Traceback" not in server.errors()
