@@ -56,6 +56,11 @@ tls = "acme"
 """
 
 
+def unreachable_ca(storage: Path) -> str:
+    """An [acme] table whose CA is not there: every attempt fails, for tests that need no CA."""
+    return f'[acme]\ndirectory = "https://127.0.0.1:{free_port()}/dir"\nstorage = "{storage}"\n\n'
+
+
 def chain(storage: Path) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates((storage / "certificates" / NAMES[0] / "fullchain.pem").read_bytes())
 
@@ -208,12 +213,7 @@ def test_refusing_ca_keeps_the_old_certificate(frontd: Callable[..., Frontd], pe
 def test_acme_process_is_restarted_and_stops_with_the_master(frontd: Callable[..., Frontd], tmp_path: Path,
                                                              www: Path) -> None:
     storage = tmp_path / "certs"
-    unused = free_port()  # no CA there: every attempt fails, which is all this test needs
-    config = f"""
-[acme]
-directory = "https://127.0.0.1:{unused}/dir"
-storage = "{storage}"
-
+    config = unreachable_ca(storage) + f"""
 [[vhost]]
 names = ["www.frontd.test"]
 root = "{www}"
@@ -244,11 +244,7 @@ def test_http01_responder(frontd: Callable[..., Frontd], tmp_path: Path, www: Pa
     (challenges / token).write_text(f"{token}.thumbprint")
     (challenges / "other.txt").write_text("not a token")
     tls_port = free_port()
-    config = f"""
-[acme]
-directory = "https://127.0.0.1:{free_port()}/dir"
-storage = "{storage}"
-
+    config = unreachable_ca(storage) + f"""
 [[vhost]]
 names = ["www.frontd.test"]
 tls = "acme"
