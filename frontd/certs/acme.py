@@ -213,20 +213,20 @@ class Manager:
         except (AcmeError, OSError, ValueError) as exc:
             # OSError: storage not writable; ValueError: a certificate or key that does not parse.
             failures = int(state.get("failures") or 0) + 1
-            delay = retry_delay(failures, exc.retry_after)
-            state.update(failures=failures, last_error=str(exc), last_error_at=stamp(self.clock()),
+            delay = retry_delay(failures, getattr(exc, "retry_after", None))
+            state.update(failures=failures, last_error=str(exc), last_error_at=self.clock(),
                          retry_at=self.clock() + delay, state="failed")
             self._save(job, state)
             log.error("acme: %s for %s failed: %s; retrying in %ds%s", what, job.name, exc, delay,
                       "; the current certificate keeps serving" if cert is not None else "")
             return self.clock() + delay
         state.update(state="valid", failures=0, retry_at=0, last_error=None,
-                     not_after=stamp(new.not_valid_after_utc.timestamp()), issued_at=stamp(self.clock()),
+                     not_after=new.not_valid_after_utc.timestamp(), issued_at=self.clock(),
                      renew_at=max(renewal_time(new), self.clock() + MIN_RENEWAL_INTERVAL), ari_check_at=0)
         state.pop("ari", None)
         self._save(job, state)
         log.info("acme: certificate for %s stored, valid until %s; HTTPS for it starts now", job.name,
-                 state["not_after"])
+                 stamp(state["not_after"]))
         self.notify()
         return self.clock()  # at once again: the renewal information of the new certificate
 
@@ -262,7 +262,7 @@ class Manager:
         start, end, retry_after = info
         # §4.2: a random time inside the window spreads renewals; a window in the past means now.
         due = start + random.random() * (end - start)
-        state.update(ari={"start": stamp(start), "end": stamp(end)}, renew_at=due,
+        state.update(ari={"start": start, "end": end}, renew_at=due,
                      ari_check_at=now + (retry_after if retry_after else ARI_CHECK_INTERVAL))
         self._save(job, state)
         log.info("acme: renewal window for %s from the CA: %s to %s", job.name, stamp(start), stamp(end))
@@ -385,6 +385,39 @@ class Manager:
             raise AcmeError(f"{kind} validation of {name} failed{': ' + detail if detail else ''}",
                             kind="unauthorized")
         log.info("acme: %s validated by %s", name, kind)
+
+
+def status(config: Config) -> list[dict[str, Any]]:
+    """The ACME part of the status page: per certificate, its state, expiry, next attempt and last
+    error, from the state files (workers read them; only the ACME process writes them)."""
+    if config.acme is None:
+        return []
+    storage = config.acme.storage
+    entries: list[dict[str, Any]] = []
+    for job in jobs(config):
+        state = read_state(storage, job.name)
+        if state.get("names") != list(job.names):
+            state = {}
+        try:
+            leaf: x509.Certificate | None = load_chain(certificate_paths(storage, job.name)[0])[0]
+        except (OSError, ValueError, IndexError):
+            leaf = None
+        entries.append({
+            "name": job.name,
+            "names": list(job.names),
+            "state": str(state.get("state") or ("valid" if leaf is not None else "obtaining")),
+            "not_after": leaf.not_valid_after_utc.timestamp() if leaf is not None else None,
+            "renew_at": _number(state.get("renew_at")),
+            "retry_at": _number(state.get("retry_at")),
+            "failures": int(state.get("failures") or 0),
+            "last_error": state.get("last_error") or None,
+            "last_error_at": _number(state.get("last_error_at")) if state.get("last_error") else None,
+        })
+    return entries
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def jobs(config: Config) -> list[Job]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 
+from frontd.certs.acme import status as acme_status
 from frontd.config.model import Config, VHost
 from frontd.errors import BadRequest, Forbidden, MethodNotAllowed
 from frontd.request import Request
@@ -82,7 +83,7 @@ class StatusHandler:
             # A worker run without a master (no shared area): its own process only, from scratch.
             area = metrics.AREA = metrics.create(self.config)
             metrics.STATS.attach(area, area.claim(0), 0)
-        body = render(area.snapshot(metrics.STATS.worker), self.routes)
+        body = render(area.snapshot(metrics.STATS.worker), self.routes, acme_status(self.config))
         await sink.start(200, [
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),

@@ -11,7 +11,7 @@ import html
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from frontd import SERVER_SOFTWARE
@@ -86,7 +86,10 @@ def _backend_json(backend: BackendView, routes: list[str]) -> dict[str, Any]:
     }
 
 
-def to_dict(snap: Snapshot, routes: dict[str, list[str]]) -> dict[str, Any]:
+AcmeEntries = Sequence[dict[str, Any]]  # certs/acme.py status(): one per tls = "acme" certificate
+
+
+def to_dict(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()) -> dict[str, Any]:
     """The JSON document as Python values (schema: docs/status.md)."""
     return {
         "version": JSON_VERSION,
@@ -105,11 +108,12 @@ def to_dict(snap: Snapshot, routes: dict[str, list[str]]) -> dict[str, Any]:
             for w in snap.workers
         ],
         "backends": [_backend_json(b, routes.get(b.address, [])) for b in snap.backends],
+        "acme": list(acme),
     }
 
 
-def render_json(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
-    return json.dumps(to_dict(snap, routes), separators=(",", ":")).encode() + b"\n"
+def render_json(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()) -> bytes:
+    return json.dumps(to_dict(snap, routes, acme), separators=(",", ":")).encode() + b"\n"
 
 
 # -- Prometheus text exposition format 0.0.4 ------------------------------------------------------
@@ -162,7 +166,7 @@ class _Exposition:
         return ("\n".join(self.lines) + "\n").encode()
 
 
-def render_prometheus(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
+def render_prometheus(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()) -> bytes:
     out = _Exposition()
     out.family("frontd_start_time_seconds", "gauge", "When the master process started, in seconds since the epoch.",
                [([], snap.started)])
@@ -212,6 +216,14 @@ def render_prometheus(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
     out.histogram("frontd_backend_request_duration_seconds",
                   "Duration of the backend's requests, from their first byte to their last response byte.",
                   [(labels, b.counts) for labels, b in backends])
+    certificates = [([("certificate", str(a["name"]))], a) for a in acme]
+    out.family("frontd_acme_failures", "gauge",
+               "Consecutive failed attempts to obtain or renew the ACME certificate (0 after a success).",
+               [(labels, a["failures"]) for labels, a in certificates])
+    out.family("frontd_acme_next_attempt_timestamp_seconds", "gauge",
+               "When the ACME certificate is next renewed or retried, in seconds since the epoch.",
+               [(labels, a["retry_at"] or a["renew_at"]) for labels, a in certificates
+                if a["retry_at"] or a["renew_at"]])
     return out.text()
 
 
@@ -315,7 +327,21 @@ def _backend_table(b: BackendView, routes: list[str], now: float) -> str:
             f"<thead>{_head(heads)}</thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def render_html(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
+def _acme_table(acme: AcmeEntries) -> str:
+    rows = []
+    for a in acme:
+        state = f'<span class="err">{_e(a["state"])}</span>' if a["state"] == "failed" else _e(a["state"])
+        error = (f'<span class="err">{_e(a["last_error"])}</span> ({_e(_when(a["last_error_at"] or 0))})'
+                 if a["last_error"] else '<span class="dim">none</span>')
+        rows.append(_row([_e(", ".join(a["names"])), state,
+                          _e(_when(a["not_after"])) if a["not_after"] else '<span class="dim">none yet</span>',
+                          _e(_when(a["retry_at"] or a["renew_at"])) if a["retry_at"] or a["renew_at"] else "–",
+                          str(a["failures"]), error]))
+    heads = ["names", "state", "valid until", "next attempt", "failures", "last error"]
+    return f'<table id="acme"><thead>{_head(heads)}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def render_html(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()) -> bytes:
     meta = (f"{_e(SERVER_SOFTWARE)} &middot; master {snap.master_pid} &middot; up {human_duration(snap.uptime)}"
             f" &middot; configuration generation {snap.generation}, loaded {_e(_when(snap.config_loaded))}"
             f" &middot; answered by worker {snap.answered_by} at {_e(_when(snap.now))}"
@@ -344,5 +370,7 @@ def render_html(snap: Snapshot, routes: dict[str, list[str]]) -> bytes:
         parts.extend(_backend_table(b, routes.get(b.address, []), snap.now) for b in snap.backends)
     else:
         parts.append('<p class="dim">No backends.</p>')
+    if acme:
+        parts.extend(["<h2>ACME certificates</h2>", _acme_table(acme)])
     parts.append("</body></html>")
     return "\n".join(parts).encode() + b"\n"

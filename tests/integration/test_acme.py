@@ -10,11 +10,13 @@ import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 from cryptography import x509
 
 from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration import processes
+from tests.integration.test_status import SCHEMA as STATUS_SCHEMA
 from tests.integration.acme_ca import Pebble, free_port, start_pebble
 
 NAMES = ("www.frontd.test", "frontd.test")
@@ -198,7 +200,7 @@ def test_refusing_ca_keeps_the_old_certificate(frontd: Callable[..., Frontd], pe
     state = json.loads(state_file.read_text())
     state["renew_at"] = 1  # due long ago
     state_file.write_text(json.dumps(state))
-    server = frontd(config + '\nstatus = "/status"\n', top=listen(ports), name="second.conf")
+    server = frontd(config + 'status = "/status"\n', top=listen(ports), name="second.conf")
     line = server.wait_error_log(r"\[error\] \d+: acme: renewing for www\.frontd\.test failed: (.*)", timeout=30)
     assert "Connection refused" in line.group(1) and "the current certificate keeps serving" in line.group(1)
     state = json.loads(state_file.read_text())
@@ -207,6 +209,18 @@ def test_refusing_ca_keeps_the_old_certificate(frontd: Callable[..., Frontd], pe
     # The old certificate keeps serving.
     response, served = https_get(ports[1], root)
     assert b"secure home" in response and served.serial_number == serial
+    # The status page shows the state and the error (JSON, HTML, Prometheus).
+    page = server.raw(b"GET /status?format=json HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n")
+    doc = json.loads(page.split(b"\r\n\r\n", 1)[1])
+    jsonschema.validate(doc, STATUS_SCHEMA, cls=jsonschema.Draft202012Validator)
+    [entry] = doc["acme"]
+    assert entry["names"] == list(NAMES) and entry["state"] == "failed" and entry["failures"] == 1
+    assert "Connection refused" in entry["last_error"] and entry["not_after"] > entry["retry_at"]
+    html = server.raw(b"GET /status HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n").decode()
+    assert "ACME certificates" in html and "Connection refused" in html
+    metrics = server.raw(b"GET /status?format=prometheus HTTP/1.1\r\nHost: www.frontd.test\r\n"
+                         b"Connection: close\r\n\r\n").decode()
+    assert 'frontd_acme_failures{certificate="www.frontd.test"} 1' in metrics
     assert "Traceback" not in server.errors()
 
 
