@@ -106,5 +106,7 @@ async def _readable(sock: socket.socket, timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
             await ready
+    except TimeoutError:
+        raise TimeoutError("no ClientHello") from None
     finally:
         loop.remove_reader(sock.fileno())

@@ -218,14 +218,16 @@ class Worker:
         except OSError:
             client = "?"
         context, challenge = self.certificates.context, None
+        timeout = self.config.limits.header_timeout
         try:
             if self.alpn_challenges.enabled:
-                found = await self.alpn_challenges.context_for(sock, self.config.limits.header_timeout)
+                started = loop.time()
+                found = await self.alpn_challenges.context_for(sock, timeout)
                 if found is not None:
                     context, challenge = found
+                timeout = max(timeout - (loop.time() - started), 0.001)  # one header_timeout in all
             transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, sock, ssl=context,
-                ssl_handshake_timeout=self.config.limits.header_timeout)
+                lambda: protocol, sock, ssl=context, ssl_handshake_timeout=timeout)
         except (OSError, ssl.SSLError, EOFError) as exc:
             sock.close()
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__

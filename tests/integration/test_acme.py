@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cryptography import x509
 from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration import processes
 from tests.integration.test_status import SCHEMA as STATUS_SCHEMA
+from tests.unit.test_client_hello import openssl_hello
 from tests.integration.acme_ca import Pebble, free_port, start_pebble
 
 NAMES = ("www.frontd.test", "frontd.test")
@@ -294,4 +296,39 @@ root = "{www}"
     assert get("/page").startswith(b"HTTP/1.1 308")
     # A vhost without tls = "acme" routes the path as any other.
     assert get(f"/.well-known/acme-challenge/{token}", host="plain.frontd.test").startswith(b"HTTP/1.1 404")
+    assert "Traceback" not in server.errors()
+
+
+def test_clienthello_peek_is_bounded_by_header_timeout(frontd: Callable[..., Frontd], tmp_path: Path,
+                                                       www: Path) -> None:
+    """With tls-alpn-01, every TLS connection's ClientHello is read before the handshake: a client
+    that sends none, or half of one, is cut off at header_timeout (one in all, not one per phase)."""
+    storage = tmp_path / "certs"
+    tls_port = free_port()
+    config = unreachable_ca(storage).replace("[acme]\n", '[acme]\nchallenge = "tls-alpn-01"\n') + f"""
+[limits]
+header_timeout = "1s"
+
+[[vhost]]
+names = ["www.frontd.test"]
+root = "{www}"
+tls = "acme"
+"""
+    server = frontd(config, top=f'listen = ["127.0.0.1:0", {{ address = "127.0.0.1:{tls_port}", tls = true }}]\n')
+    hello = openssl_hello("www.frontd.test", ["acme-tls/1"])
+    for sent, reason in ((b"", "no ClientHello"), (hello[:20], "ClientHello incomplete")):
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as sock:
+            sock.sendall(sent)
+            started = time.monotonic()
+            assert recv_all(sock) == b""
+            assert 0.5 < time.monotonic() - started < 5
+        server.wait_error_log(f"TLS handshake failed: {reason}, client: 127.0.0.1")
+    # A whole ClientHello for acme-tls/1 without a pending challenge gets no challenge certificate.
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_alpn_protocols(["acme-tls/1"])
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, OSError)):
+            context.wrap_socket(raw, server_hostname="www.frontd.test")
+    assert "challenge certificate presented" not in server.errors()
     assert "Traceback" not in server.errors()
