@@ -387,32 +387,26 @@ class Manager:
         log.info("acme: %s validated by %s", name, kind)
 
 
-def status(config: Config) -> list[dict[str, Any]]:
-    """The ACME part of the status page: per certificate, its state, expiry, next attempt and last
+def status(config: Config) -> dict[str, dict[str, Any]]:
+    """The ACME part of the status page, by the vhost's first name: state, next attempt and last
     error, from the state files (workers read them; only the ACME process writes them)."""
     if config.acme is None:
-        return []
+        return {}
     storage = config.acme.storage
-    entries: list[dict[str, Any]] = []
+    entries: dict[str, dict[str, Any]] = {}
     for job in jobs(config):
         state = read_state(storage, job.name)
         if state.get("names") != list(job.names):
             state = {}
-        try:
-            leaf: x509.Certificate | None = load_chain(certificate_paths(storage, job.name)[0])[0]
-        except (OSError, ValueError, IndexError):
-            leaf = None
-        entries.append({
-            "name": job.name,
-            "names": list(job.names),
-            "state": str(state.get("state") or ("valid" if leaf is not None else "obtaining")),
-            "not_after": leaf.not_valid_after_utc.timestamp() if leaf is not None else None,
+        issued = os.path.exists(certificate_paths(storage, job.name)[0])
+        entries[job.name] = {
+            "state": str(state.get("state") or ("valid" if issued else "obtaining")),
             "renew_at": _number(state.get("renew_at")),
             "retry_at": _number(state.get("retry_at")),
             "failures": int(state.get("failures") or 0),
             "last_error": state.get("last_error") or None,
             "last_error_at": _number(state.get("last_error_at")) if state.get("last_error") else None,
-        })
+        }
     return entries
 
 

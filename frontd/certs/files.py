@@ -56,6 +56,27 @@ class CertificateFacts:
     not_after: float
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateStatus:
+    """One vhost's certificate as the status page shows it."""
+
+    source: CertificateSource
+    facts: CertificateFacts | None  # None when it cannot be read (or is not issued yet)
+    error: str | None = None
+
+
+def certificate_status(config: Config) -> list[CertificateStatus]:
+    """What each vhost's certificate files hold now (read afresh: the status page is rare)."""
+    found: list[CertificateStatus] = []
+    for source in certificate_sources(config):
+        try:
+            found.append(CertificateStatus(source, facts(load_pem_chain(source.cert_path)[0])))
+        except CertificateProblem as exc:
+            missing = source.source != "file" and not os.path.exists(source.cert_path)
+            found.append(CertificateStatus(source, None, "not issued yet" if missing else str(exc)))
+    return found
+
+
 def certificate_sources(config: Config) -> list[CertificateSource]:
     """Each vhost that has, or will get, a certificate, with its files."""
     sources: list[CertificateSource] = []

@@ -54,7 +54,7 @@ LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
 VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow",
                                "tls_certificate", "tls_key", "tls", "redirect_https")
 LISTENER_KEYS: tuple[str, ...] = ("address", "tls", "http2", "proxy_protocol")
-TLS_KEYS: tuple[str, ...] = ("min_version", "http2")
+TLS_KEYS: tuple[str, ...] = ("min_version", "http2", "session_tickets")
 TLS_VERSIONS: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
 VHOST_TLS_SOURCES: tuple[str, ...] = ("acme", "internal")
 ACME_KEYS: tuple[str, ...] = ("email", "directory", "ca_bundle", "storage", "challenge")
@@ -355,8 +355,9 @@ class _Loader:
         values: dict[str, Any] = {}
         if "min_version" in table:
             values["min_version"] = self.choice(table["min_version"], "tls.min_version", TLS_VERSIONS)
-        if "http2" in table:
-            values["http2"] = self.boolean(table["http2"], "tls.http2")
+        for name in ("http2", "session_tickets"):
+            if name in table:
+                values[name] = self.boolean(table[name], f"tls.{name}")
         return TLSSettings(**values)
 
     def choice(self, value: object, key: str, choices: tuple[str, ...]) -> str:
@@ -994,7 +995,8 @@ def summary(config: Config) -> str:
         lines.append(f"group {config.group}")
     lines.append(f"shutdown_timeout {format_duration(config.shutdown_timeout)}")
     if config.tls_listeners():
-        lines.append(f"tls min_version={config.tls.min_version} alpn=http/1.1")
+        lines.append(f"tls min_version={config.tls.min_version} alpn=http/1.1 "
+                     f"session_tickets={'on' if config.tls.session_tickets else 'off'}")
     if config.acme is not None:
         acme = config.acme
         lines.append(f"acme storage={acme.storage} directory={acme.directory} challenge={acme.challenge}"

@@ -51,6 +51,8 @@ class TLSSettings:
 
     min_version: TLSVersion = "TLSv1.2"
     http2: bool = True  # accepted for the contract; frontd does not offer h2 yet
+    # Resumption by TLS session tickets (keys made per configuration, shared by its workers).
+    session_tickets: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import ipaddress
 import urllib.parse
 
 from frontd.certs.acme import status as acme_status
+from frontd.certs.files import certificate_status
 from frontd.config.model import Config, VHost
 from frontd.errors import BadRequest, Forbidden, MethodNotAllowed
 from frontd.request import Request
@@ -69,6 +70,7 @@ class StatusHandler:
             for vhost in config.vhosts if vhost.status is not None
         }
         self.routes = backend_routes(config)
+        self.has_certificates = any(vhost.has_tls for vhost in config.vhosts)
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         vhost: VHost | None = request.vhost
@@ -83,7 +85,8 @@ class StatusHandler:
             # A worker run without a master (no shared area): its own process only, from scratch.
             area = metrics.AREA = metrics.create(self.config)
             metrics.STATS.attach(area, area.claim(0), 0)
-        body = render(area.snapshot(metrics.STATS.worker), self.routes, acme_status(self.config))
+        certificates = certificate_status(self.config) if self.has_certificates else []
+        body = render(area.snapshot(metrics.STATS.worker), self.routes, certificates, acme_status(self.config))
         await sink.start(200, [
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),

@@ -44,6 +44,9 @@ def server_context(settings: TLSSettings) -> ssl.SSLContext:
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_SINGLE_ECDH_USE
     context.set_alpn_protocols(ALPN_PROTOCOLS)
+    if not settings.session_tickets:
+        context.options |= ssl.OP_NO_TICKET  # TLS 1.2
+        context.num_tickets = 0  # TLS 1.3
     return context
 
 

@@ -12,7 +12,9 @@ The master never serves a request. It waits for signals with every one of them b
   sockets never close, so a client sees no refused connection and no failed request.
 - USR1: reopen the log files (after logrotate renamed them), then the same in every worker.
 - USR2: re-read the certificate files (the ACME client wrote a new one), then the same in every
-  worker; a certificate that fails to load keeps the previous one serving.
+  worker; a certificate that fails to load keeps the previous one serving. When workers run as
+  another user they cannot read the keys (nor can their CGI scripts): a new generation of workers
+  is started with the master's contexts instead, as a reload does.
 - CHLD: reap; a worker of the current generation that died is restarted, after a back-off
   when it died young, so that a worker failing at start does not spin. Processes of spawned
   backends are the supervisor's (spawn.py): it is asked about each pid first.
@@ -202,7 +204,21 @@ class Master:
         if self.certificates is not None:
             for _, error in self.certificates.load():
                 log.error("certificate reload: %s", error)
-        self.signal_workers(signal.SIGUSR2, set(self.workers))
+        if self.worker_account() is not None and self.certificates is not None:
+            self.replace_workers()
+            log.info("certificates re-read; new workers started with them")
+        else:
+            self.signal_workers(signal.SIGUSR2, set(self.workers))
+
+    def replace_workers(self) -> int:
+        """New workers first, then retire the old: the listeners are never without an acceptor for
+        long, and connections that arrive in between wait in the listen backlog."""
+        retiring = set(self.workers)
+        self.workers = {}
+        self.retiring |= retiring
+        self.start_generation()
+        self.signal_workers(signal.SIGQUIT, retiring)
+        return len(retiring)
 
     def close_listeners(self) -> None:
         addresses = {str(a): a for a in self.config.listen}
@@ -397,15 +413,9 @@ class Master:
         self.prepare_log_files()
         # Spawned backends first: new ones start before the new workers use them.
         self.supervisor.apply(plan)
-        # New workers first, then retire the old: the listeners are never without an acceptor for long,
-        # and connections that arrive in between wait in the listen backlog.
-        retiring = set(self.workers)
-        self.workers = {}
-        self.retiring |= retiring
-        self.start_generation()
-        self.signal_workers(signal.SIGQUIT, retiring)
+        retiring = self.replace_workers()
         self.acme.reload(config, self.worker_account(), self.close_inherited)
-        log.info("configuration reloaded; %d old worker(s) finishing their requests", len(retiring))
+        log.info("configuration reloaded; %d old worker(s) finishing their requests", retiring)
 
     def reopen(self) -> None:
         log.info("reopening log files")

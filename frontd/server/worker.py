@@ -230,8 +230,7 @@ class Worker:
                 lambda: protocol, sock, ssl=context, ssl_handshake_timeout=timeout)
         except (OSError, ssl.SSLError, EOFError) as exc:
             sock.close()
-            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-            log.info("TLS handshake failed: %s, client: %s", reason, client)
+            log.info("TLS handshake failed: %s, client: %s", self._handshake_failure(exc), client)
             return None
         if challenge is not None:
             # RFC 8737 §3: the handshake is the whole answer; no data follows it.
@@ -239,6 +238,17 @@ class Worker:
             transport.close()
             return None
         return transport  # type: ignore[return-value]
+
+
+    def _handshake_failure(self, exc: BaseException) -> str:
+        """Why a handshake failed, in a few words: OpenSSL's reason, a timeout, or a client gone."""
+        if isinstance(exc, ssl.SSLError):
+            return str(exc.reason or exc)
+        if isinstance(exc, (TimeoutError, ConnectionAbortedError)):
+            return f"not complete within header_timeout ({self.config.limits.header_timeout:g}s)"
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
+            return "the client closed the connection"
+        return str(exc) or type(exc).__name__
 
 
 def _set_parent_death_signal(signum: int) -> bool:

@@ -11,10 +11,11 @@ import html
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from frontd import SERVER_SOFTWARE
+from frontd.certs.files import CertificateStatus
 from frontd.config.model import Config
 from frontd.status.metrics import CLASSES, LATENCY_BOUNDS, BackendView, Counts, Snapshot, backend_key
 
@@ -86,10 +87,25 @@ def _backend_json(backend: BackendView, routes: list[str]) -> dict[str, Any]:
     }
 
 
-AcmeEntries = Sequence[dict[str, Any]]  # certs/acme.py status(): one per tls = "acme" certificate
+AcmeStates = Mapping[str, dict[str, Any]]  # certs/acme.py status(): by the vhost's first name
 
 
-def to_dict(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()) -> dict[str, Any]:
+def _certificate_json(cert: CertificateStatus, acme: AcmeStates) -> dict[str, Any]:
+    found = cert.facts
+    return {
+        "vhost": cert.source.label,
+        "source": cert.source.source,
+        "file": cert.source.cert_path,
+        "names": list(found.names) if found else [],
+        "issuer": found.issuer if found else None,
+        "not_after": found.not_after if found else None,
+        "error": cert.error,
+        "acme": acme.get(cert.source.label) if cert.source.source == "acme" else None,
+    }
+
+
+def to_dict(snap: Snapshot, routes: dict[str, list[str]],
+            certificates: Sequence[CertificateStatus] = (), acme: AcmeStates | None = None) -> dict[str, Any]:
     """The JSON document as Python values (schema: docs/status.md)."""
     return {
         "version": JSON_VERSION,
@@ -108,12 +124,13 @@ def to_dict(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()
             for w in snap.workers
         ],
         "backends": [_backend_json(b, routes.get(b.address, [])) for b in snap.backends],
-        "acme": list(acme),
+        "certificates": [_certificate_json(c, acme or {}) for c in certificates],
     }
 
 
-def render_json(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()) -> bytes:
-    return json.dumps(to_dict(snap, routes, acme), separators=(",", ":")).encode() + b"\n"
+def render_json(snap: Snapshot, routes: dict[str, list[str]],
+                certificates: Sequence[CertificateStatus] = (), acme: AcmeStates | None = None) -> bytes:
+    return json.dumps(to_dict(snap, routes, certificates, acme), separators=(",", ":")).encode() + b"\n"
 
 
 # -- Prometheus text exposition format 0.0.4 ------------------------------------------------------
@@ -166,7 +183,8 @@ class _Exposition:
         return ("\n".join(self.lines) + "\n").encode()
 
 
-def render_prometheus(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()) -> bytes:
+def render_prometheus(snap: Snapshot, routes: dict[str, list[str]],
+                      certificates: Sequence[CertificateStatus] = (), acme: AcmeStates | None = None) -> bytes:
     out = _Exposition()
     out.family("frontd_start_time_seconds", "gauge", "When the master process started, in seconds since the epoch.",
                [([], snap.started)])
@@ -216,14 +234,18 @@ def render_prometheus(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEn
     out.histogram("frontd_backend_request_duration_seconds",
                   "Duration of the backend's requests, from their first byte to their last response byte.",
                   [(labels, b.counts) for labels, b in backends])
-    certificates = [([("certificate", str(a["name"]))], a) for a in acme]
+    out.family("frontd_tls_certificate_expiry_timestamp_seconds", "gauge",
+               "When the vhost's certificate expires, in seconds since the epoch.",
+               [([("vhost", c.source.label), ("source", c.source.source)], c.facts.not_after)
+                for c in certificates if c.facts is not None])
+    states = [([("vhost", name)], state) for name, state in (acme or {}).items()]
     out.family("frontd_acme_failures", "gauge",
-               "Consecutive failed attempts to obtain or renew the ACME certificate (0 after a success).",
-               [(labels, a["failures"]) for labels, a in certificates])
+               "Consecutive failed attempts to obtain or renew the vhost's ACME certificate (0 after a success).",
+               [(labels, state["failures"]) for labels, state in states])
     out.family("frontd_acme_next_attempt_timestamp_seconds", "gauge",
-               "When the ACME certificate is next renewed or retried, in seconds since the epoch.",
-               [(labels, a["retry_at"] or a["renew_at"]) for labels, a in certificates
-                if a["retry_at"] or a["renew_at"]])
+               "When the vhost's ACME certificate is next renewed or retried, in seconds since the epoch.",
+               [(labels, state["retry_at"] or state["renew_at"]) for labels, state in states
+                if state["retry_at"] or state["renew_at"]])
     return out.text()
 
 
@@ -327,21 +349,43 @@ def _backend_table(b: BackendView, routes: list[str], now: float) -> str:
             f"<thead>{_head(heads)}</thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def _acme_table(acme: AcmeEntries) -> str:
+def _acme_cell(state: dict[str, Any] | None) -> str:
+    """A tls = "acme" certificate's state, next attempt and last error."""
+    if state is None:
+        return ""
+    text = f'<span class="err">{_e(state["state"])}</span>' if state["state"] == "failed" else _e(state["state"])
+    due = state["retry_at"] or state["renew_at"]
+    if due:
+        text += f", next attempt {_e(_when(due))}"
+    if state["last_error"]:
+        text += (f'<br><span class="err">{_e(state["last_error"])}</span>'
+                 f' ({_e(_when(state["last_error_at"] or 0))}, {state["failures"]} failed in a row)')
+    return text
+
+
+def _certificate_table(certificates: Sequence[CertificateStatus], now: float, acme: AcmeStates) -> str:
     rows = []
-    for a in acme:
-        state = f'<span class="err">{_e(a["state"])}</span>' if a["state"] == "failed" else _e(a["state"])
-        error = (f'<span class="err">{_e(a["last_error"])}</span> ({_e(_when(a["last_error_at"] or 0))})'
-                 if a["last_error"] else '<span class="dim">none</span>')
-        rows.append(_row([_e(", ".join(a["names"])), state,
-                          _e(_when(a["not_after"])) if a["not_after"] else '<span class="dim">none yet</span>',
-                          _e(_when(a["retry_at"] or a["renew_at"])) if a["retry_at"] or a["renew_at"] else "–",
-                          str(a["failures"]), error]))
-    heads = ["names", "state", "valid until", "next attempt", "failures", "last error"]
-    return f'<table id="acme"><thead>{_head(heads)}</thead><tbody>{"".join(rows)}</tbody></table>'
+    for cert in certificates:
+        found = cert.facts
+        if found is None:
+            expiry = f'<span class="err">{_e(cert.error)}</span>'
+            names = issuer = ""
+        else:
+            left = found.not_after - now
+            css = "err" if left < 14 * 86400 else ""
+            when = _e(_when(found.not_after))
+            expiry = (f'<span class="{css}">{when} (in {human_duration(left)})</span>' if left > 0
+                      else f'<span class="err">{when} (expired)</span>')
+            names, issuer = _e(", ".join(found.names)), _e(found.issuer)
+        rows.append(_row([_e(cert.source.label), names, issuer, expiry, _e(cert.source.source),
+                          _e(cert.source.cert_path),
+                          _acme_cell(acme.get(cert.source.label) if cert.source.source == "acme" else None)]))
+    heads = ["vhost", "names", "issuer", "expires", "source", "file", "ACME"]
+    return f'<table id="certificates"><thead>{_head(heads)}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def render_html(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries = ()) -> bytes:
+def render_html(snap: Snapshot, routes: dict[str, list[str]],
+                certificates: Sequence[CertificateStatus] = (), acme: AcmeStates | None = None) -> bytes:
     meta = (f"{_e(SERVER_SOFTWARE)} &middot; master {snap.master_pid} &middot; up {human_duration(snap.uptime)}"
             f" &middot; configuration generation {snap.generation}, loaded {_e(_when(snap.config_loaded))}"
             f" &middot; answered by worker {snap.answered_by} at {_e(_when(snap.now))}"
@@ -370,7 +414,7 @@ def render_html(snap: Snapshot, routes: dict[str, list[str]], acme: AcmeEntries 
         parts.extend(_backend_table(b, routes.get(b.address, []), snap.now) for b in snap.backends)
     else:
         parts.append('<p class="dim">No backends.</p>')
-    if acme:
-        parts.extend(["<h2>ACME certificates</h2>", _acme_table(acme)])
+    if certificates:
+        parts.extend(["<h2>Certificates</h2>", _certificate_table(certificates, snap.now, acme or {})])
     parts.append("</body></html>")
     return "\n".join(parts).encode() + b"\n"

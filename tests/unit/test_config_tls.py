@@ -106,8 +106,8 @@ def test_single_listener_table(site: Path) -> None:
 
 
 def test_tls_table(site: Path) -> None:
-    config = load(site, '[tls]\nmin_version = "TLSv1.3"\nhttp2 = false\n' + CERT_VHOST)
-    assert config.tls == TLSSettings(min_version="TLSv1.3", http2=False)
+    config = load(site, '[tls]\nmin_version = "TLSv1.3"\nhttp2 = false\nsession_tickets = false\n' + CERT_VHOST)
+    assert config.tls == TLSSettings(min_version="TLSv1.3", http2=False, session_tickets=False)
 
 
 def test_internal_brings_acme_defaults(site: Path) -> None:
