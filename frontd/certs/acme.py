@@ -156,8 +156,11 @@ class Manager:
     """Keeps the certificates of `jobs` issued and renewed; `run` loops until the process ends."""
 
     def __init__(self, settings: AcmeConfig, jobs: list[Job], notify: Callable[[], None],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, workers_gid: int | None = None) -> None:
+        """`workers_gid`: the workers' group when they run as another user (the tls-alpn-01
+        certificate they present is made readable by that group)."""
         self.settings = settings
+        self.workers_gid = workers_gid
         self.jobs = jobs
         self.notify = notify  # after a new certificate: SIGUSR2 to the master
         self.clock = clock
@@ -367,9 +370,13 @@ class Manager:
         path = (http01_challenge_path(self.settings.storage, token) if kind == "http-01"
                 else tls_alpn01_path(self.settings.storage, name))
         if kind == "http-01":
-            write_atomic(path, key_auth.encode("ascii"))
-        else:
+            write_atomic(path, key_auth.encode("ascii"))  # public by nature: the CA fetches it over HTTP
+        elif self.workers_gid is None:
             write_key(path, tls_alpn01_certificate(name, key_auth))
+        else:
+            # A throwaway key that only proves this one challenge: the workers' group may read it.
+            write_atomic(path, tls_alpn01_certificate(name, key_auth), 0o640)
+            os.chown(path, -1, self.workers_gid)
         try:
             client.answer(str(challenge["url"]))
             log.info("acme: %s challenge for %s ready, waiting for the CA", kind, name)

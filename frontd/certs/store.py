@@ -69,8 +69,19 @@ def tls_alpn01_path(storage: str, name: str) -> str:
 
 
 def ensure_dir(path: str) -> None:
-    """Create `path` and its parents, 0700: certificate state is nobody else's business."""
-    os.makedirs(path, mode=DIRECTORY_MODE, exist_ok=True)
+    """Create `path` and its parents, 0700: certificate state is nobody else's business.
+
+    One level at a time: os.makedirs gives `mode` to the last directory only, and the parents it
+    creates (`account/` above `account/HASH/`) would be 0755."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        ensure_dir(parent)
+    try:
+        os.mkdir(path, DIRECTORY_MODE)
+    except FileExistsError:
+        pass
 
 
 def write_atomic(path: str, data: bytes, mode: int = PUBLIC_MODE) -> None:

@@ -3,7 +3,8 @@
 It exists while some vhost has tls = "acme". Like a spawned backend it is stopped with the master
 (SIGTERM; it also gets SIGTERM if the master dies) and restarted when it dies, after a back-off
 when it died young. A reload replaces it with one running the new configuration. It runs as the
-workers' user: the files it writes are the ones they read.
+master's user: keys stay readable by that user only, while the workers (another user when frontd
+starts as root) can read the challenge answers and state files they serve.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from frontd.certs import acme
 from frontd.certs.store import ensure_dir
 from frontd.config.model import Config
-from frontd.server.child import drop_privileges, run_child
+from frontd.server.child import run_child
 from frontd.server.logs import reopen_error_log
 from frontd.server.worker import _set_parent_death_signal
 
@@ -142,12 +143,20 @@ class AcmeRunner:
         signal.signal(signal.SIGUSR1, lambda signum, frame: reopen_error_log())
         storage = self.config.acme.storage
         ensure_dir(storage)
+        workers_gid: int | None = None
         if self.account is not None:
-            os.chown(storage, self.account[0], self.account[1])
-            drop_privileges(*self.account)
-        # After the change of identity, which clears it; then make sure the master is still there.
+            # Workers run as another user. Like the master, this process keeps root, so that the
+            # keys it writes (0600) stay out of reach of workers and their CGI scripts; workers reach
+            # only what they serve: directories they may traverse but not list, challenge answers
+            # and state files.
+            for sub in ("", "challenges", "challenges/http-01", "challenges/tls-alpn-01", "state"):
+                path = os.path.join(storage, sub)
+                ensure_dir(path)
+                os.chmod(path, 0o711)
+            workers_gid = self.account[1]
         _set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != master:
-            return
+            return  # the master is already gone
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        acme.Manager(self.config.acme, acme.jobs(self.config), acme.notify_master(master)).run()
+        acme.Manager(self.config.acme, acme.jobs(self.config), acme.notify_master(master),
+                     workers_gid=workers_gid).run()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -335,3 +338,43 @@ tls = "acme"
             context.wrap_socket(raw, server_hostname="www.frontd.test")
     assert "challenge certificate presented" not in server.errors()
     assert "Traceback" not in server.errors()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+def test_workers_as_another_user_never_read_keys(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble],
+                                                 ports: tuple[int, int], challenge: str) -> None:
+    """frontd started as root with `user`: the ACME process keeps root like the master, the keys
+    are root's alone, and the workers (nobody) still answer the challenges and serve HTTPS."""
+    nobody = pwd.getpwnam("nobody")
+    shared = Path(tempfile.mkdtemp(prefix="frontd-acme-user-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "www").mkdir(mode=0o755)
+        (shared / "www" / "index.html").write_text("secure home\n")
+        (shared / "www" / "index.html").chmod(0o644)
+        ca = pebble()
+        storage = shared / "certs"
+        top = (listen(ports) + 'user = "nobody"\n' + f'error_log = "{shared}/error.log"\n'
+               + f'access_log = "{shared}/access.log"\n')
+        server = frontd(acme_config(ca, storage, challenge=challenge), top=top, wait=False)
+        server.error_log, server.access_log = shared / "error.log", shared / "access.log"
+        server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+        acme_pid = int(server.wait_error_log(r"acme process (\d+) started").group(1))
+        assert processes.uid_of(acme_pid) == 0
+        workers = processes.children(server.pid) - {acme_pid}
+        assert workers and all(processes.uid_of(pid) == nobody.pw_uid for pid in workers)
+        # The answers came from workers running as nobody.
+        if challenge == "http-01":
+            server.wait_access_log(r'"GET /\.well-known/acme-challenge/[A-Za-z0-9_-]+ HTTP/1\.1" 200')
+        else:
+            assert f"challenge certificate presented for {NAMES[0]}" in server.errors()
+        key = storage / "certificates" / NAMES[0] / "privkey.pem"
+        assert key.stat().st_uid == 0 and key.stat().st_mode & 0o777 == 0o600
+        assert (storage / "account").stat().st_mode & 0o777 == 0o700
+        server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
+        wait_for(lambda: b"secure home" in https_get(ports[1], ca.root())[0], 10, "HTTPS from the new workers")
+        assert "Traceback" not in server.errors()
+        server.stop()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

@@ -23,7 +23,7 @@ from frontd.certs.acme import (
     retry_delay,
     tls_alpn01_certificate,
 )
-from frontd.certs.store import http01_challenge_path
+from frontd.certs.store import ensure_dir, http01_challenge_path
 from frontd.certs.acme_client import (
     ari_cert_id,
     b64url,
@@ -153,3 +153,10 @@ def test_tokens_starting_with_dash_or_underscore_have_a_challenge_file(tmp_path:
     for bad in ("..", "a.b", "a/b", "", "a\x00"):
         with pytest.raises(ValueError):
             http01_challenge_path(str(tmp_path), bad)
+
+
+def test_ensure_dir_makes_every_new_level_private(tmp_path: Path) -> None:
+    # os.makedirs gave 0700 to the last level only: account/ above account/HASH/ was 0755.
+    ensure_dir(str(tmp_path / "storage" / "account" / "abc"))
+    for path in (tmp_path / "storage", tmp_path / "storage" / "account", tmp_path / "storage" / "account" / "abc"):
+        assert path.stat().st_mode & 0o777 == 0o700, path
