@@ -292,12 +292,16 @@ class Manager:
             self.client = Client(self.settings.directory, key, self.settings.ca_bundle)
         return self.client
 
-    def _account(self) -> Client:
+    def _account(self, *, register: bool = False) -> Client:
+        """The client with its account URL: the stored one, or a new registration when there is none
+        (or `register`: the CA no longer knows the stored one)."""
         client = self._client()
-        if client.account_url:
+        if client.account_url and not register:
             return client
         info_path = os.path.join(self.account_dir, "account.json")
         try:
+            if register:
+                raise FileNotFoundError(info_path)
             with open(info_path, "rb") as file:
                 client.account_url = str(json.load(file)["url"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -310,14 +314,8 @@ class Manager:
 
     def issue(self, job: Job, state: dict[str, Any], replaces: str | None) -> x509.Certificate:
         """RFC 8555 §7.1: order, authorize each name, finalize, download, store; the new leaf."""
-        client = self._account()
         deadline = time.monotonic() + ORDER_TIMEOUT
-        try:
-            order_url, order = client.new_order(job.names, replaces)
-        except AcmeError as exc:
-            if not replaces or exc.kind not in ("malformed", "conflict", "alreadyReplaced"):
-                raise
-            order_url, order = client.new_order(job.names)  # RFC 9773 §5: retry without "replaces"
+        client, order_url, order = self._order(job, replaces)
         state["order"] = order_url
         self._save(job, state)
         log.info("acme: order %s for %s", order_url, ", ".join(job.names))
@@ -344,6 +342,25 @@ class Manager:
             raise AcmeError("the certificate does not match the key of the request")
         write_certificate_pair(self.settings.storage, job.name, chain_pem, key_pem(key))
         return leaf
+
+    def _order(self, job: Job, replaces: str | None) -> tuple[Client, str, dict[str, Any]]:
+        """A new order (RFC 8555 §7.4), with the account as registered now; (client, URL, order)."""
+        client = self._account()
+        registered = False
+        while True:
+            try:
+                url, order = client.new_order(job.names, replaces)
+                return client, url, order
+            except AcmeError as exc:
+                if exc.kind == "accountDoesNotExist" and not registered:
+                    # §7.3.1: the CA lost or removed the account (a test CA restarted, a staging
+                    # environment reset): register the key again and order with the new account.
+                    log.warning("acme: the CA does not know account %s; registering again", client.account_url)
+                    client, registered = self._account(register=True), True
+                elif replaces and exc.kind in ("malformed", "conflict", "alreadyReplaced"):
+                    replaces = None  # RFC 9773 §5: the CA refuses "replaces": order without it
+                else:
+                    raise
 
     @staticmethod
     def _check_order(order: dict[str, Any], url: str) -> None:

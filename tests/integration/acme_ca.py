@@ -15,6 +15,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,23 +56,29 @@ class Pebble:
         """How many orders Pebble has created so far (from its log)."""
         return self.log.read_text(errors="replace").count("Added order")
 
+    @property
+    def port(self) -> int:
+        return int(self.directory.split(":")[2].split("/")[0])
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             stop_process(proc)
 
 
-def start_pebble(tmp_path: Path, http_port: int, tls_port: int, *, validity: int | None = None) -> Pebble:
-    """Start challtestsrv and Pebble; `validity` is the lifetime in seconds of the certificates."""
+def start_pebble(tmp_path: Path, http_port: int, tls_port: int, *, validity: int | None = None,
+                 acme_port: int | None = None) -> Pebble:
+    """Start challtestsrv and Pebble; `validity` is the lifetime in seconds of the certificates,
+    `acme_port` the directory's port (to stand in for an earlier Pebble that forgot everything)."""
     if not (shutil.which(PEBBLE) and shutil.which(CHALLTESTSRV)):
         pytest.skip("pebble is not installed (Debian package pebble)")
-    base = tmp_path / "pebble"
-    base.mkdir()
+    base = Path(tempfile.mkdtemp(prefix="pebble-", dir=tmp_path))
     ca = trustme.CA()
     server_cert = ca.issue_cert("127.0.0.1", "localhost")
     server_cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
     server_cert.private_key_pem.write_to_path(str(base / "key.pem"))
     ca.cert_pem.write_to_path(str(base / "ca.pem"))
-    dns_port, acme_port, management_port, chall_management = free_port(), free_port(), free_port(), free_port()
+    dns_port, management_port, chall_management = free_port(), free_port(), free_port()
+    acme_port = acme_port or free_port()
     config: dict[str, object] = {
         "listenAddress": f"127.0.0.1:{acme_port}",
         "managementListenAddress": f"127.0.0.1:{management_port}",

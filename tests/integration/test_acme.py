@@ -378,3 +378,23 @@ def test_workers_as_another_user_never_read_keys(frontd: Callable[..., Frontd], 
         server.stop()
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_ca_that_forgot_the_account(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble],
+                                    ports: tuple[int, int], tmp_path: Path, www: Path) -> None:
+    """The CA answers accountDoesNotExist for the stored account (Pebble keeps nothing across a
+    restart; a staging CA may be reset): frontd registers its key again and renews."""
+    first_ca = pebble()
+    storage = tmp_path / "certs"
+    first = frontd(acme_config(first_ca, storage), top=listen(ports), name="first.conf")
+    first.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    first.stop()
+    first_ca.stop()
+    ca = pebble(acme_port=first_ca.port)  # the same directory URL, but no memory of the account
+    state_file = storage / "state" / f"{NAMES[0]}.json"
+    state_file.write_text(json.dumps({**json.loads(state_file.read_text()), "renew_at": 1}))
+    server = frontd(acme_config(ca, storage), top=listen(ports), name="second.conf")
+    server.wait_error_log(r"acme: the CA does not know account https://\S+; registering again", timeout=30)
+    server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    wait_for(lambda: b"secure home" in https_get(ports[1], ca.root())[0], 10, "HTTPS with the new CA's certificate")
+    assert "failed" not in server.errors()
