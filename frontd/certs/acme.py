@@ -172,8 +172,17 @@ class Manager:
         for job in self.jobs:
             self.announce(job)
         while True:
-            wake = min((self.step(job) for job in self.jobs), default=self.clock() + MAX_SLEEP)
+            wake = min((self._step(job) for job in self.jobs), default=self.clock() + MAX_SLEEP)
             time.sleep(min(max(wake - self.clock(), 0.0), MAX_SLEEP))
+
+    def _step(self, job: Job) -> float:
+        """`step`, with a storage that cannot be written (full disk, wrong owner) logged in one line
+        and tried again later, instead of ending the process."""
+        try:
+            return self.step(job)
+        except OSError as exc:
+            log.error("acme: %s: cannot use storage %s: %s", job.name, self.settings.storage, exc)
+            return self.clock() + MIN_RETRY_DELAY
 
     # -- one certificate ----------------------------------------------------------------------
 
@@ -252,7 +261,7 @@ class Manager:
         due = renewal_time(cert)
         try:
             info = self._client().renewal_info(cert)
-        except (AcmeError, ValueError, x509.ExtensionNotFound) as exc:
+        except (AcmeError, OSError, ValueError, x509.ExtensionNotFound) as exc:
             log.warning("acme: renewal information for %s unavailable: %s", job.name, exc)
             state["ari_check_at"] = now + ARI_CHECK_INTERVAL
             self._save(job, state)
@@ -263,8 +272,10 @@ class Manager:
             self._save(job, state)
             return due
         start, end, retry_after = info
-        # §4.2: a random time inside the window spreads renewals; a window in the past means now.
-        due = start + random.random() * (end - start)
+        # §4.2: a random time inside the window spreads renewals; a window in the past means now
+        # (but never right after an issuance, whatever the CA says: no renewal loop).
+        due = max(start + random.random() * (end - start),
+                  float(state.get("issued_at") or 0) + MIN_RENEWAL_INTERVAL)
         state.update(ari={"start": start, "end": end}, renew_at=due,
                      ari_check_at=now + (retry_after if retry_after else ARI_CHECK_INTERVAL))
         self._save(job, state)

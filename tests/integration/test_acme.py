@@ -398,3 +398,13 @@ def test_ca_that_forgot_the_account(frontd: Callable[..., Frontd], pebble: Calla
     server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
     wait_for(lambda: b"secure home" in https_get(ports[1], ca.root())[0], 10, "HTTPS with the new CA's certificate")
     assert "failed" not in server.errors()
+
+
+def test_unusable_storage_is_one_line_not_a_crash(frontd: Callable[..., Frontd], tmp_path: Path, www: Path) -> None:
+    storage = tmp_path / "certs"
+    storage.mkdir()
+    (storage / "state").write_text("a file where the state directory belongs\n")
+    server = frontd(unreachable_ca(storage) + f'[[vhost]]\nnames = ["www.frontd.test"]\nroot = "{www}"\ntls = "acme"\n')
+    pid = int(server.wait_error_log(r"acme process (\d+) started").group(1))
+    server.wait_error_log(rf"\[error\] {pid}: acme: www\.frontd\.test: cannot use storage {storage}: .*Not a directory")
+    assert processes.alive(pid) and "Traceback" not in server.errors()
