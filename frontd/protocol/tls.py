@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from dataclasses import dataclass
 
 from frontd.certs.files import CertificateProblem, CertificateSource, certificate_sources, read_pair
@@ -121,6 +122,28 @@ class Certificates:
 
     def served_vhosts(self) -> list[VHost]:
         return [s.source.vhost for s in self.served.values() if s.context is not None]
+
+
+def quiet_undecodable_server_names() -> None:
+    """Python's ssl decodes the SNI name as ASCII before it calls the servername callback; a name
+    that is not (RFC 6066 §3 wants A-labels) fails the handshake with CALLBACK_FAILED and would
+    print a traceback to stderr as an "unraisable" exception. The failed handshake is logged where
+    it is awaited; this drops the traceback, and only that one."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: "sys.UnraisableHookArgs") -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError) and isinstance(unraisable.object, bytes):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
+def handshake_failure(reason: str) -> str:
+    """OpenSSL's reason for a failed handshake, with what it means where that is not obvious."""
+    if reason == "CALLBACK_FAILED":
+        return "CALLBACK_FAILED (an SNI name that is not ASCII)"
+    return reason
 
 
 def _exists(path: str) -> bool:

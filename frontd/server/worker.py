@@ -19,7 +19,7 @@ import ssl
 
 from frontd.config.model import Config
 from frontd.handlers.dispatch import Dispatcher
-from frontd.protocol.tls import Certificates
+from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.protocol.tls_alpn01 import AlpnChallenges
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLog, reopen_error_log
@@ -29,6 +29,9 @@ STREAM_LIMIT = 1 << 16
 ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and the like: back off instead of spinning
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the master
+# Closing a TLS connection sends close_notify and waits this long for the client's (asyncio's
+# default is 30 s): a client that vanished does not hold a socket for half a minute.
+TLS_SHUTDOWN_TIMEOUT = 5.0
 
 
 class Worker:
@@ -55,6 +58,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         self.access_log = AccessLog(self.config.access_log)
         self.dispatcher = Dispatcher(self.config, https_port=self._https_port())
+        if self.tls_sockets:
+            quiet_undecodable_server_names()
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):
             loop.add_signal_handler(signum, self._stop, graceful)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen)
@@ -227,7 +232,8 @@ class Worker:
                     context, challenge = found
                 timeout = max(timeout - (loop.time() - started), 0.001)  # one header_timeout in all
             transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, sock, ssl=context, ssl_handshake_timeout=timeout)
+                lambda: protocol, sock, ssl=context, ssl_handshake_timeout=timeout,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         except (OSError, ssl.SSLError, EOFError) as exc:
             sock.close()
             log.info("TLS handshake failed: %s, client: %s", self._handshake_failure(exc), client)
@@ -243,7 +249,7 @@ class Worker:
     def _handshake_failure(self, exc: BaseException) -> str:
         """Why a handshake failed, in a few words: OpenSSL's reason, a timeout, or a client gone."""
         if isinstance(exc, ssl.SSLError):
-            return str(exc.reason or exc)
+            return handshake_failure(str(exc.reason or exc))
         if isinstance(exc, (TimeoutError, ConnectionAbortedError)):
             return f"not complete within header_timeout ({self.config.limits.header_timeout:g}s)"
         if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):

@@ -258,6 +258,10 @@ def test_redirect_https(frontd: Start, site: Path, pki: Pki) -> None:
     head = response.split(b"\r\n\r\n", 1)[0].decode()
     assert head.startswith("HTTP/1.1 308 ")
     assert f"location: https://www.a.test:{port}/sub/x%20y?a=1&b=2\r\n" in head
+    # HTTP/1.0 without Host: the vhost's first name; a POST is redirected with 308 (method kept).
+    response = server.raw(b"POST /form HTTP/1.0\r\nContent-Length: 3\r\n\r\na=1")
+    head = response.split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 308 ") and f"location: https://a.test:{port}/form\r\n" in head
     # The ACME http-01 path is never redirected (here: nothing there, so 404), nor is another vhost.
     response = server.raw(b"GET /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: a.test\r\n"
                           b"Connection: close\r\n\r\n")
@@ -508,3 +512,18 @@ def test_session_tickets(frontd: Start, site: Path, pki: Pki, tickets: bool) -> 
     setting = "" if tickets else "[tls]\nsession_tickets = false\n"
     server = frontd(setting + two_sites(site), top=TLS_TOP)
     assert resumed(tls_port(server), pki.client()) is tickets
+
+
+def test_non_ascii_sni_refused_without_traceback(frontd: Start, site: Path, pki: Pki, tmp_path: Path) -> None:
+    """A ClientHello whose server name is not ASCII (RFC 6066 §3 wants A-labels): Python's ssl
+    cannot decode it before frontd's callback runs; the handshake fails with one info line and no
+    traceback on stderr, and the worker serves on."""
+    server = frontd(two_sites(site), top=TLS_TOP)
+    port = tls_port(server)
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "é.test"],
+                            input=b"", capture_output=True, timeout=20)
+    assert result.returncode != 0
+    server.wait_error_log(r"\[info\] \d+: TLS handshake failed: CALLBACK_FAILED \(an SNI name that is not ASCII\), "
+                          r"client: 127\.0\.0\.1")
+    assert Client("a.test", port, pki.client()).get("/hello.txt")[0] == 200
+    assert "Traceback" not in (tmp_path / "frontd.conf.stderr").read_text()
