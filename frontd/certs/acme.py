@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ObjectIdentifier
 
 from frontd.certs.acme_client import (
+    MAX_COMMON_NAME,
     TOKEN_RE,
     AcmeError,
     Client,
@@ -106,7 +107,7 @@ def tls_alpn01_certificate(name: str, key_auth: str) -> bytes:
     of the certificate followed by its key."""
     key = new_key()
     digest = hashlib.sha256(key_auth.encode("ascii")).digest()
-    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)] if len(name) <= MAX_COMMON_NAME else [])
     now = time.time()
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -141,10 +141,14 @@ def sign_jws(key: ec.EllipticCurvePrivateKey, protected: dict[str, Any], payload
 # -- certificates ----------------------------------------------------------------------------------
 
 
+MAX_COMMON_NAME = 64  # RFC 5280 appendix A.1: ub-common-name
+
+
 def make_csr(key: ec.EllipticCurvePrivateKey, names: tuple[str, ...]) -> bytes:
-    """RFC 8555 §7.4: a PKCS#10 request (DER) for exactly these DNS names."""
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])).add_extension(
+    """RFC 8555 §7.4: a PKCS#10 request (DER) for exactly these DNS names, in subjectAltName. The
+    first name is also the common name when it fits one (a longer name leaves the subject empty)."""
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if len(names[0]) <= MAX_COMMON_NAME else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(subject)).add_extension(
         x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 

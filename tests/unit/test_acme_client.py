@@ -132,6 +132,13 @@ def test_csr_names() -> None:
     assert csr.is_signature_valid
     san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["a.test", "b.test"]
+    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "a.test"
+    # A name longer than a common name may be (64) is in subjectAltName only.
+    long_name = "a" * 60 + ".example.test"
+    csr = x509.load_der_x509_csr(make_csr(key, (long_name,)))
+    assert not csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == [long_name]
 
 
 def test_rfc8737_challenge_certificate() -> None:
@@ -144,6 +151,10 @@ def test_rfc8737_challenge_certificate() -> None:
     assert ext.value.value == b"\x04\x20" + hashlib.sha256(b"token.thumb").digest()
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["a.test"]
+    long_name = "b" * 70 + ".test"  # longer than a common name may be: subjectAltName only
+    cert = x509.load_pem_x509_certificate(tls_alpn01_certificate(long_name, "token.thumb"))
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == [long_name]
 
 
 def test_tokens_starting_with_dash_or_underscore_have_a_challenge_file(tmp_path: Path) -> None:
