@@ -408,3 +408,22 @@ def test_unusable_storage_is_one_line_not_a_crash(frontd: Callable[..., Frontd],
     pid = int(server.wait_error_log(r"acme process (\d+) started").group(1))
     server.wait_error_log(rf"\[error\] {pid}: acme: www\.frontd\.test: cannot use storage {storage}: .*Not a directory")
     assert processes.alive(pid) and "Traceback" not in server.errors()
+
+
+def test_reload_replaces_the_acme_process_and_removing_acme_stops_it(frontd: Callable[..., Frontd], tmp_path: Path,
+                                                                     www: Path) -> None:
+    storage = tmp_path / "certs"
+    acme_vhost = f'[[vhost]]\nnames = ["www.frontd.test"]\nroot = "{www}"\ntls = "acme"\n'
+    server = frontd(unreachable_ca(storage) + acme_vhost)
+    first = int(server.wait_error_log(r"acme process (\d+) started").group(1))
+    os.kill(server.pid, signal.SIGHUP)
+    server.wait_error_log(rf"acme process {first} killed by signal SIGTERM")
+    second = int(server.wait_error_log(rf"acme process (?!{first}\b)(\d+) started").group(1))
+    # The same file without the ACME vhost: the ACME process goes and no other starts.
+    text = server.conf.read_text()
+    server.conf.write_text(text.replace(acme_vhost, f'[[vhost]]\nnames = ["www.frontd.test"]\nroot = "{www}"\n'))
+    os.kill(server.pid, signal.SIGHUP)
+    # Reaped after the reload that stopped it: a process that reload started would be logged already.
+    server.wait_error_log(rf"acme process {second} killed by signal SIGTERM")
+    assert server.errors().count("acme process") == 4  # two started, two stopped
+    assert b"secure home" in server.raw(b"GET / HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n")
