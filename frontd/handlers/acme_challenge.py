@@ -16,6 +16,7 @@ from frontd.errors import MethodNotAllowed, NotFound
 from frontd.request import Request
 from frontd.response import ResponseSink
 
+# RFC 8555 §8.3: the CA fetches http-01 answers over plain HTTP; redirect_https never touches them.
 PREFIX = "/.well-known/acme-challenge/"
 MAX_KEY_AUTHORIZATION = 1024  # token "." thumbprint: under 300 bytes in practice
 

@@ -10,6 +10,7 @@ from frontd.errors import BadRequest, InternalServerError, MisdirectedRequest, N
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
 from frontd.gateway.uwsgi import UwsgiGateway
+from frontd.handlers.acme_challenge import PREFIX as ACME_CHALLENGE_PREFIX
 from frontd.handlers.acme_challenge import AcmeChallengeHandler
 from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
@@ -22,17 +23,19 @@ from frontd.routing import Router
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
 MAX_LOCAL_REDIRECTS = 5
-# RFC 8555 §8.3: the CA fetches http-01 answers over plain HTTP; redirect_https never touches them.
-ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 
 
 class Dispatcher:
     """Routes each request (vhost, then longest prefix) to the handler of the route's kind."""
 
-    def __init__(self, config: Config, *, https_port: int | None = None) -> None:
-        """`https_port`: the port of the first TLS listener, where redirect_https sends clients."""
+    def __init__(self, config: Config, *, https_port: int | None = None,
+                 has_certificate: Callable[[VHost], bool] | None = None) -> None:
+        """`https_port`: the port of the first TLS listener, where redirect_https sends clients;
+        `has_certificate`: whether a vhost's certificate is loaded now. redirect_https waits for
+        it, so that a vhost whose ACME certificate is not issued yet stays reachable over HTTP."""
         self.config = config
         self.https_port = https_port
+        self.has_certificate = has_certificate or (lambda vhost: True)
         self.router = Router(config)
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
@@ -79,7 +82,8 @@ class Dispatcher:
                     # RFC 9110 §15.5.20: the certificate of the handshake is not this vhost's.
                     raise MisdirectedRequest(f"host {request.host!r} is not served by the certificate of "
                                              f"SNI {request.tls.server_name!r}")
-            elif vhost.redirect_https and not request.path.startswith(ACME_CHALLENGE_PREFIX):
+            elif (vhost.redirect_https and not request.path.startswith(ACME_CHALLENGE_PREFIX)
+                  and self.has_certificate(vhost)):
                 await self.redirect_https(request, vhost, sink)
                 return
             kind: str = route.kind if route is not None else "static"

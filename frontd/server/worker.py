@@ -57,7 +57,9 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.access_log = AccessLog(self.config.access_log)
-        self.dispatcher = Dispatcher(self.config, https_port=self._https_port())
+        certificates = self.certificates
+        self.dispatcher = Dispatcher(self.config, https_port=self._https_port(), has_certificate=(
+            certificates.has_certificate if certificates is not None else None))
         if self.tls_sockets:
             quiet_undecodable_server_names()
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):

@@ -47,7 +47,8 @@ def pebble(tmp_path: Path, ports: tuple[int, int]) -> Iterator[Callable[..., Peb
         ca.stop()
 
 
-def acme_config(ca: Pebble, storage: Path, *, challenge: str = "http-01", directory: str | None = None) -> str:
+def acme_config(ca: Pebble, storage: Path, *, challenge: str = "http-01", directory: str | None = None,
+                redirect_https: bool = False) -> str:
     return f"""
 [acme]
 email = "admin@frontd.test"
@@ -60,6 +61,7 @@ challenge = "{challenge}"
 names = {json.dumps(list(NAMES))}
 root = "{storage.parent / 'www'}"
 tls = "acme"
+redirect_https = {str(redirect_https).lower()}
 """
 
 
@@ -102,11 +104,14 @@ def test_http01_issuance(frontd: Callable[..., Frontd], pebble: Callable[..., Pe
                          tmp_path: Path, www: Path) -> None:
     ca = pebble()
     storage = tmp_path / "certs"
-    server = frontd(acme_config(ca, storage), top=listen(ports))
-    # Until the certificate arrives, plain HTTP serves the vhost normally.
-    assert b"secure home" in server.raw(b"GET / HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n")
+    server = frontd(acme_config(ca, storage, redirect_https=True), top=listen(ports))
+    plain = b"GET /?q=1 HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n"
+    # Until the certificate arrives, plain HTTP serves the vhost normally, redirect_https or not.
+    assert b"secure home" in server.raw(plain)
     server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
     server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
+    wait_for(lambda: server.raw(plain).startswith(b"HTTP/1.1 308"), 10, "redirect_https once HTTPS works")
+    assert f"location: https://www.frontd.test:{ports[1]}/?q=1".encode() in server.raw(plain).lower()
     leaf, *intermediates = chain(storage)
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(NAMES)
@@ -297,8 +302,8 @@ root = "{www}"
         assert get(path).startswith(b"HTTP/1.1 404"), path
     for path in ("/.well-known/acme-challenge/..%2Fstate", "/.well-known/acme-challenge/a%00b"):
         assert get(path).startswith((b"HTTP/1.1 404", b"HTTP/1.1 400")), path
-    # Everything else on the vhost is redirected to HTTPS as configured.
-    assert get("/page").startswith(b"HTTP/1.1 308")
+    # redirect_https waits for the certificate: until it is issued, the vhost is served over HTTP.
+    assert get("/page").startswith(b"HTTP/1.1 502")
     # A vhost without tls = "acme" routes the path as any other.
     assert get(f"/.well-known/acme-challenge/{token}", host="plain.frontd.test").startswith(b"HTTP/1.1 404")
     assert "Traceback" not in server.errors()
