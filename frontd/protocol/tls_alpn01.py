@@ -18,6 +18,7 @@ tls-alpn-01 pay for the peek.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 
@@ -29,6 +30,7 @@ from frontd.wire.errors import WireError
 ACME_TLS_ALPN = "acme-tls/1"
 MAX_PEEK = (1 << 16) + 64  # a ClientHello of the largest size parse_client_hello accepts, in records
 MAX_PEEK_WAIT = 0.05  # a partial ClientHello: wait this long at most between peeks
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)  # Linux: the peer shut down its writing side
 
 
 class AlpnChallenges:
@@ -89,12 +91,22 @@ async def peek_client_hello(sock: socket.socket, timeout: float) -> ClientHello 
             return hello
         if len(data) >= MAX_PEEK:
             raise WireError("ClientHello", f"not complete in {MAX_PEEK} bytes", data[:16], section="RFC 8446 §4.1.2")
+        if _peer_done(sock):
+            return None  # half a ClientHello and the end: the handshake reports the client gone
         # Part of it is here: the socket stays readable, so waiting for readability would spin.
         # The rest is normally one segment behind; look again shortly.
         if loop.time() + pause > deadline:
             raise TimeoutError("ClientHello incomplete")
         await asyncio.sleep(pause)
         pause = min(pause * 2, MAX_PEEK_WAIT)
+
+
+def _peer_done(sock: socket.socket) -> bool:
+    """Whether the client shut its side down. A peek keeps returning the unread bytes after the
+    end, never b"", so the end is asked of poll(2): POLLRDHUP (Linux), POLLHUP, POLLERR."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | _POLLRDHUP)
+    return any(events & (_POLLRDHUP | select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
 
 async def _readable(sock: socket.socket, timeout: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -432,3 +433,43 @@ def test_reload_replaces_the_acme_process_and_removing_acme_stops_it(frontd: Cal
     server.wait_error_log(rf"acme process {second} killed by signal SIGTERM")
     assert server.errors().count("acme process") == 4  # two started, two stopped
     assert b"secure home" in server.raw(b"GET / HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n")
+
+
+def test_clienthello_peek_leaks_nothing(frontd: Callable[..., Frontd], tmp_path: Path, www: Path) -> None:
+    """With tls-alpn-01, 400 handshakes that stop halfway (inside the ClientHello, or after it and
+    the server's answer) leave the worker with the descriptors it had; a client that closed inside
+    its ClientHello is seen as gone at once, not kept until header_timeout."""
+    storage = tmp_path / "certs"
+    tls_port = free_port()
+    config = unreachable_ca(storage).replace("[acme]\n", '[acme]\nchallenge = "tls-alpn-01"\n') + f"""
+[[vhost]]
+names = ["localhost"]
+default = true
+root = "{www}"
+tls = "internal"
+
+[[vhost]]
+names = ["www.frontd.test"]
+root = "{www}"
+tls = "acme"
+"""
+    server = frontd(config, top=f'listen = ["127.0.0.1:0", {{ address = "127.0.0.1:{tls_port}", tls = true }}]\n'
+                    'log_level = "info"\n')
+    acme_pid = int(server.wait_error_log(r"acme process (\d+) started").group(1))
+    [worker] = processes.children(server.pid) - {acme_pid}
+    wait_for(lambda: len(os.listdir(f"/proc/{worker}/fd")) <= 20, what="an idle worker")
+    baseline = len(os.listdir(f"/proc/{worker}/fd"))
+    hello = openssl_hello("www.frontd.test", ["acme-tls/1"])
+    started = time.monotonic()
+    for i in range(400):
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as sock:
+            if i % 2:
+                sock.sendall(hello)
+                sock.recv(1)  # the server's flight has started
+            else:
+                sock.sendall(hello[: len(hello) // 2])
+    wait_for(lambda: len(os.listdir(f"/proc/{worker}/fd")) <= baseline, 20, f"worker fds back to {baseline}")
+    assert time.monotonic() - started < 10  # header_timeout (10 s) never had to end one of them
+    failed = re.findall(r"\[info\] \d+: TLS handshake failed: (.*), client: 127\.0\.0\.1\n", server.errors())
+    assert len(failed) == 400 and set(failed) == {"the client closed the connection"}, set(failed)
+    assert "Traceback" not in server.errors()
