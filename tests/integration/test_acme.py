@@ -22,6 +22,7 @@ from cryptography import x509
 from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration import processes
 from tests.integration.test_status import SCHEMA as STATUS_SCHEMA
+from tests.integration.test_tls import halfway_handshakes
 from tests.unit.test_client_hello import openssl_hello
 from tests.integration.acme_ca import Pebble, free_port, start_pebble
 
@@ -461,13 +462,7 @@ tls = "acme"
     baseline = len(os.listdir(f"/proc/{worker}/fd"))
     hello = openssl_hello("www.frontd.test", ["acme-tls/1"])
     started = time.monotonic()
-    for i in range(400):
-        with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as sock:
-            if i % 2:
-                sock.sendall(hello)
-                sock.recv(1)  # the server's flight has started
-            else:
-                sock.sendall(hello[: len(hello) // 2])
+    halfway_handshakes(tls_port, hello, 400)
     wait_for(lambda: len(os.listdir(f"/proc/{worker}/fd")) <= baseline, 20, f"worker fds back to {baseline}")
     assert time.monotonic() - started < 10  # header_timeout (10 s) never had to end one of them
     failed = re.findall(r"\[info\] \d+: TLS handshake failed: (.*), client: 127\.0\.0\.1\n", server.errors())
