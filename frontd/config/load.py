@@ -999,9 +999,12 @@ def summary(config: Config) -> str:
                      f"session_tickets={'on' if config.tls.session_tickets else 'off'}")
     if config.acme is not None:
         acme = config.acme
-        lines.append(f"acme storage={acme.storage} directory={acme.directory} challenge={acme.challenge}"
+        line = f"acme storage={acme.storage}"
+        if any(vhost.tls == "acme" for vhost in config.vhosts):  # the CA matters only then
+            line += (f" directory={acme.directory} challenge={acme.challenge}"
                      + (f" email={acme.email}" if acme.email else "")
                      + (f" ca_bundle={acme.ca_bundle}" if acme.ca_bundle else ""))
+        lines.append(line)
     if any(route.spawn for vhost in config.vhosts for route in vhost.routes):
         lines.append(f"run_dir {config.run_dir}")
     lines.append(

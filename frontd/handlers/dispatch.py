@@ -65,7 +65,9 @@ class Dispatcher:
                 raise BadRequest("redirect_https: the request has no Host to redirect to")
             host = vhost.names[0]
         port = "" if self.https_port in (443, None) else f":{self.https_port}"
-        path = request.raw_path + (f"?{request.query}" if request.query else "")
+        # "OPTIONS *" has no path to keep: the site's root.
+        path = (request.raw_path if request.raw_path.startswith("/") else "/") + (
+            f"?{request.query}" if request.query else "")
         location = f"https://{host}{port}{path}".encode("latin-1")
         body = f'<html><body><a href="{html.escape(location.decode("latin-1"))}">moved here</a></body></html>\n'.encode()
         await sink.start(308, [(b"location", location), (b"content-type", b"text/html"),

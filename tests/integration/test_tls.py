@@ -25,9 +25,12 @@ from pathlib import Path
 
 import pytest
 import trustme
+from websockets.sync.client import connect as ws_connect
+from websockets.sync.server import Server
 
 from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration.proxy_backend import Backend, Backends, Received, Reply
+from tests.integration.test_proxy_websocket import ws_servers  # noqa: F401 - the fixture
 
 Start = Callable[..., Frontd]
 NOW_UTC = datetime.datetime.now(datetime.timezone.utc)
@@ -262,6 +265,8 @@ def test_redirect_https(frontd: Start, site: Path, pki: Pki) -> None:
     response = server.raw(b"POST /form HTTP/1.0\r\nContent-Length: 3\r\n\r\na=1")
     head = response.split(b"\r\n\r\n", 1)[0].decode()
     assert head.startswith("HTTP/1.1 308 ") and f"location: https://a.test:{port}/form\r\n" in head
+    response = server.raw(b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert f"location: https://a.test:{port}/\r\n".encode() in response.split(b"\r\n\r\n", 1)[0]
     # The ACME http-01 path is never redirected (here: nothing there, so 404), nor is another vhost.
     response = server.raw(b"GET /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: a.test\r\n"
                           b"Connection: close\r\n\r\n")
@@ -533,3 +538,21 @@ def test_non_ascii_sni_refused_without_traceback(frontd: Start, site: Path, pki:
                           r"client: 127\.0\.0\.1")
     assert Client("a.test", port, pki.client()).get("/hello.txt")[0] == 200
     assert "Traceback" not in (tmp_path / "frontd.conf.stderr").read_text()
+
+
+def test_websocket_through_tls(frontd: Start, site: Path, pki: Pki, ws_servers: Callable[..., Server]) -> None:
+    """wss://: the tunnel after the 101 runs over the TLS connection (the detached streams)."""
+    backend = ws_servers()
+    url = f"http://127.0.0.1:{backend.socket.getsockname()[1]}"
+    server = frontd(two_sites(site, extra_a=f'[[vhost.route]]\nprefix = "/ws/"\nproxy = "{url}"\n'), top=TLS_TOP)
+    port = tls_port(server)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with ws_connect(f"wss://a.test:{port}/ws/echo", sock=sock, ssl=pki.client(), server_hostname="a.test",
+                    proxy=None, ping_interval=None, open_timeout=10) as ws:
+        blob = os.urandom(300_000)
+        ws.send(blob)
+        assert ws.recv(timeout=10) == blob
+        ws.send("headers?")
+        headers = json.loads(ws.recv(timeout=10))
+        assert headers["x-forwarded-proto"] == "https"
+    server.wait_access_log(r'"GET /ws/echo HTTP/1\.1" 101 [1-9][0-9]{5,} ')

@@ -119,6 +119,7 @@ def test_internal_brings_acme_defaults(site: Path) -> None:
     assert config.vhosts[0].tls == "internal" and config.vhosts[0].redirect_https
     text = summary(config)
     assert "  tls internal" in text and "redirect_https on" in text
+    assert f"acme storage={site / 'run' / 'frontd-certs'}\n" in text  # no CA to name: nothing is ordered
 
 
 def test_acme_table(site: Path) -> None:
@@ -129,6 +130,8 @@ def test_acme_table(site: Path) -> None:
     assert config.acme == AcmeConfig(storage=str(site / "state"), email="admin@example.test",
                                      directory="https://127.0.0.1:14000/dir", ca_bundle=str(site / "pebble.pem"),
                                      challenge="tls-alpn-01")
+    assert (f"acme storage={site / 'state'} directory=https://127.0.0.1:14000/dir challenge=tls-alpn-01 "
+            f"email=admin@example.test ca_bundle={site / 'pebble.pem'}") in summary(config)
 
 
 def test_acme_storage_only(site: Path) -> None:
