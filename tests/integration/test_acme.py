@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pwd
@@ -11,6 +12,7 @@ import signal
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -472,3 +474,59 @@ tls = "acme"
     failed = pattern.findall(server.errors())
     assert len(failed) == 400 and set(failed) == {"the client closed the connection"}, set(failed)
     assert "Traceback" not in server.errors()
+
+
+class _RenewalInfo(http.server.BaseHTTPRequestHandler):
+    """A CA's renewalInfo resource (RFC 9773 §4.2), as far as this test needs one."""
+
+    window: tuple[str, str] = ("", "")
+    asked: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        self.asked.append(self.path)
+        body = json.dumps({"suggestedWindow": {"start": self.window[0], "end": self.window[1]}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Retry-After", "21600")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("window, expected", [
+    # A window in the future: a time inside it, the next look after Retry-After.
+    (("2031-01-01T00:00:00Z", "2031-01-03T00:00:00Z"), (1924992000.0, 1925164800.0)),
+    # A window in the past: renew now, but never right after an issuance.
+    (("2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z"), (1900000010.0, 1900000010.0)),
+])
+def test_ari_window_from_renewal_info(tmp_path: Path, window: tuple[str, str], expected: tuple[float, float]) -> None:
+    """RFC 9773: the renewal time comes from the CA's suggested window, asked at
+    renewalInfo/<certID> (Pebble 2.4 has no renewalInfo, so a small HTTP server stands in)."""
+    from frontd.certs.acme import Job, Manager
+    from frontd.certs.acme_client import Client, ari_cert_id, new_key
+    from frontd.config.model import AcmeConfig
+    from tests.unit.test_acme_client import _certificate
+
+    _RenewalInfo.window, _RenewalInfo.asked = window, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RenewalInfo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        now = 1900000000.0  # 2030-03-17
+        manager = Manager(AcmeConfig(storage=str(tmp_path)), [Job(("ari.test",))], lambda: None, clock=lambda: now)
+        manager.client = Client("http://127.0.0.1/dir", new_key())
+        manager.client.directory = {"renewalInfo": f"http://127.0.0.1:{server.server_address[1]}/renewal-info/"}
+        cert = _certificate(0x87654321, bytes.fromhex("69885B6B87464041E1B37B847BA0AE2CDE01C8D4"))
+        state: dict[str, object] = {"names": ["ari.test"], "issued_at": now}
+        due = manager._check_ari(Job(("ari.test",)), cert, state, now)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _RenewalInfo.asked == [f"/renewal-info/{ari_cert_id(cert)}"]
+    assert expected[0] <= due <= expected[1] and state["renew_at"] == due
+    assert state["ari_check_at"] == now + 21600  # Retry-After
+    saved = json.loads((tmp_path / "state" / "ari.test.json").read_text())
+    assert saved["renew_at"] == due and saved["ari"]["end"] > saved["ari"]["start"]
