@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from frontd import __version__
@@ -19,6 +20,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="send a signal to the running master (pid from the config's pid_file)")
     parser.add_argument("-v", "--version", action="version", version=f"frontd {__version__}")
     return parser
+
+
+def _write_out(text: str) -> None:
+    """Write to stdout. A reader that stops early (`frontd -t | head -1`) is not an error: the
+    exit status still tells the result of the check."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit and would report the same error there.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(level == "error" for level, _ in problems):
             print(f"frontd: configuration file {config.path}: test failed", file=sys.stderr)
             return 1
-        print(f"frontd: configuration file {config.path}: configuration ok")
-        print(summary(config))
+        _write_out(f"frontd: configuration file {config.path}: configuration ok\n{summary(config)}\n")
         return 0
     if args.signal:
         from frontd.server.pidfile import send_signal

@@ -234,6 +234,31 @@ class _Loader:
             self.fail(key, f"{show(path)} is not a directory")
         return os.path.realpath(path)
 
+    def cgi_target(self, value: object, key: str) -> dict[str, str]:
+        """`cgi = DIR`, scripts under it, or `cgi = FILE`, one program for every path under the
+        prefix (Apache's ScriptAlias to a file): {"directory": real path} or {"program": path}.
+
+        A program keeps the path as written (made absolute), symlinks and all: a multi-call
+        binary tells what to do from its name.
+        """
+        text = self.string(value, key, "a directory or program path")
+        path = os.path.normpath(os.path.join(self.base_dir, text))
+        if os.path.isfile(path):
+            return {"program": path}
+        if not os.path.exists(path):
+            self.fail(key, f"directory or program {show(path)} does not exist")
+        if not os.path.isdir(path):
+            self.fail(key, f"{show(path)} is neither a directory nor a regular file")
+        return {"directory": os.path.realpath(path)}
+
+    def check_cgi_program(self, program: str, interpreters: dict[str, str], key: str) -> None:
+        """A `cgi = FILE` program runs as it is, or through the interpreter of its extension."""
+        if os.path.splitext(program)[1] in interpreters:
+            return
+        if not os.access(program, os.X_OK):
+            self.fail(key, f"{show(program)} is not executable (set its execute bit, or name an "
+                      "interpreter for its extension in interpreters)")
+
     def file_path(self, value: object, key: str) -> str:
         """A file frontd writes (pid file, log): absolute; it may be missing but not a directory."""
         text = self.string(value, key, "a file path")
@@ -306,6 +331,7 @@ class _Loader:
             shutdown_timeout=shutdown_timeout,
             limits=limits,
             run_dir=self.run_dir_path,
+            script_extensions=script_extensions(vhosts),
             listeners=listeners,
             tls=tls,
             acme=acme,
@@ -706,7 +732,9 @@ class _Loader:
         target = table[kind]
         if kind in ROUTE_OPTIONS["spawn"] and self.spawn(table, path, kind, values):
             pass  # backends or proxy: the socket frontd creates
-        elif kind in ("static", "cgi"):
+        elif kind == "cgi":
+            values.update(self.cgi_target(target, key(kind)))
+        elif kind == "static":
             values["directory"] = self.directory(target, key(kind))
         elif kind == "proxy":
             values["proxy"] = self.proxy(target, key(kind))
@@ -718,6 +746,9 @@ class _Loader:
         if "index" in table:
             if kind in GATEWAY_KINDS and "root" not in table:
                 self.fail(key("index"), "only applies with root (script mode)")
+            if "program" in values:
+                self.fail(key("index"), "only applies to cgi = DIR (a directory of scripts), "
+                          "not to one program")
             values["index"] = self.file_names(table["index"], key("index"))
         elif kind == "static":
             values["index"] = vhost_index
@@ -743,6 +774,8 @@ class _Loader:
             values["interpreters"] = self.interpreters(
                 table["interpreters"], key("interpreters"), search
             )
+        if "program" in values:
+            self.check_cgi_program(values["program"], dict(values.get("interpreters", ())), key(kind))
         if "max_processes" in table:
             values["max_processes"] = self.integer(table["max_processes"], key("max_processes"), 1)
         if "pass_authorization" in table:
@@ -962,6 +995,19 @@ class _Loader:
         return tuple(pairs)
 
 
+def script_extensions(vhosts: tuple[VHost, ...]) -> tuple[str, ...]:
+    """The names no static root serves (CONFIG.md, "Script extensions"): the `extensions` of every
+    script-mode route in the file and every CGI `interpreters` extension, lower-cased (they are
+    refused whatever their case), longest first, each once."""
+    found: set[str] = set()
+    for vhost in vhosts:
+        for route in vhost.routes:
+            if route.root is not None:
+                found.update(ext.lower() for ext in route.extensions)
+            found.update(ext.lower() for ext, _ in route.interpreters)
+    return tuple(sorted(found, key=lambda ext: (-len(ext), ext)))
+
+
 def index_extensions(index: tuple[str, ...]) -> tuple[str, ...]:
     """The default `extensions` of a script-mode route: those of its index names, in order
     (["index.php"] -> (".php",)); () (any file) when none has one (fcgiwrap's CGI scripts)."""
@@ -1013,6 +1059,8 @@ def summary(config: Config) -> str:
             f"{f.name}={_format_limit(f.name, getattr(limits, f.name))}" for f in fields(Limits)
         )
     )
+    if config.script_extensions:
+        lines.append(f"script_extensions {' '.join(config.script_extensions)}  (never served as static files)")
     has_default = any(v.default for v in config.vhosts)
     for i, vhost in enumerate(config.vhosts):
         lines.append("")
@@ -1058,7 +1106,10 @@ def _format_limit(name: str, value: int | float) -> str:
 
 def _describe_route(route: Route) -> str:
     parts: list[str] = [route.kind]
-    if route.kind in ("static", "cgi"):
+    if route.program is not None:
+        script_name = route.prefix[:-1] or '""'
+        parts.append(f"{route.program} (one program: SCRIPT_NAME={script_name}, PATH_INFO=the rest)")
+    elif route.kind in ("static", "cgi"):
         parts.append(str(route.directory))
     elif route.kind == "proxy":
         parts.append(", ".join(_proxy_url(t) for t in route.proxy))

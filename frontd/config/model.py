@@ -97,6 +97,7 @@ class Route:
     prefix: str  # always starts and ends with "/"
     kind: RouteKind
     directory: str | None = None  # static = DIR, cgi = DIR
+    program: str | None = None  # cgi = FILE: this one program for every path under the prefix
     backends: tuple[Address, ...] = ()  # fastcgi / scgi / uwsgi
     proxy: tuple[ProxyTarget, ...] = ()
     root: str | None = None  # gateway script mode (php-fpm, fcgiwrap)
@@ -160,6 +161,10 @@ class Config:
     shutdown_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
     run_dir: str = ""  # where spawned backends' default Unix sockets live (see config/load.py)
+    # Names ending in these (lower case, compared case-insensitively) are never served as static
+    # files: the `extensions` of every script-mode route in the file and the CGI `interpreters`
+    # extensions (see `script_extensions` in config/load.py).
+    script_extensions: tuple[str, ...] = ()
     # `listen` as written: the same addresses in the same order, with their options (TLS).
     listeners: tuple[Listener, ...] = ()
     tls: TLSSettings = field(default_factory=TLSSettings)

@@ -44,7 +44,7 @@ class Dispatcher:
         self.acme_challenge = AcmeChallengeHandler(config)
         self.handlers["acme-challenge"] = self.acme_challenge.handle
         gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config), "scgi": SCGIGateway(config),
-                                          "uwsgi": UwsgiGateway(config)})
+                                          "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle
 

@@ -11,6 +11,9 @@ transport:
   refused, and a symlink is followed only if it stays inside DIR. A file without the execute
   bit (and no interpreter for its extension) is a 403, a directory without an index a 403, a
   missing name a 404: never a listing, never the script's source.
+- `cgi = FILE`: that one program for every path under the prefix (Apache's ScriptAlias to a
+  file, as `git http-backend` wants): SCRIPT_NAME is the prefix without its trailing "/",
+  PATH_INFO the rest of the path, SCRIPT_FILENAME the program.
 - `fastcgi`/`scgi`/`uwsgi` without `root` (an application mount): SCRIPT_NAME is the prefix
   without its trailing "/", PATH_INFO the rest of the path. With `root` (script mode, php-fpm
   and fcgiwrap): the same walk as CGI under `root`, `index` names for a directory, no
@@ -18,7 +21,9 @@ transport:
   route's `extensions` (by default those of its `index` names): `/upload/a.jpg/x.php` finds
   the picture, which is then a 404 from frontd, never a request that leaves the backend to
   decide whether to run a picture as PHP (CVE-2019-11043's setup, php-fpm's
-  `security.limit_extensions`).
+  `security.limit_extensions`). A path that ends at such a file (`/upload/a.jpg`) is served
+  as a static file instead (`NotAScript`), so that one route serves an application's scripts
+  and its pictures, as Caddy's `php_fastcgi` does.
 
 Transports for the socket gateways are registered by kind (`GatewayHandler.register`, or the
 `transports` argument): a factory `(route, request) -> Transport` that does not connect yet.
@@ -29,7 +34,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from frontd.config.model import GATEWAY_KINDS, Config, Route
@@ -42,6 +47,8 @@ from frontd.request import Request
 from frontd.response import LocalRedirect, ResponseSink
 
 TransportFactory = Callable[[Route, Request], Transport]
+# Serves a file under a directory as a static file: (request, sink, directory, relative path).
+StaticFiles = Callable[[Request, ResponseSink, str, str], Awaitable[None]]
 
 NPH_PREFIX = "nph-"  # RFC 3875 §5: the conventional mark of a non-parsed-header script
 
@@ -53,6 +60,15 @@ class ScriptMatch:
     filename: str  # resolved path of the script file (SCRIPT_FILENAME, what is executed)
     script_name: str  # SCRIPT_NAME: the prefix and the segments up to the script, decoded
     path_info: str  # PATH_INFO: "" or "/" and the remaining segments, decoded
+
+
+class NotAScript(NotFound):
+    """The path ends at an existing regular file that does not end in the route's `extensions`
+    (nothing follows it): a 404 for the backend, a static file for a script-mode route."""
+
+    def __init__(self, detail: str, rel: str) -> None:
+        super().__init__(detail)
+        self.rel = rel  # the file's path below the directory, as requested
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -86,7 +102,8 @@ def find_script(directory: str, prefix: str, path: str, index: tuple[str, ...] =
     NotFound for a missing or hidden name and Forbidden for anything that is not a regular
     file or a symlink leading out of `directory`. With `extensions`, a script whose name (as
     requested, and once symlinks are resolved) ends in none of them is a 404 and an index
-    name that ends in none of them is skipped.
+    name that ends in none of them is skipped; when the path ends at such a file, the 404 is
+    a `NotAScript`.
     """
     rel = path[len(prefix):] if path.startswith(prefix) else ""
     segments = rel.split("/") if rel else []
@@ -106,7 +123,12 @@ def find_script(directory: str, prefix: str, path: str, index: tuple[str, ...] =
         if extensions and not (segment.endswith(extensions) and real.endswith(extensions)):
             # PROTOCOLS.md §4, CVE-2019-11043 row: `/upload/a.jpg/x.php` finds the picture, and
             # the backend must not be asked to run it: a 404, as for a missing script.
-            raise NotFound(f"{path!r}: script {real} does not end in {' or '.join(extensions)}")
+            detail = f"{path!r}: script {real} does not end in {' or '.join(extensions)}"
+            if i == len(segments) - 1 and not segment.endswith(extensions):
+                # Nothing after it, and not named like a script (a symlink `x.php` to a
+                # picture stays a 404): a file the caller may serve as a static file.
+                raise NotAScript(detail, "/".join(segments))
+            raise NotFound(detail)
         rest = segments[i + 1:]
         return ScriptMatch(filename=real, script_name=prefix + "/".join(segments[:i + 1]),
                            path_info="/" + "/".join(rest) if rest else "")
@@ -147,9 +169,12 @@ class _RouteSetup:
 class GatewayHandler:
     """Serves cgi routes itself and fastcgi/scgi/uwsgi routes through registered transports."""
 
-    def __init__(self, config: Config, transports: Mapping[str, TransportFactory] | None = None) -> None:
+    def __init__(self, config: Config, transports: Mapping[str, TransportFactory] | None = None,
+                 static: StaticFiles | None = None) -> None:
         self.limits = config.limits
         self.transports: dict[str, TransportFactory] = dict(transports or {})
+        # What serves the files of a script-mode route that are not scripts (else they are 404s).
+        self.static = static
         self._routes: dict[int, _RouteSetup] = {}
         for vhost in config.vhosts:
             for route in vhost.routes:
@@ -185,7 +210,13 @@ class GatewayHandler:
         if factory is None:
             raise BadGateway(f"no transport for {route.kind} routes")
         if route.root:
-            match = find_script(route.root, route.prefix, request.path, route.index, route.extensions)
+            try:
+                match = find_script(route.root, route.prefix, request.path, route.index, route.extensions)
+            except NotAScript as exc:
+                if self.static is None:
+                    raise
+                await self.static(request, sink, route.root, exc.rel)
+                return None
             paths = ScriptPaths(match.script_name, match.path_info, route.root, match.filename)
         else:
             paths = mount_paths(request, route)
@@ -193,10 +224,17 @@ class GatewayHandler:
 
     async def _cgi(self, request: Request, sink: ResponseSink, route: Route,
                    setup: _RouteSetup) -> LocalRedirect | None:
-        assert route.directory is not None
-        match = find_script(route.directory, route.prefix, request.path, route.index)
+        if route.program is not None:
+            # One program for the whole prefix: SCRIPT_NAME is the prefix, PATH_INFO the rest.
+            mount = mount_paths(request, route)
+            match = ScriptMatch(route.program, mount.script_name, mount.path_info)
+            name = route.program
+        else:
+            assert route.directory is not None
+            match = find_script(route.directory, route.prefix, request.path, route.index)
+            name = match.script_name
         script = match.filename
-        interpreter = setup.interpreters.get(os.path.splitext(match.script_name)[1]) if setup.interpreters else None
+        interpreter = setup.interpreters.get(os.path.splitext(name)[1]) if setup.interpreters else None
         if interpreter is not None:
             argv = [interpreter, script]
         elif os.access(script, os.X_OK):
@@ -212,7 +250,7 @@ class GatewayHandler:
                             vhost.root if vhost is not None and vhost.root else "", script)
         transport = CGITransport(argv, os.path.dirname(script), script=script, slots=setup.slots,
                                  log_context=request.log_context(), timeout=route.timeout)
-        nph = os.path.basename(match.script_name).startswith(NPH_PREFIX)
+        nph = os.path.basename(name).startswith(NPH_PREFIX)
         return await self._run(request, sink, route, setup, paths, transport, nph=nph)
 
     async def _run(self, request: Request, sink: ResponseSink, route: Route, setup: _RouteSetup,

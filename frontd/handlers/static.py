@@ -7,6 +7,14 @@ resolved and must stay inside the directory (and lead to no dot file). The file 
 must be the very inode the walk found, so swapping a path component for a symlink between the
 check and the open gains nothing. CGI directories are never served as files.
 
+Nor is a script's source: a file whose name ends in one of the configuration's script extensions
+(`Config.script_extensions`: every script-mode route's `extensions`, every CGI interpreter's) is
+refused with 403, from any root, whether it was asked for by name or found as a directory's
+index. Both the name asked for and the name of the file a symlink leads to count, compared
+case-insensitively: `a.PHP` is a script to Apache's AddHandler and on a case-insensitive file
+system. Listings still show such names (a name is not a source). Script-mode gateway routes send
+the files under their `root` that are not scripts here (`serve_file`).
+
 File bodies go to `sink.sendfile`: zero-copy and in constant memory (the connection copies only a
 body small enough to leave in the same write as the head). Several ranges are coalesced by
 http/ranges.py and answered with the whole file when their multipart framing would outweigh it.
@@ -57,16 +65,33 @@ class StaticHandler:
     """Serves GET and HEAD from a directory tree; OPTIONS is answered, other methods get 405."""
 
     def __init__(self, config: Config) -> None:
+        self._script_extensions = config.script_extensions
         # Per vhost, the CGI directories whose files must never go out as bytes.
         self._cgi_dirs: dict[int, tuple[str, ...]] = {
             id(vhost): tuple(route.directory for route in vhost.routes
                              if route.kind == "cgi" and route.directory)
             for vhost in config.vhosts
         }
+        # `cgi = FILE` programs: never sent as bytes either, wherever they lie.
+        self._cgi_programs = frozenset(os.path.realpath(route.program) for vhost in config.vhosts
+                                       for route in vhost.routes if route.program is not None)
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         vhost, route = request.vhost, request.route
         assert vhost is not None
+        base, rel, index, autoindex = self._base(vhost, route, request.path)
+        if base is None:
+            raise NotFound("no root for this path")
+        await self.serve(request, sink, base, rel, index, autoindex)
+
+    async def serve_file(self, request: Request, sink: ResponseSink, base: str, rel: str) -> None:
+        """A file under `base` that a script-mode gateway route found and that is not one of its
+        scripts: served as a static file, under the same rules (Caddy's php_fastcgi does so)."""
+        await self.serve(request, sink, base, rel, (), False)
+
+    async def serve(self, request: Request, sink: ResponseSink, base: str, rel: str, index: tuple[str, ...],
+                    autoindex: bool) -> None:
+        """Serve `rel` (the decoded path below the root) from the directory `base`."""
         method = request.method
         if method != "GET" and method != "HEAD":
             if method == "OPTIONS":
@@ -74,15 +99,12 @@ class StaticHandler:
                 await sink.start(204, [(b"allow", ALLOW)])
                 return None
             raise MethodNotAllowed(f"{method} on a static file", headers=((b"allow", ALLOW),))
-        base, rel, index, autoindex = self._base(vhost, route, request.path)
-        if base is None:
-            raise NotFound("no root for this path")
         # Dot files and dot directories (.git/, .env, .htpasswd) below the directory are never
         # served (a route's own prefix is the administrator's choice).
         if (rel.startswith(".") or "/." in rel) and is_hidden(rel, VISIBLE_DOT_NAMES):
             raise NotFound(f"hidden path {request.path!r}")
         path, st = self._walk(base, rel, request.path)
-        cgi_dirs = self._cgi_dirs.get(id(vhost), ())
+        cgi_dirs = self._cgi_dirs.get(id(request.vhost), ())
         if cgi_dirs and any(_inside(path, d) for d in cgi_dirs):
             raise Forbidden(f"{request.path!r} is in a CGI directory")
         if stat.S_ISDIR(st.st_mode):
@@ -95,15 +117,27 @@ class StaticHandler:
                     await self._listing(request, sink, path)
                     return None
                 raise Forbidden(f"directory {request.path!r} has no index file")
-            path, st = found
+            name, path, st = found
             if cgi_dirs and any(_inside(path, d) for d in cgi_dirs):
                 raise Forbidden(f"{request.path!r}: the index file is in a CGI directory")
         elif request.path.endswith("/"):
             raise NotFound(f"{request.path!r}: a file asked for as a directory")
+        else:
+            name = rel.rpartition("/")[2]
         if not stat.S_ISREG(st.st_mode):
             raise NotFound(f"{request.path!r} is not a regular file")
+        if self._script_extensions and self._is_script(name, path):
+            raise Forbidden(f"{request.path!r}: {path} is a script ({' '.join(self._script_extensions)}); "
+                            "its source is never served")
+        if self._cgi_programs and path in self._cgi_programs:
+            raise Forbidden(f"{request.path!r}: {path} is a CGI program; its bytes are never served")
         await self._send_file(request, sink, path, st)
         return None
+
+    def _is_script(self, name: str, path: str) -> bool:
+        """Whether the name asked for, or that of the file it leads to, ends in a script extension."""
+        extensions = self._script_extensions
+        return name.lower().endswith(extensions) or path.lower().endswith(extensions)
 
     @staticmethod
     def _base(vhost: VHost, route: Route | None, path: str) -> tuple[str | None, str, tuple[str, ...], bool]:
@@ -145,8 +179,9 @@ class StaticHandler:
         return path, st
 
     @staticmethod
-    def _index(base: str, directory: str, names: tuple[str, ...]) -> tuple[str, os.stat_result] | None:
-        """The first index file of a directory that is a regular file inside `base`."""
+    def _index(base: str, directory: str, names: tuple[str, ...]) -> tuple[str, str, os.stat_result] | None:
+        """The first index file of a directory that is a regular file inside `base`: its name,
+        its real path and its stat."""
         for name in names:
             candidate = f"{directory}/{name}"
             try:
@@ -159,7 +194,7 @@ class StaticHandler:
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):
-                return candidate, st
+                return name, candidate, st
         return None
 
     @staticmethod

@@ -551,7 +551,9 @@ class Connection:
         return request, body
 
     async def _serve(self, h: h11.Connection, request: Request, body: Body | None) -> bool:
-        sink = Sink(self, h, request.method == "HEAD", keep_alive=_keep_alive(request),
+        # keepalive_timeout = 0 turns keep-alive off: say so rather than announce it and close.
+        keep_alive = self.limits.keepalive_timeout > 0 and _keep_alive(request)
+        sink = Sink(self, h, request.method == "HEAD", keep_alive=keep_alive,
                     http10=request.http_version == "1.0")
         try:
             await self.dispatcher.handle(request, sink)
@@ -594,7 +596,10 @@ class Connection:
         return self._reusable(h)
 
     def _reusable(self, h: h11.Connection) -> bool:
-        if h.their_state is not h11.DONE:
+        # The request must be complete. h11 puts every HTTP/1.0 client in MUST_CLOSE after its
+        # request, as h11 itself does not do HTTP/1.0 keep-alive; whether this connection goes
+        # on is _keep_alive's decision, made before the response announced it (issue 12).
+        if h.their_state is not h11.DONE and h.their_state is not h11.MUST_CLOSE:
             return False
         data, closed = h.trailing_data
         self.buf += data
@@ -640,5 +645,8 @@ def _keep_alive(request: Request) -> bool:
         if name == b"connection":
             tokens.update(token.strip() for token in value.lower().split(b","))
     if request.http_version == "1.0":
-        return b"keep-alive" in tokens
+        # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; close after it.
+        if any(name == b"transfer-encoding" for name, _ in request.headers):
+            return False
+        return b"keep-alive" in tokens and b"close" not in tokens
     return b"close" not in tokens

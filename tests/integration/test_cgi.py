@@ -534,34 +534,6 @@ def test_many_requests_on_one_connection(cgi: tuple[Frontd, Site]) -> None:
             assert env_of(client.read())["QUERY_STRING"] == f"i={i}"
 
 
-def test_demo_config_maps_cgi_bin(tmp_path: Path) -> None:
-    """The repository's own cgi-bin/ scripts (shell and C) under the demo's /cgi-bin/ route."""
-    repo = Path(__file__).resolve().parents[2]
-    cgi_bin = tmp_path / "cgi-bin"
-    shutil.copytree(repo / "cgi-bin", cgi_bin)
-    compile_c((repo / "cgi-bin" / "hello.c").read_text(), cgi_bin / "hello")
-    (cgi_bin / "hello.sh").chmod(0o755)
-    demo = (repo / "conf" / "frontd.conf").read_text()
-    assert 'prefix = "/cgi-bin/"' in demo and 'cgi = "../cgi-bin"' in demo
-    config = f"""
-[[vhost]]
-names = ["localhost"]
-default = true
-root = "{repo / 'www'}"
-  [[vhost.route]]
-  prefix = "/cgi-bin/"
-  cgi = "{cgi_bin}"
-"""
-    server = start_frontd(tmp_path, config)
-    try:
-        for script, greeting in (("hello.sh", b"Hello from a shell CGI script."), ("hello", b"Hello from a C CGI program.")):
-            answer = send(server, f"/cgi-bin/{script}/x?q=1")
-            assert answer.status == 200 and greeting in answer.body, answer.body
-            assert b"QUERY_STRING=q=1" in answer.body and b"PATH_INFO=/x" in answer.body
-    finally:
-        stop_process(server.proc)
-
-
 def test_index_script_for_a_directory(cgi: tuple[Frontd, Site]) -> None:
     server, _ = cgi
     env = env_of(send(server, "/idx/?q=1"))

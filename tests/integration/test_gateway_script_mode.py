@@ -69,16 +69,22 @@ def test_picture_with_php_after_it_never_reaches_the_backend(frontd: Start, back
                                                               root: Path, protocol: str) -> None:
     capture = backend(protocol)
     server = frontd(config(protocol, capture.address, root, 'index = ["index.php"]'))
-    for path in ("/app/upload/a.jpg/x.php", "/app/upload/a.jpg", "/app/upload/a.jpg/", "/app/tool",
-                 "/app/disguised.php", "/app/disguised.php/x"):
+    for path in ("/app/upload/a.jpg/x.php", "/app/upload/a.jpg/", "/app/disguised.php", "/app/disguised.php/x"):
         response = requests.get(server.url(path), headers=HOST, timeout=10)
         assert response.status_code == 404, (path, response.text)
         assert "EXECUTED" not in response.text
+    # Files that are not scripts, with nothing after them, are static files: their bytes, never
+    # the backend's output.
+    picture = requests.get(server.url("/app/upload/a.jpg"), headers=HOST, timeout=10)
+    assert (picture.status_code, picture.content) == (200, b"\xff\xd8<?php echo 'EXECUTED'; ?>")
+    assert picture.headers["content-type"] == "image/jpeg"
+    tool = requests.get(server.url("/app/tool"), headers=HOST, timeout=10)
+    assert (tool.status_code, tool.content) == (200, b"#!/bin/sh\n")
     server.wait_error_log(r"404: '/app/upload/a\.jpg/x\.php': script \S+/upload/a\.jpg does not end in \.php")
     # A script that does end in .php still runs, PATH_INFO and all.
     response = requests.get(server.url("/app/index.php/x"), headers=HOST, timeout=10)
     assert response.status_code == 200, response.text
-    (req,) = capture.requests  # the 404s above sent nothing, not even a connection
+    (req,) = capture.requests  # the requests above sent nothing, not even a connection
     assert capture.connections == 1
     env = req.env
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app/index.php", "/x")
@@ -103,7 +109,9 @@ def test_explicit_extensions_skip_index_names_that_do_not_match(frontd: Start, b
     server = frontd(config("fastcgi", capture.address, root,
                            'index = ["index.html", "index.php"]\n  extensions = [".php"]'))
     assert requests.get(server.url("/app/sub/"), headers=HOST, timeout=10).status_code == 200
-    assert requests.get(server.url("/app/sub/index.html"), headers=HOST, timeout=10).status_code == 404
+    # Not a script of this route: a static file (and .html is no script extension anywhere).
+    page = requests.get(server.url("/app/sub/index.html"), headers=HOST, timeout=10)
+    assert (page.status_code, page.text) == (200, "static\n")
     assert [r.env["SCRIPT_FILENAME"] for r in capture.requests] == [f"{root}/sub/index.php"]
 
 

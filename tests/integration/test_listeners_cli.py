@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -83,6 +84,35 @@ def test_config_test_ok_and_error(tmp_path: Path, site: Path) -> None:
     assert result.returncode == 1
     assert "vhost[0].route[0]" in result.stderr and 'did you mean "fastcgi"' in result.stderr
     assert str(bad) in result.stderr
+
+
+def test_config_test_into_a_closed_pipe(tmp_path: Path, site: Path) -> None:
+    # Issue 12, item 9: `frontd -t | head -1` ended in a BrokenPipeError traceback. The reader goes
+    # away before frontd writes (deterministic) or after the first line (as head does), with
+    # stdout block-buffered and unbuffered.
+    good = tmp_path / "good.conf"
+    good.write_text('listen = ["127.0.0.1:8080"]\n' + VHOST.format(root=site))
+    for unbuffered in ("", "1"):
+        for first_line in (False, True):
+            read_end, write_end = os.pipe()
+            env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": unbuffered}
+            if not first_line:
+                os.close(read_end)
+            proc = subprocess.Popen([sys.executable, "-m", "frontd", "-t", "-c", str(good)], cwd=tmp_path,
+                                    stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, env=env)
+            os.close(write_end)
+            if first_line:
+                with open(read_end, "rb") as reader:
+                    assert b"configuration ok" in reader.readline()
+            try:
+                _, stderr = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            case = f"unbuffered={unbuffered!r} first_line={first_line}"
+            assert b"Traceback" not in stderr and b"Exception" not in stderr, (case, stderr)
+            assert proc.returncode == 0, (case, proc.returncode, stderr)
 
 
 def test_version(tmp_path: Path) -> None:

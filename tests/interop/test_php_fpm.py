@@ -106,10 +106,14 @@ class TestPHPFPM(GatewayPeerChecks):
         # is found as the picture, which does not end in .php (the route's index gives its
         # extensions): a 404 from frontd, and php-fpm (its security.limit_extensions would
         # answer 403) never hears of it (CVE-2019-11043's setup).
-        for rest in ("picture.jpg/x.php", "picture.jpg"):
-            response = deploy.request("GET", "a", rest)
-            assert "EXECUTED" not in response.text
-            assert response.status_code == 404
+        response = deploy.request("GET", "a", "picture.jpg/x.php")
+        assert "EXECUTED" not in response.text
+        assert response.status_code == 404
+        # The picture itself is a static file: its bytes as they are, never PHP's output.
+        response = deploy.request("GET", "a", "picture.jpg")
+        assert response.status_code == 200
+        assert response.content == (PEERS / "php" / "picture.jpg").read_bytes()
+        assert response.headers["content-type"] == "image/jpeg"
         assert deploy.request("GET", "a", "info").status_code == 200
         assert "picture" not in (workdir / "php-a.access.log").read_text()
         assert "Access to the script" not in deploy.server.errors()
@@ -130,3 +134,45 @@ class TestPHPFPM(GatewayPeerChecks):
             info = parse_output(response.content)
             assert info["peer"] == "k"
             assert info["POST"] == (body or [])
+
+
+BLOG_INDEX = b"<?php header('Content-Type: text/plain'); echo 'blog ', $_SERVER['SCRIPT_NAME'], \"\\n\";\n"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(100))
+
+
+def test_gateways_md_php_fpm_example(fpm: Peer, workdir: Path, frontd_module: Callable[..., Frontd]) -> None:
+    """docs/gateways.md's php-fpm example: a vhost root for the pictures and a `/` php route over
+    the same directory. The route serves the pictures as static files and runs the PHP."""
+    blog = workdir / "blog"
+    (blog / "img").mkdir(parents=True)
+    (blog / "index.php").write_bytes(BLOG_INDEX)
+    (blog / "img" / "a.png").write_bytes(PNG)
+    (blog / "style.css").write_text("body { margin: 0 }\n")
+    a = fpm.addresses[0]
+    server = frontd_module(f"""
+[[vhost]]
+names = ["blog.example.test"]
+root = "{blog}"                 # static files (images, CSS) straight from disk
+
+  [[vhost.route]]
+  prefix = "/"
+  fastcgi = "{a}"
+  root = "{blog}"
+  index = ["index.php"]
+  timeout = "60s"
+""", name="blog.conf")
+    headers = {"Host": "blog.example.test"}
+
+    def get(path: str) -> requests.Response:
+        return requests.get(server.url(path), headers=headers, timeout=10)
+
+    assert get("/").text == "blog /index.php\n"
+    assert get("/index.php").text == "blog /index.php\n"
+    png = get("/img/a.png")
+    assert (png.status_code, png.headers["content-type"], png.content) == (200, "image/png", PNG)
+    css = get("/style.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert get("/img/a.png/x.php").status_code == 404
+    assert get("/img/missing.png").status_code == 404
+    log = (workdir / "php-a.access.log").read_text()
+    assert "a.png" not in log and "style.css" not in log

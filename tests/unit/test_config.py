@@ -302,9 +302,10 @@ MISTAKES: list[tuple[str, str, str]] = [
         'vhost[0].route[0].static: directory "{dir}/nowhere" does not exist',
     ),
     (
-        "cgi-not-dir",
+        "cgi-not-executable",
         route('prefix = "/c/"\ncgi = "plain.txt"'),
-        'vhost[0].route[0].cgi: "{dir}/plain.txt" is not a directory',
+        'vhost[0].route[0].cgi: "{dir}/plain.txt" is not executable (set its execute bit, or name an '
+        "interpreter for its extension in interpreters)",
     ),
     (
         "gateway-root-missing",

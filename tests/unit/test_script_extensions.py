@@ -11,7 +11,7 @@ import pytest
 from frontd.config.load import ConfigError, index_extensions, load_config, summary
 from frontd.config.model import Config, Route
 from frontd.errors import Forbidden, NotFound
-from frontd.handlers.gateway import find_script
+from frontd.handlers.gateway import NotAScript, find_script
 
 
 @pytest.mark.parametrize("index,expected", [
@@ -117,3 +117,109 @@ def test_index_names_that_do_not_match_are_skipped(root: str) -> None:
 def test_no_extensions_allow_any_file(root: str) -> None:
     match = find_script(root, "/", "/upload/a.jpg/x.php", ())
     assert (match.filename, match.path_info) == (f"{root}/upload/a.jpg", "/x.php")
+
+
+def test_walk_ending_at_a_file_that_is_not_a_script(root: str) -> None:
+    # Nothing after it and not named like a script: the caller may serve it as a static file.
+    with pytest.raises(NotAScript) as info:
+        find_script(root, "/", "/upload/a.jpg", ("index.php",), PHP)
+    assert info.value.rel == "upload/a.jpg"
+    # Path info after it, or a script's name on it: a plain 404.
+    for path in ("/upload/a.jpg/x.php", "/upload/a.jpg/", "/disguised.php"):
+        with pytest.raises(NotFound) as other:
+            find_script(root, "/", path, ("index.php",), PHP)
+        assert not isinstance(other.value, NotAScript), path
+
+
+# -- the configuration's script extensions (CONFIG.md: "Script extensions") ---------------------
+
+
+def write(tmp_path: Path, text: str) -> Config:
+    for name in ("php", "cgi", "files"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    path = tmp_path / "frontd.conf"
+    path.write_text(text)
+    return load_config(str(path))
+
+
+def test_script_extensions_of_the_whole_file(tmp_path: Path) -> None:
+    config = write(tmp_path, """
+[[vhost]]
+names = ["a.test"]
+  [[vhost.route]]
+  prefix = "/php/"
+  fastcgi = "127.0.0.1:9000"
+  root = "php"
+  index = ["index.php"]
+  [[vhost.route]]
+  prefix = "/cgi-bin/"
+  cgi = "cgi"
+  interpreters = { ".py" = "python3", ".PL" = "python3" }
+  [[vhost.route]]
+  prefix = "/app/"
+  scgi = "127.0.0.1:4000"
+[[vhost]]
+names = ["b.test"]
+  [[vhost.route]]
+  prefix = "/"
+  fastcgi = "127.0.0.1:9000"
+  root = "php"
+  extensions = [".PHTML", ".php"]
+  [[vhost.route]]
+  prefix = "/any/"
+  fastcgi = "127.0.0.1:9001"
+  root = "php"
+""")
+    # Every vhost's, lower-cased, each once; an application mount and a route whose
+    # extensions allow any file add none.
+    assert config.script_extensions == (".phtml", ".php", ".pl", ".py")
+    assert "script_extensions .phtml .php .pl .py  (never served as static files)" in summary(config)
+
+
+def test_no_script_routes_no_script_extensions(tmp_path: Path) -> None:
+    config = write(tmp_path, '[[vhost]]\nnames = ["a.test"]\n[[vhost.route]]\nprefix = "/f/"\nstatic = "files"\n')
+    assert config.script_extensions == ()
+    assert "script_extensions" not in summary(config)
+
+
+# -- cgi = FILE: one program at a prefix ---------------------------------------------------------
+
+
+def cgi_route(tmp_path: Path, target: str, extra: str = "") -> str:
+    return f'[[vhost]]\nnames = ["a.test"]\n[[vhost.route]]\nprefix = "/git/"\ncgi = "{target}"\n{extra}\n'
+
+
+def test_cgi_program_is_loaded_as_written(tmp_path: Path) -> None:
+    program = tmp_path / "bin" / "backend"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    os.symlink("backend", tmp_path / "bin" / "alias")
+    route = only_route(write(tmp_path, cgi_route(tmp_path, "bin/alias")))
+    # The path as written, made absolute: a multi-call program knows itself by its name.
+    assert (route.program, route.directory) == (str(tmp_path / "bin" / "alias"), None)
+    text = summary(write(tmp_path, cgi_route(tmp_path, "bin/alias")))
+    assert f"cgi {tmp_path}/bin/alias (one program: SCRIPT_NAME=/git, PATH_INFO=the rest)" in text
+
+
+def test_cgi_program_through_an_interpreter_needs_no_execute_bit(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print()\n")
+    route = only_route(write(tmp_path, cgi_route(tmp_path, "app.py", 'interpreters = { ".py" = "python3" }')))
+    assert route.program == str(tmp_path / "app.py")
+
+
+@pytest.mark.parametrize("target,extra,message", [
+    ("prog", 'index = ["index.sh"]', 'vhost[0].route[0].index: only applies to cgi = DIR (a directory of '
+                                     "scripts), not to one program"),
+    ("plain.txt", "", 'vhost[0].route[0].cgi: "{dir}/plain.txt" is not executable'),
+    ("fifo", "", 'vhost[0].route[0].cgi: "{dir}/fifo" is neither a directory nor a regular file'),
+    ("missing", "", 'vhost[0].route[0].cgi: directory or program "{dir}/missing" does not exist'),
+])
+def test_cgi_program_mistakes(tmp_path: Path, target: str, extra: str, message: str) -> None:
+    (tmp_path / "prog").write_text("#!/bin/sh\n")
+    (tmp_path / "prog").chmod(0o755)
+    (tmp_path / "plain.txt").write_text("")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ConfigError) as info:
+        write(tmp_path, cgi_route(tmp_path, target, extra))
+    assert message.replace("{dir}", str(tmp_path)) in str(info.value)
