@@ -37,7 +37,7 @@ log = logging.getLogger("frontd")
 
 USER_AGENT = "frontd-acme"
 REQUEST_TIMEOUT = 30.0
-MAX_BAD_NONCE_RETRIES = 3
+MAX_BAD_NONCE_RETRIES = 5  # RFC 8555 §6.5: a badNonce is retried with the nonce it carries
 MAX_RESPONSE_SIZE = 1 << 20  # a directory, order or chain is a few KiB; refuse anything huge
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")  # RFC 8555 §8.1: a token is base64url, no padding

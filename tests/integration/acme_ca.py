@@ -66,9 +66,10 @@ class Pebble:
 
 
 def start_pebble(tmp_path: Path, http_port: int, tls_port: int, *, validity: int | None = None,
-                 acme_port: int | None = None) -> Pebble:
+                 acme_port: int | None = None, nonce_reject: int = 0) -> Pebble:
     """Start challtestsrv and Pebble; `validity` is the lifetime in seconds of the certificates,
-    `acme_port` the directory's port (to stand in for an earlier Pebble that forgot everything)."""
+    `acme_port` the directory's port (to stand in for an earlier Pebble that forgot everything),
+    `nonce_reject` the percentage of good nonces Pebble refuses with badNonce."""
     if not (shutil.which(PEBBLE) and shutil.which(CHALLTESTSRV)):
         pytest.skip("pebble is not installed (Debian package pebble)")
     base = Path(tempfile.mkdtemp(prefix="pebble-", dir=tmp_path))
@@ -92,7 +93,7 @@ def start_pebble(tmp_path: Path, http_port: int, tls_port: int, *, validity: int
     if validity is not None:
         config["certificateValidityPeriod"] = validity
     (base / "pebble.json").write_text(json.dumps({"pebble": config}))
-    env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
+    env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject), "PEBBLE_AUTHZREUSE": "0"}
     log = base / "pebble.log"
     procs: list[subprocess.Popen[bytes]] = []
     with open(base / "challtestsrv.log", "ab") as out:

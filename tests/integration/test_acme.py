@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import os
 import pwd
 import re
@@ -530,3 +531,17 @@ def test_ari_window_from_renewal_info(tmp_path: Path, window: tuple[str, str], e
     assert state["ari_check_at"] == now + 21600  # Retry-After
     saved = json.loads((tmp_path / "state" / "ari.test.json").read_text())
     assert saved["renew_at"] == due and saved["ari"]["end"] > saved["ari"]["start"]
+
+
+def test_bad_nonces_are_retried(pebble: Callable[..., Pebble], caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 8555 §6.5: Pebble refusing a fifth of the good nonces (badNonce) costs retries, not failures."""
+    from frontd.certs.acme_client import Client, new_key
+
+    ca = pebble(nonce_reject=20)
+    client = Client(ca.directory, new_key(), str(ca.ca_bundle))
+    caplog.set_level(logging.DEBUG, logger="frontd")
+    client.register("admin@frontd.test")
+    order_url, order = client.new_order(NAMES)
+    for _ in range(30):
+        assert client.get(order_url)["status"] == "pending"
+    assert "bad nonce, retrying" in caplog.text  # 0.8^30: it happened, short of 1 run in 800
