@@ -545,3 +545,18 @@ def test_bad_nonces_are_retried(pebble: Callable[..., Pebble], caplog: pytest.Lo
     for _ in range(30):
         assert client.get(order_url)["status"] == "pending"
     assert "bad nonce, retrying" in caplog.text  # 0.8^30: it happened, short of 1 run in 800
+
+
+def test_failed_validation_is_reported_and_retried_later(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble],
+                                                         ports: tuple[int, int], tmp_path: Path, www: Path) -> None:
+    """The CA cannot reach the challenge (frontd listens elsewhere than the CA connects to): the
+    authorization is invalid, the error says why, nothing is stored, and a retry is scheduled."""
+    ca = pebble()
+    storage = tmp_path / "certs"
+    server = frontd(acme_config(ca, storage), top='listen = ["127.0.0.1:0"]\n')
+    line = server.wait_error_log(r"acme: obtaining for www\.frontd\.test failed: (.*); retrying in 60s", timeout=60)
+    assert "http-01 validation of" in line.group(1) and "unauthorized" in line.group(1)
+    state = json.loads((storage / "state" / f"{NAMES[0]}.json").read_text())
+    assert state["state"] == "failed" and state["failures"] == 1 and "validation of" in state["last_error"]
+    assert not issued(storage)
+    assert not list((storage / "challenges" / "http-01").iterdir())  # cleaned up all the same
