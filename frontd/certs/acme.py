@@ -352,7 +352,10 @@ class Manager:
             raise AcmeError(f"the certificate from {order.get('certificate')} does not cover {', '.join(job.names)}")
         if leaf.public_key().public_numbers() != key.public_key().public_numbers():
             raise AcmeError("the certificate does not match the key of the request")
-        write_certificate_pair(self.settings.storage, job.name, chain_pem, key_pem(key))
+        chain_path, _ = write_certificate_pair(self.settings.storage, job.name, chain_pem, key_pem(key))
+        if self.workers_gid is not None:
+            # The chain is public: workers of another user read it for the status page (not the key).
+            os.chmod(os.path.dirname(chain_path), 0o711)
         return leaf
 
     def _order(self, job: Job, replaces: str | None) -> tuple[Client, str, dict[str, Any]]:

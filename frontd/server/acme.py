@@ -147,9 +147,9 @@ class AcmeRunner:
         if self.account is not None:
             # Workers run as another user. Like the master, this process keeps root, so that the
             # keys it writes (0600) stay out of reach of workers and their CGI scripts; workers reach
-            # only what they serve: directories they may traverse but not list, challenge answers
-            # and state files.
-            for sub in ("", "challenges", "challenges/http-01", "challenges/tls-alpn-01", "state"):
+            # only what they serve: directories they may traverse but not list, challenge answers,
+            # state files and certificate chains (public; the status page shows them).
+            for sub in ("", "certificates", "challenges", "challenges/http-01", "challenges/tls-alpn-01", "state"):
                 path = os.path.join(storage, sub)
                 ensure_dir(path)
                 os.chmod(path, 0o711)

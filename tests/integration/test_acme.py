@@ -368,7 +368,7 @@ def test_workers_as_another_user_never_read_keys(frontd: Callable[..., Frontd], 
         storage = shared / "certs"
         top = (listen(ports) + 'user = "nobody"\n' + f'error_log = "{shared}/error.log"\n'
                + f'access_log = "{shared}/access.log"\n')
-        server = frontd(acme_config(ca, storage, challenge=challenge), top=top, wait=False)
+        server = frontd(acme_config(ca, storage, challenge=challenge) + 'status = "/status"\n', top=top, wait=False)
         server.error_log, server.access_log = shared / "error.log", shared / "access.log"
         server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
         acme_pid = int(server.wait_error_log(r"acme process (\d+) started").group(1))
@@ -386,6 +386,10 @@ def test_workers_as_another_user_never_read_keys(frontd: Callable[..., Frontd], 
         assert (storage / "account").stat().st_mode & 0o777 == 0o700
         server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
         wait_for(lambda: b"secure home" in https_get(ports[1], ca.root())[0], 10, "HTTPS from the new workers")
+        # Workers read the public chain and the state for the status page, never the key.
+        page = https_get(ports[1], ca.root(), path="/status?format=json")[0]
+        [entry] = json.loads(page.split(b"\r\n\r\n", 1)[1])["certificates"]
+        assert entry["error"] is None and entry["not_after"] and entry["acme"]["state"] == "valid"
         assert "Traceback" not in server.errors()
         server.stop()
     finally:
