@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import hashlib
+import http.client
 import json
 import logging
 import re
@@ -212,13 +213,15 @@ class Client:
         request = urllib.request.Request(url, data=body, method=method,
                                          headers={"User-Agent": USER_AGENT, **(headers or {})})
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT, context=self._context) as reply:
-                response = Response(reply.status, {k.lower(): v for k, v in reply.headers.items()},
-                                    reply.read(MAX_RESPONSE_SIZE + 1))
-        except urllib.error.HTTPError as exc:
-            response = Response(exc.code, {k.lower(): v for k, v in exc.headers.items()},
-                                exc.read(MAX_RESPONSE_SIZE + 1))
-        except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+            try:
+                with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT, context=self._context) as reply:
+                    response = Response(reply.status, {k.lower(): v for k, v in reply.headers.items()},
+                                        reply.read(MAX_RESPONSE_SIZE + 1))
+            except urllib.error.HTTPError as exc:  # a status >= 400: its body is the problem document
+                response = Response(exc.code, {k.lower(): v for k, v in (exc.headers or {}).items()},
+                                    exc.read(MAX_RESPONSE_SIZE + 1))
+        except (urllib.error.URLError, OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            # Unreachable, refused, TLS failure, or a connection cut mid-answer (IncompleteRead).
             reason = getattr(exc, "reason", exc)
             raise AcmeError(f"{method} {url}: {reason}") from None
         if len(response.body) > MAX_RESPONSE_SIZE:

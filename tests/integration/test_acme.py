@@ -467,6 +467,12 @@ tls = "acme"
                     'log_level = "info"\n')
     acme_pid = int(server.wait_error_log(r"acme process (\d+) started").group(1))
     [worker] = processes.children(server.pid) - {acme_pid}
+    # A whole request first, so that the baseline is a worker that has served, not one still starting.
+    context = ssl.create_default_context(cafile=str(storage / "internal" / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert b"secure home" in recv_all(tls)
     wait_for(lambda: len(os.listdir(f"/proc/{worker}/fd")) <= 20, what="an idle worker")
     baseline = len(os.listdir(f"/proc/{worker}/fd"))
     hello = openssl_hello("www.frontd.test", ["acme-tls/1"])
