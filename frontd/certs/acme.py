@@ -190,10 +190,13 @@ class Manager:
     def announce(self, job: Job) -> None:
         """One line at start: what is stored for `job` and when it is renewed (nothing asked of the CA)."""
         cert = self._current(job)
-        if cert is None:
-            log.info("acme: no certificate for %s yet", job.name)
-            return
         state = read_state(self.settings.storage, job.name)
+        retry_at = float(state.get("retry_at") or 0)
+        if cert is None:
+            waiting = (f"; next attempt at {stamp(retry_at)} ({state.get('failures')} failed)"
+                       if retry_at > self.clock() and state.get("directory") == self.settings.directory else "")
+            log.info("acme: no certificate for %s yet%s", job.name, waiting)
+            return
         due = float(state.get("renew_at") or renewal_time(cert)) if state.get("names") == list(job.names) \
             else self.clock()
         log.info("acme: certificate for %s valid until %s, renewal from %s", job.name,
@@ -203,8 +206,11 @@ class Manager:
         """Do what `job` needs now (nothing, issue or renew); the time it next needs attention."""
         now = self.clock()
         state = read_state(self.settings.storage, job.name)
-        if state.get("names") != list(job.names):
-            state = {"names": list(job.names)}  # the vhost's names changed: start afresh
+        if state.get("names") != list(job.names) or state.get("directory", self.settings.directory) != \
+                self.settings.directory:
+            # The vhost's names or the CA changed: start afresh (no back-off left from the old ones).
+            state = {"names": list(job.names)}
+        state["directory"] = self.settings.directory
         cert = self._current(job)
         if cert is not None:
             due = float(state.get("renew_at") or renewal_time(cert))

@@ -570,3 +570,23 @@ def test_failed_validation_is_reported_and_retried_later(frontd: Callable[..., F
     assert state["state"] == "failed" and state["failures"] == 1 and "validation of" in state["last_error"]
     assert not issued(storage)
     assert not list((storage / "challenges" / "http-01").iterdir())  # cleaned up all the same
+
+
+def test_back_off_survives_a_restart_but_not_a_new_directory(frontd: Callable[..., Frontd], tmp_path: Path,
+                                                            www: Path) -> None:
+    storage = tmp_path / "certs"
+    vhost = f'[[vhost]]\nnames = ["www.frontd.test"]\nroot = "{www}"\ntls = "acme"\n'
+    first = frontd(unreachable_ca(storage) + vhost, name="first.conf")
+    first.wait_error_log(r"acme: obtaining for www\.frontd\.test failed: .*; retrying in 60s")
+    first.stop()
+    state = json.loads((storage / "state" / "www.frontd.test.json").read_text())
+    # The same CA after a restart: the back-off holds, nothing is asked before retry_at.
+    same_ca = f'[acme]\ndirectory = "{state["directory"]}"\nstorage = "{storage}"\n\n'
+    second = frontd(same_ca + vhost, name="second.conf")
+    second.wait_error_log(r"acme: no certificate for www\.frontd\.test yet; next attempt at \S+ \(1 failed\)")
+    second.stop()
+    assert "acme: obtaining" not in second.errors()
+    # Another directory: a fresh start, at once.
+    third = frontd(unreachable_ca(storage) + vhost, name="third.conf")
+    third.wait_error_log(r"acme: obtaining for www\.frontd\.test failed: .*; retrying in 60s")
+    assert json.loads((storage / "state" / "www.frontd.test.json").read_text())["failures"] == 1
