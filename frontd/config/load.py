@@ -72,6 +72,7 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "max_processes": ("cgi",),
     "pass_authorization": ("cgi", *GATEWAY_KINDS),
     "keepalive": ("fastcgi", "proxy"),
+    "keepalive_timeout": ("fastcgi", "proxy"),
     "host": ("proxy",),
     "autoindex": ("static",),
     # Spawned backends (docs/spawn.md); all but spawn itself only go with spawn.
@@ -786,6 +787,9 @@ class _Loader:
             values["keepalive"] = self.integer(table["keepalive"], key("keepalive"), 0)
         elif kind == "proxy":
             values["keepalive"] = DEFAULT_PROXY_KEEPALIVE
+        if "keepalive_timeout" in table:
+            values["keepalive_timeout"] = self.duration(table["keepalive_timeout"], key("keepalive_timeout"),
+                                                        positive=True)
         if "host" in table:
             host = self.string(table["host"], key("host"), "a Host header value")
             if not _HOST_HEADER_RE.fullmatch(host):
@@ -1134,6 +1138,7 @@ def _describe_route(route: Route) -> str:
         options.append(f"connect_timeout={format_duration(route.connect_timeout)}")
     if route.kind in ("fastcgi", "proxy"):
         options.append(f"keepalive={route.keepalive}")
+        options.append(f"keepalive_timeout={format_duration(route.keepalive_timeout)}")
     if route.kind == "cgi":
         options.append(f"max_processes={route.max_processes}")
         options.append(f"path={route.path_env}")

@@ -113,6 +113,7 @@ class Route:
     max_processes: int = 64  # CGI processes per worker; beyond -> 503
     pass_authorization: bool = True
     keepalive: int = 0  # pooled idle backend connections per backend
+    keepalive_timeout: float = 4.0  # a pooled connection idle this long is closed
     host: str | None = None  # proxy: Host header sent to the backend
     autoindex: bool = False
     # Spawned backends (fastcgi, scgi, uwsgi, proxy): the master creates `socket`, runs `processes`

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from frontd.config.model import Config, VHost
 from frontd.errors import BadRequest, InternalServerError, MisdirectedRequest, NotFound
+from frontd.gateway.backends import ConnectionPool
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
 from frontd.gateway.uwsgi import UwsgiGateway
@@ -39,11 +40,13 @@ class Dispatcher:
         self.router = Router(config)
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
-        self.handlers["proxy"] = ProxyHandler(config).handle
+        # Idle backend connections, per protocol and address, shared by all the worker's routes.
+        pool = ConnectionPool()
+        self.handlers["proxy"] = ProxyHandler(config, pool).handle
         self.handlers["status"] = StatusHandler(config).handle
         self.acme_challenge = AcmeChallengeHandler(config)
         self.handlers["acme-challenge"] = self.acme_challenge.handle
-        gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config), "scgi": SCGIGateway(config),
+        gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config, pool), "scgi": SCGIGateway(config),
                                           "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle

@@ -107,7 +107,10 @@ class AccessLog:
         else:
             self._file = open(self.target, "a", encoding="utf-8")
 
-    def record(self, request: Request, status: int, size: int) -> None:
+    def record(self, request: Request, status: int, size: int, *, cut: bool = False) -> None:
+        """One line; `cut` when the response started and was then cut short by a failure on
+        frontd's or the backend's side (the client's connection was closed without the
+        response's end): the line then ends with ` cut`."""
         if self._file is None:
             return
         now = time.time()
@@ -116,7 +119,8 @@ class AccessLog:
             self._clf_second, self._clf_text = second, _clf_time(now)
         self._pending.append(
             f'{request.client_addr} - - [{self._clf_text}] "{_quote(request.request_line)}" {status} {size} '
-            f'"{_quote(request.header(b"referer"))}" "{_quote(request.header(b"user-agent"))}"\n'
+            f'"{_quote(request.header(b"referer"))}" "{_quote(request.header(b"user-agent"))}"'
+            f'{" cut" if cut else ""}\n'
         )
         if not self._scheduled:
             self._scheduled = True

@@ -389,6 +389,16 @@ MISTAKES: list[tuple[str, str, str]] = [
         "vhost[0].route[0].keepalive: must be at least 0, got -1",
     ),
     (
+        "keepalive-timeout-zero",
+        route('prefix = "/f/"\nfastcgi = "127.0.0.1:9000"\nkeepalive = 2\nkeepalive_timeout = 0'),
+        "vhost[0].route[0].keepalive_timeout: must be greater than 0",
+    ),
+    (
+        "keepalive-timeout-on-uwsgi",
+        route('prefix = "/u/"\nuwsgi = "127.0.0.1:3031"\nkeepalive_timeout = "2s"'),
+        "vhost[0].route[0].keepalive_timeout: not an option of uwsgi routes (only of fastcgi and proxy routes)",
+    ),
+    (
         "interpreter-extension",
         route('prefix = "/c/"\ncgi = "cgi-bin"\ninterpreters = { py = "/bin/sh" }'),
         'vhost[0].route[0].interpreters: an extension must start with "." and contain no "/", got "py"',
@@ -483,6 +493,7 @@ def test_defaults(site: Path) -> None:
     assert proxy.keepalive == 8  # pooled by default for HTTP backends
     assert proxy.proxy == (ProxyTarget(Address("tcp", "127.0.0.1", 8081), None),)
     assert fastcgi.keepalive == 0  # off by default: FastCGI keep-alive has pitfalls
+    assert proxy.keepalive_timeout == fastcgi.keepalive_timeout == 4.0  # idle pooled connections
     assert fastcgi.root is None and fastcgi.index == ()
     assert fastcgi.pass_authorization is True
 
