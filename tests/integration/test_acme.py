@@ -373,8 +373,16 @@ def test_workers_as_another_user_never_read_keys(frontd: Callable[..., Frontd], 
         server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
         acme_pid = int(server.wait_error_log(r"acme process (\d+) started").group(1))
         assert processes.uid_of(acme_pid) == 0
-        workers = processes.children(server.pid) - {acme_pid}
-        assert workers and all(processes.uid_of(pid) == nobody.pw_uid for pid in workers)
+
+        def workers_are_nobody() -> bool:
+            # A worker forked for the new certificate (USR2) is root until it drops to `user`.
+            workers = processes.children(server.pid) - {acme_pid}
+            try:
+                return bool(workers) and all(processes.uid_of(pid) == nobody.pw_uid for pid in workers)
+            except (FileNotFoundError, ProcessLookupError):
+                return False  # an old worker left meanwhile: look again
+
+        wait_for(workers_are_nobody, 10, "workers running as nobody")
         # The answers came from workers running as nobody.
         if challenge == "http-01":
             server.wait_access_log(r'"GET /\.well-known/acme-challenge/[A-Za-z0-9_-]+ HTTP/1\.1" 200')
