@@ -208,12 +208,15 @@ class Manager:
         state = read_state(self.settings.storage, job.name)
         if state.get("names") != list(job.names) or state.get("directory", self.settings.directory) != \
                 self.settings.directory:
-            # The vhost's names or the CA changed: start afresh (no back-off left from the old ones).
-            state = {"names": list(job.names)}
+            # The vhost's names or the CA changed: start afresh (no back-off left from the old ones),
+            # remembering which CA issued the certificate in use.
+            state = {"names": list(job.names), "issued_by": state.get("issued_by")}
         state["directory"] = self.settings.directory
         cert = self._current(job)
         if cert is not None:
             due = float(state.get("renew_at") or renewal_time(cert))
+            if state.get("issued_by") not in (None, self.settings.directory):
+                due = now  # from another CA (staging, then production): replace it now
             if now < due and self._ari_due(state, now):
                 due = self._check_ari(job, cert, state, now)
             if now < due:
@@ -239,7 +242,7 @@ class Manager:
             log.error("acme: %s for %s failed: %s; retrying in %ds%s", what, job.name, exc, delay,
                       "; the current certificate keeps serving" if cert is not None else "")
             return self.clock() + delay
-        state.update(state="valid", failures=0, retry_at=0, last_error=None,
+        state.update(state="valid", failures=0, retry_at=0, last_error=None, issued_by=self.settings.directory,
                      not_after=new.not_valid_after_utc.timestamp(), issued_at=self.clock(),
                      renew_at=max(renewal_time(new), self.clock() + MIN_RENEWAL_INTERVAL), ari_check_at=0)
         state.pop("ari", None)

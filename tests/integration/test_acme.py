@@ -598,3 +598,21 @@ def test_back_off_survives_a_restart_but_not_a_new_directory(frontd: Callable[..
     third = frontd(unreachable_ca(storage) + vhost, name="third.conf")
     third.wait_error_log(r"acme: obtaining for www\.frontd\.test failed: .*; retrying in 60s")
     assert json.loads((storage / "state" / "www.frontd.test.json").read_text())["failures"] == 1
+
+
+def test_another_directory_replaces_the_certificate(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble],
+                                                   ports: tuple[int, int], tmp_path: Path, www: Path) -> None:
+    """Staging, then production: a certificate from another CA's directory is replaced at once."""
+    staging = pebble()
+    storage = tmp_path / "certs"
+    first = frontd(acme_config(staging, storage), top=listen(ports), name="first.conf")
+    first.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    first.stop()
+    staging.stop()
+    production = pebble()
+    second = frontd(acme_config(production, storage), top=listen(ports), name="second.conf")
+    second.wait_error_log(r"acme: renewing a certificate for www\.frontd\.test", timeout=30)
+    second.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    wait_for(lambda: b"secure home" in https_get(ports[1], production.root())[0], 10,
+             "HTTPS with the production CA's certificate")
+    assert json.loads((storage / "state" / f"{NAMES[0]}.json").read_text())["issued_by"] == production.directory
