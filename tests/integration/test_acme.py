@@ -70,6 +70,13 @@ redirect_https = {str(redirect_https).lower()}
 """
 
 
+def first_certificate(frontd: Callable[..., Frontd], ca: Pebble, storage: Path, ports: tuple[int, int]) -> Frontd:
+    """A frontd ("first.conf") that has obtained its certificate from `ca`."""
+    server = frontd(acme_config(ca, storage), top=listen(ports), name="first.conf")
+    server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    return server
+
+
 def unreachable_ca(storage: Path) -> str:
     """An [acme] table whose CA is not there: every attempt fails, for tests that need no CA."""
     return f'[acme]\ndirectory = "https://127.0.0.1:{free_port()}/dir"\nstorage = "{storage}"\n\n'
@@ -166,8 +173,7 @@ def test_restart_reuses_account_and_certificate(frontd: Callable[..., Frontd], p
                                                ports: tuple[int, int], tmp_path: Path, www: Path) -> None:
     ca = pebble()
     storage = tmp_path / "certs"
-    first = frontd(acme_config(ca, storage), top=listen(ports), name="first.conf")
-    first.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    first = first_certificate(frontd, ca, storage, ports)
     # After the issuance the process looks for renewal information once (Pebble has none), then rests.
     wait_for(lambda: json.loads((storage / "state" / f"{NAMES[0]}.json").read_text()).get("ari_check_at"),
              10, "the renewal information check")
@@ -207,8 +213,7 @@ def test_refusing_ca_keeps_the_old_certificate(frontd: Callable[..., Frontd], pe
     ca = pebble()
     storage = tmp_path / "certs"
     config = acme_config(ca, storage)
-    first = frontd(config, top=listen(ports), name="first.conf")
-    first.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    first = first_certificate(frontd, ca, storage, ports)
     root, serial = ca.root(), chain(storage)[0].serial_number
     first.stop()
     ca.stop()  # the CA is gone: every request to it is refused
@@ -410,8 +415,7 @@ def test_ca_that_forgot_the_account(frontd: Callable[..., Frontd], pebble: Calla
     restart; a staging CA may be reset): frontd registers its key again and renews."""
     first_ca = pebble()
     storage = tmp_path / "certs"
-    first = frontd(acme_config(first_ca, storage), top=listen(ports), name="first.conf")
-    first.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    first = first_certificate(frontd, first_ca, storage, ports)
     first.stop()
     first_ca.stop()
     ca = pebble(acme_port=first_ca.port)  # the same directory URL, but no memory of the account
@@ -605,8 +609,7 @@ def test_another_directory_replaces_the_certificate(frontd: Callable[..., Frontd
     """Staging, then production: a certificate from another CA's directory is replaced at once."""
     staging = pebble()
     storage = tmp_path / "certs"
-    first = frontd(acme_config(staging, storage), top=listen(ports), name="first.conf")
-    first.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
+    first = first_certificate(frontd, staging, storage, ports)
     first.stop()
     staging.stop()
     production = pebble()
