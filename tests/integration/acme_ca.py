@@ -66,10 +66,11 @@ class Pebble:
 
 
 def start_pebble(tmp_path: Path, http_port: int, tls_port: int, *, validity: int | None = None,
-                 acme_port: int | None = None, nonce_reject: int = 0) -> Pebble:
+                 acme_port: int | None = None, nonce_reject: int = 0, chain_length: int | None = None) -> Pebble:
     """Start challtestsrv and Pebble; `validity` is the lifetime in seconds of the certificates,
     `acme_port` the directory's port (to stand in for an earlier Pebble that forgot everything),
-    `nonce_reject` the percentage of good nonces Pebble refuses with badNonce."""
+    `nonce_reject` the percentage of good nonces Pebble refuses with badNonce, `chain_length` the
+    number of intermediates between the leaf and the root (PEBBLE_CHAIN_LENGTH; 1 by default)."""
     if not (shutil.which(PEBBLE) and shutil.which(CHALLTESTSRV)):
         pytest.skip("pebble is not installed (Debian package pebble)")
     base = Path(tempfile.mkdtemp(prefix="pebble-", dir=tmp_path))
@@ -94,6 +95,8 @@ def start_pebble(tmp_path: Path, http_port: int, tls_port: int, *, validity: int
         config["certificateValidityPeriod"] = validity
     (base / "pebble.json").write_text(json.dumps({"pebble": config}))
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject), "PEBBLE_AUTHZREUSE": "0"}
+    if chain_length is not None:
+        env["PEBBLE_CHAIN_LENGTH"] = str(chain_length)
     log = base / "pebble.log"
     procs: list[subprocess.Popen[bytes]] = []
     with open(base / "challtestsrv.log", "ab") as out:

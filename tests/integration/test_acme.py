@@ -114,7 +114,7 @@ def www(tmp_path: Path) -> Path:
 
 def test_http01_issuance(frontd: Callable[..., Frontd], pebble: Callable[..., Pebble], ports: tuple[int, int],
                          tmp_path: Path, www: Path) -> None:
-    ca = pebble()
+    ca = pebble(chain_length=4)  # four intermediates: the whole chain must be stored and sent
     storage = tmp_path / "certs"
     server = frontd(acme_config(ca, storage, redirect_https=True), top=listen(ports))
     plain = b"GET /?q=1 HTTP/1.1\r\nHost: www.frontd.test\r\nConnection: close\r\n\r\n"
@@ -125,6 +125,7 @@ def test_http01_issuance(frontd: Callable[..., Frontd], pebble: Callable[..., Pe
     wait_for(lambda: server.raw(plain).startswith(b"HTTP/1.1 308"), 10, "redirect_https once HTTPS works")
     assert f"location: https://www.frontd.test:{ports[1]}/?q=1".encode() in server.raw(plain).lower()
     leaf, *intermediates = chain(storage)
+    assert len(intermediates) == 4, [c.subject.rfc4514_string() for c in intermediates]
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(NAMES)
     root = x509.load_pem_x509_certificate(ca.root())
