@@ -19,6 +19,7 @@ import shutil
 import stat
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, NoReturn
 
@@ -38,6 +39,7 @@ from frontd.config.model import (
     TLSSettings,
     VHost,
 )
+from frontd.config.permissions import EXECUTE, READ, WRITE, Identity, interpreter, may, unreachable
 from frontd.config.units import format_duration, format_size, parse_duration, parse_size, show
 
 __all__ = ["ConfigError", "load_config", "parse_config", "summary"]
@@ -148,6 +150,7 @@ class _Loader:
         # For spawn routes: set by `config` and `vhost` before the routes are read.
         self.listen_addresses: tuple[Address, ...] = ()
         self.top_user: str | None = None
+        self.top_group: str | None = None
         self.run_dir_path = ""
         self.vhost_label = ""
         self.spawn_sockets: dict[Address, str] = {}  # socket -> key path of the route that has it
@@ -261,12 +264,40 @@ class _Loader:
                       "interpreter for its extension in interpreters)")
 
     def file_path(self, value: object, key: str) -> str:
-        """A file frontd writes (pid file, log): absolute; it may be missing but not a directory."""
+        """A file frontd writes (pid file, log): absolute; it may be missing but not a directory,
+        and frontd's user can write it, or create it in its existing directory."""
         text = self.string(value, key, "a file path")
         path = os.path.normpath(os.path.join(self.base_dir, text))
         if os.path.isdir(path):
             self.fail(key, f"{show(path)} is a directory")
+        self.creatable(path, key, "file")
         return path
+
+    def creatable(self, path: str, key: str, what: str) -> None:
+        """`path` is writable by frontd's own user, or can be created by it (a file, a socket or a
+        directory): found now rather than by a master or workers that fail at start."""
+        me = Identity.current()
+        if os.path.lexists(path):
+            if what != "socket" and not may(path, WRITE, me):
+                self.fail(key, f"{show(path)} is not writable by user {show(me.name)}")
+            return
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            self.fail(key, f"directory {show(parent)} for the {what} does not exist")
+        if not may(parent, WRITE | EXECUTE, me):
+            self.fail(key, f"cannot create the {what} {show(path)}: directory {show(parent)} is not "
+                      f"writable by user {show(me.name)}")
+
+    def reachable_by_workers(self, path: str, key: str, user: str | None, group: str | None) -> None:
+        """A file the workers open themselves (the access log at start, both logs on USR1): when
+        they run as another user, every directory above it must let that user through."""
+        if user is None or os.geteuid() != 0:
+            return
+        worker = Identity.of(user, group)
+        blocked = unreachable(path, worker)
+        if blocked is not None:
+            self.fail(key, f"the workers' user {show(worker.name)} cannot reach {show(path)}: "
+                      f"no search permission on {show(blocked)}")
 
     def extensions(self, value: object, key: str) -> tuple[str, ...]:
         """Script-mode extensions: ".php"-like strings; [] allows any file."""
@@ -311,9 +342,16 @@ class _Loader:
             positive=False,
         )
         limits = self.limits(data["limits"]) if "limits" in data else Limits()
-        self.listen_addresses, self.top_user = listen, user
+        # The workers open the access log at start, and both logs again on USR1.
+        for key, target in (("error_log", error_log), ("access_log", access_log)):
+            if target not in ("-", "off"):
+                self.reachable_by_workers(target, key, user, group)
+        self.listen_addresses, self.top_user, self.top_group = listen, user, group
         self.run_dir_path = self.run_dir(data.get("run_dir"), pid_file)
         vhosts = self.vhosts(data.get("vhost"))
+        if self.spawn_sockets and not os.path.isdir(self.run_dir_path):
+            # The master creates run_dir for the spawned backends' sockets.
+            self.creatable(self.run_dir_path, "run_dir", "directory")
         tls = self.tls(data["tls"]) if "tls" in data else TLSSettings()
         acme = self.acme(data.get("acme"), vhosts)
         self.check_tls(listeners, vhosts)
@@ -478,6 +516,7 @@ class _Loader:
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
+            self.creatable(path, key, "socket")
             return
         except OSError as exc:
             self.fail(key, f"cannot use {show(path)}: {exc.strerror}")
@@ -854,6 +893,7 @@ class _Loader:
         if os.geteuid() == 0 and user is None and self.top_user is None:
             self.fail(key("spawn"), "frontd runs as root and would run this command as root: set user "
                       '(on the route, or at the top level), or user = "root" to really mean it')
+        self.runnable(values["spawn"], values["cwd"], user, key)
         if "socket" in table:
             item = self.string(table["socket"], key("socket"), 'an address ("host:port" or "unix:/path")')
             address = parse_address(item, self.where(key("socket")), listener=False, base_dir=self.base_dir)
@@ -896,6 +936,36 @@ class _Loader:
         if not os.path.isfile(found) or not os.access(found, os.X_OK):
             self.fail(f"{key}[0]", f"{show(found)} is not an executable file")
         return (found, *argv[1:])
+
+    def runnable(self, argv: tuple[str, ...], cwd: str, user: str | None, key: Callable[[str], str]) -> None:
+        """The spawned processes' user can enter `cwd` and execute the program and, for a script,
+        the interpreter of its `#!` line: else every start fails in execve or chdir, for ever."""
+        if os.geteuid() != 0:
+            who = Identity.current()
+        elif user is not None:
+            who = Identity.of(user)
+        else:
+            assert self.top_user is not None
+            who = Identity.of(self.top_user, self.top_group)
+        if not may(argv[0], EXECUTE, who):
+            self.fail(key("spawn[0]"), f"{show(argv[0])} is not executable by user {show(who.name)}"
+                      f"{self.blocked_by(argv[0], who)}")
+        program = interpreter(argv[0])
+        if program is not None:
+            if not os.path.exists(program):
+                self.fail(key("spawn[0]"), f"the interpreter {show(program)} of {show(argv[0])} does not exist")
+            if not may(program, EXECUTE, who):
+                self.fail(key("spawn[0]"), f"the interpreter {show(program)} of {show(argv[0])} is not "
+                          f"executable by user {show(who.name)}{self.blocked_by(program, who)}")
+            if not may(argv[0], READ, who):
+                self.fail(key("spawn[0]"), f"{show(argv[0])} is a script that user {show(who.name)} cannot read")
+        if not may(cwd, EXECUTE, who):
+            self.fail(key("cwd"), f"user {show(who.name)} cannot enter {show(cwd)}{self.blocked_by(cwd, who)}")
+
+    @staticmethod
+    def blocked_by(path: str, who: Identity) -> str:
+        blocked = unreachable(path, who)
+        return f" (no search permission on {show(blocked)})" if blocked is not None else ""
 
     def default_socket(self, prefix: str, key: str) -> Address:
         """unix:RUN_DIR/VHOST_PREFIX.sock, e.g. run/frontd-sockets/example.test_app.sock."""

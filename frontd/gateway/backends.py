@@ -404,6 +404,11 @@ class BackendSet:
         return conn
 
     async def _connect(self, address: Address) -> BackendConnection:
+        if STATS.backend_stopped(self._stat_ids[address]):
+            # A spawned application waiting to be restarted: its socket would take the connection
+            # into a backlog nobody accepts from, and the request would wait for `timeout`.
+            raise ServiceUnavailable(f"{self.name} {address}: the spawned application is not running "
+                                     "(it failed and waits to be restarted; see the error log)")
         timeout = self.connect_timeout
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)

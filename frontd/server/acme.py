@@ -20,7 +20,7 @@ from frontd.certs import acme
 from frontd.certs.store import ensure_dir
 from frontd.config.model import Config
 from frontd.server.child import run_child
-from frontd.server.logs import reopen_error_log
+from frontd.server.logs import fork, reopen_error_log
 from frontd.server.worker import _set_parent_death_signal
 
 log = logging.getLogger("frontd")
@@ -119,7 +119,7 @@ class AcmeRunner:
             handler.flush()
         sys.stdout.flush()
         master = os.getpid()
-        pid = os.fork()
+        pid = fork()  # with the log handlers quiet: the master has a logging thread
         if pid == 0:
             self._child(master)
         self.pid, self.started, self.restart_at = pid, time.monotonic(), None

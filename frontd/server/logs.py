@@ -57,6 +57,30 @@ def setup_error_log(target: str, level: str = "info") -> None:
     log.propagate = False
 
 
+def fork() -> int:
+    """os.fork() at a moment when no thread of this process is writing to the error log.
+
+    The master has a thread that logs the output of spawned processes (spawn/output.py). Forked
+    in the middle of one of its writes, a child would inherit the file object's internal lock
+    held by a thread that does not exist there, and hang at its first log line. Every write
+    happens under its handler's lock, so holding those locks across the fork is enough; in the
+    child, logging's own fork hook gives the handlers fresh locks.
+    """
+    handlers = list(log.handlers)
+    for handler in handlers:
+        handler.acquire()
+    try:
+        pid = os.fork()
+    except BaseException:
+        for handler in handlers:
+            handler.release()
+        raise
+    if pid != 0:
+        for handler in handlers:
+            handler.release()
+    return pid
+
+
 def reopen_error_log() -> None:
     for handler in log.handlers:
         if isinstance(handler, _ReopenableHandler):

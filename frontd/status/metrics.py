@@ -8,7 +8,8 @@ signed 64-bit cells ('q'), in five parts, each with exactly one writer, so nothi
                     backends registered                                          master
     slot table      per counter slot: state, worker number, pid, generation, start time   master
     backend table   per backend: kind and address as NUL-padded bytes, last generation in the
-                    configuration, spawned processes, restarts                   master
+                    configuration, spawned processes, restarts, stopped (no spawned
+                    process can accept)                                          master
     slot counters   per slot: the worker's cells, then the cells of each backend (plus one scratch
                     backend for addresses nobody registered)                     the worker owning the slot
 
@@ -24,7 +25,7 @@ A reader may see a counter one request behind; an aligned 8-byte store is never 
 platforms frontd runs on (x86-64, arm64), so no value is ever half-written.
 
 Workers record through `STATS` (connection.py, gateway/backends.py); the spawn supervisor in the
-master reports through `backend_processes` and `backend_restarted`.
+master reports through `backend_processes`, `backend_stopped` and `backend_restarted`.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ S_STATE, S_WORKER, S_PID, S_GENERATION, S_STARTED = range(5)
 SLOT_CELLS = 5
 UNUSED, LIVE, EXITED = 0, 1, 2
 # Backend table cells (per backend), after the name bytes.
-T_SEEN, T_PROCESSES, T_RESTARTS = range(3)
-TABLE_CELLS = NAME_SIZE // 8 + 3
+T_SEEN, T_PROCESSES, T_RESTARTS, T_STOPPED = range(4)
+TABLE_CELLS = NAME_SIZE // 8 + 4
 # A worker's own cells. Responses by class are cells 1..5, the class digit being the cell (cell 0
 # is unused); their sum is the number of requests.
 W_CLASSES, W_ACTIVE, W_CONNECTIONS, W_BYTES, W_LATENCY_SUM, W_BUCKETS = 1, 6, 7, 8, 9, 10
@@ -247,6 +248,10 @@ class Area:
             self.cells[table + T_PROCESSES] = running
             # A backend frontd runs belongs to the running configuration even if no route names it.
             self.cells[table + T_SEEN] = self.cells[H_GENERATION]
+
+    def set_stopped(self, backend: int, stopped: bool) -> None:
+        if backend < self.backends:
+            self.cells[self.table_cell(backend) + NAME_SIZE // 8 + T_STOPPED] = int(stopped)
 
     def add_restart(self, backend: int) -> None:
         if backend < self.backends:
@@ -522,6 +527,14 @@ class WorkerStats:
                 b[k + B_LATENCY_SUM] += us
                 b[k + B_BUCKETS + bucket] += 1
 
+    def backend_stopped(self, backend: int) -> bool:
+        """Whether the supervisor says no process of this spawned backend runs (it is waiting to
+        restart one that failed): nobody would accept a connection to its socket."""
+        area = self.area
+        if area is None or backend >= area.backends:
+            return False
+        return bool(area.cells[area.table_cell(backend) + NAME_SIZE // 8 + T_STOPPED])
+
     def backend_used(self, backend: int) -> None:
         """A connection to `backend` was handed out: the current request is counted as its."""
         _current_backend.set(backend)
@@ -564,6 +577,13 @@ def backend_processes(address: Address | str, running: int, *, kind: str = "") -
     """
     if AREA is not None:
         AREA.set_processes(AREA.register(kind, address), running)
+
+
+def backend_stopped(address: Address | str, stopped: bool, *, kind: str = "") -> None:
+    """Spawn supervisor (in the master): whether the backend at `address` has no process that
+    could accept (all dead and waiting to be restarted); workers then answer 503 at once."""
+    if AREA is not None:
+        AREA.set_stopped(AREA.register(kind, address), stopped)
 
 
 def backend_restarted(address: Address | str, *, kind: str = "") -> None:

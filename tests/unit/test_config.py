@@ -91,6 +91,14 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("pid-file-directory", 'pid_file = "www"\n' + VHOST, 'pid_file: "{dir}/www" is a directory'),
     ("error-log-off", 'error_log = "off"\n' + VHOST, 'error_log: cannot be "off"; use "-" for stderr or a file'),
     ("error-log-empty", 'error_log = ""\n' + VHOST, "error_log: expected a file path, got an empty string"),
+    # What would fail at start is found at load (issue 12, item 2).
+    ("pid-file-no-dir", 'pid_file = "run/x.pid"\n' + VHOST,
+     'pid_file: directory "{dir}/run" for the file does not exist'),
+    ("error-log-no-dir", 'error_log = "logs/e.log"\n' + VHOST,
+     'error_log: directory "{dir}/logs" for the file does not exist'),
+    ("access-log-no-dir", 'access_log = "noaccess/access.log"\n' + VHOST,
+     'access_log: directory "{dir}/noaccess" for the file does not exist'),
+    ("run-dir-no-parent", 'run_dir = "a/b"\n' + VHOST, 'run_dir: directory "{dir}/a" does not exist'),
     (
         "log-level",
         'log_level = "warn"\n' + VHOST,
@@ -530,6 +538,7 @@ def test_relative_paths_resolve_against_config_dir(site: Path, monkeypatch: pyte
     conf_dir = site / "conf"
     conf_dir.mkdir()
     (site / "run").mkdir()
+    (conf_dir / "logs").mkdir()
     (conf_dir / "frontd.conf").write_text(
         'listen = ["unix:../run/frontd.sock", ":0"]\n'
         'pid_file = "../run/frontd.pid"\nerror_log = "logs/error.log"\naccess_log = "../run/access.log"\n'
@@ -721,6 +730,7 @@ def test_contract_example(site: Path) -> None:
     """The example of the config contract (CONFIG.md), with local directories, loads as documented."""
     conf = site / "conf"
     conf.mkdir()
+    (conf / "run").mkdir()  # the pid file's directory must exist
     (conf / "frontd.conf").write_text(CONFIG_MD_EXAMPLE)
     config = load_config(str(conf / "frontd.conf"))
     assert config.workers == 2
