@@ -48,7 +48,7 @@ from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config
 from frontd.server import pidfile
 from frontd.server.acme import AcmeRunner
-from frontd.server.child import drop_privileges, run_child
+from frontd.server.child import drop_privileges
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import fork, reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
