@@ -104,6 +104,20 @@ def https_get(port: int, root_pem: bytes, name: str = NAMES[0], path: str = "/")
             return recv_all(tls), served
 
 
+def try_https(port: int, root_pem: bytes, name: str = NAMES[0], path: str = "/") -> tuple[bytes, x509.Certificate] | None:
+    """`https_get`, or None while the handshake fails (the certificate not loaded yet by the
+    worker that took the connection: workers load it just after the master logs it)."""
+    try:
+        return https_get(port, root_pem, name, path)
+    except (ssl.SSLError, OSError):
+        return None
+
+
+def wait_https(port: int, root_pem: bytes, name: str = NAMES[0], path: str = "/") -> tuple[bytes, x509.Certificate]:
+    """The first HTTPS response once a worker serves the vhost's certificate (from `root_pem`)."""
+    return wait_for(lambda: try_https(port, root_pem, name, path), 10, f"HTTPS for {name}")  # type: ignore[return-value]
+
+
 @pytest.fixture
 def www(tmp_path: Path) -> Path:
     root = tmp_path / "www"
@@ -145,7 +159,7 @@ def test_http01_issuance(frontd: Callable[..., Frontd], pebble: Callable[..., Pe
     assert "Traceback" not in log
     # HTTPS with the new certificate, verified against Pebble's root, for both names.
     for name in NAMES:
-        response, served = https_get(ports[1], ca.root(), name)
+        response, served = wait_https(ports[1], ca.root(), name)
         assert response.startswith(b"HTTP/1.1 200") and b"secure home" in response
         assert served.serial_number == leaf.serial_number
 
@@ -163,8 +177,7 @@ def test_tls_alpn01_issuance(frontd: Callable[..., Frontd], pebble: Callable[...
     log = server.errors()
     assert "http-01 challenge" not in log
     assert not list((storage / "challenges" / "tls-alpn-01").iterdir())
-    server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
-    response, _ = https_get(ports[1], ca.root())
+    response, _ = wait_https(ports[1], ca.root())
     assert b"secure home" in response
     # An ordinary client (ALPN http/1.1) on the same listener is unaffected by the ClientHello peek.
     assert "Traceback" not in server.errors()
@@ -198,13 +211,12 @@ def test_renewal_of_a_short_lived_certificate(frontd: Callable[..., Frontd], peb
     storage = tmp_path / "certs"
     server = frontd(acme_config(ca, storage), top=listen(ports))
     server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
-    server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
-    _, old = https_get(ports[1], ca.root())
+    _, old = wait_https(ports[1], ca.root())
     server.wait_error_log(r"acme: renewing a certificate for www\.frontd\.test", timeout=30)
     wait_for(lambda: server.errors().count("acme: certificate for www.frontd.test stored") == 2, 30, "the renewal")
     # The workers were told (SIGUSR2): new connections get the new certificate.
-    wait_for(lambda: https_get(ports[1], ca.root())[1].serial_number != old.serial_number, 10,
-             "the renewed certificate to be served")
+    wait_for(lambda: (lambda got: got is not None and got[1].serial_number != old.serial_number)(
+        try_https(ports[1], ca.root())), 10, "the renewed certificate to be served")
     assert ca.orders() == 2
     assert "Traceback" not in server.errors()
 
@@ -399,9 +411,9 @@ def test_workers_as_another_user_never_read_keys(frontd: Callable[..., Frontd], 
         assert key.stat().st_uid == 0 and key.stat().st_mode & 0o777 == 0o600
         assert (storage / "account").stat().st_mode & 0o777 == 0o700
         server.wait_error_log(r"HTTPS for .*www\.frontd\.test.* starts")
-        wait_for(lambda: b"secure home" in https_get(ports[1], ca.root())[0], 10, "HTTPS from the new workers")
+        assert b"secure home" in wait_https(ports[1], ca.root())[0]  # from the new workers
         # Workers read the public chain and the state for the status page, never the key.
-        page = https_get(ports[1], ca.root(), path="/status?format=json")[0]
+        page = wait_https(ports[1], ca.root(), path="/status?format=json")[0]
         [entry] = json.loads(page.split(b"\r\n\r\n", 1)[1])["certificates"]
         assert entry["error"] is None and entry["not_after"] and entry["acme"]["state"] == "valid"
         assert "Traceback" not in server.errors()
@@ -425,7 +437,7 @@ def test_ca_that_forgot_the_account(frontd: Callable[..., Frontd], pebble: Calla
     server = frontd(acme_config(ca, storage), top=listen(ports), name="second.conf")
     server.wait_error_log(r"acme: the CA does not know account https://\S+; registering again", timeout=30)
     server.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
-    wait_for(lambda: b"secure home" in https_get(ports[1], ca.root())[0], 10, "HTTPS with the new CA's certificate")
+    assert b"secure home" in wait_https(ports[1], ca.root())[0]  # with the new CA's certificate
     assert "failed" not in server.errors()
 
 
@@ -617,6 +629,5 @@ def test_another_directory_replaces_the_certificate(frontd: Callable[..., Frontd
     second = frontd(acme_config(production, storage), top=listen(ports), name="second.conf")
     second.wait_error_log(r"acme: renewing a certificate for www\.frontd\.test", timeout=30)
     second.wait_error_log(r"acme: certificate for www\.frontd\.test stored", timeout=60)
-    wait_for(lambda: b"secure home" in https_get(ports[1], production.root())[0], 10,
-             "HTTPS with the production CA's certificate")
+    assert b"secure home" in wait_https(ports[1], production.root())[0]  # the production CA's certificate
     assert json.loads((storage / "state" / f"{NAMES[0]}.json").read_text())["issued_by"] == production.directory
