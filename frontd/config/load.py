@@ -20,27 +20,52 @@ import stat
 import tempfile
 import tomllib
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, NoReturn
 
-from frontd.config.address import MAX_UNIX_PATH, parse_address, parse_hostname, parse_proxy_url
+from frontd.config.address import (
+    MAX_UNIX_PATH,
+    parse_address,
+    parse_hostname,
+    parse_proxy_url,
+)
 from frontd.config.model import (
     GATEWAY_KINDS,
     LETSENCRYPT_DIRECTORY,
+    REDIRECT_STATUSES,
     ROUTE_KINDS,
     AcmeConfig,
     Address,
+    BasicAuth,
     Config,
     ConfigError,
+    ErrorPages,
     Limits,
     Listener,
     ProxyTarget,
+    RewriteRule,
     Route,
     TLSSettings,
     VHost,
 )
-from frontd.config.permissions import EXECUTE, READ, WRITE, Identity, interpreter, may, unreachable
-from frontd.config.units import format_duration, format_size, parse_duration, parse_size, show
+from frontd.config.permissions import (
+    EXECUTE,
+    READ,
+    WRITE,
+    Identity,
+    interpreter,
+    may,
+    unreachable,
+)
+from frontd.config.units import (
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+    show,
+)
+from frontd.http.passwords import HtpasswdError, read_htpasswd
+from frontd.http.patterns import RuleError, check_rule
 
 __all__ = ["ConfigError", "load_config", "parse_config", "summary"]
 
@@ -53,8 +78,13 @@ TOP_KEYS: tuple[str, ...] = (
     "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
+# Access rules (docs/access.md): on a vhost, and on a route of any kind, where they replace the vhost's.
+ACCESS_KEYS: tuple[str, ...] = ("allow", "deny", "auth")
+AUTH_KEYS: tuple[str, ...] = ("realm", "htpasswd")
 VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow",
-                               "tls_certificate", "tls_key", "tls", "redirect_https")
+                               "tls_certificate", "tls_key", "tls", "redirect_https", "rewrite", "try_files",
+                               "error_pages", *ACCESS_KEYS)
+REWRITE_KEYS: tuple[str, ...] = ("match", "to", "status")
 LISTENER_KEYS: tuple[str, ...] = ("address", "tls", "http2", "proxy_protocol")
 TLS_KEYS: tuple[str, ...] = ("min_version", "http2", "session_tickets")
 TLS_VERSIONS: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
@@ -83,11 +113,16 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "cwd": (*GATEWAY_KINDS, "proxy"),
     "user": (*GATEWAY_KINDS, "proxy"),
     "socket": (*GATEWAY_KINDS, "proxy"),
+    # Site rules (docs/rules.md).
+    "status": ("redirect",),
+    "try_files": ("static", *GATEWAY_KINDS),  # gateway routes in script mode (with root)
+    "error_pages": ROUTE_KINDS,
+    "intercept_errors": ("cgi", *GATEWAY_KINDS, "proxy"),
 }
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
-KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static")
-ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS)
+KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static", "redirect")
+ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS, *ACCESS_KEYS, "authorizer")
 
 _ROUTE_DEFAULTS = Route(prefix="/", kind="static")
 _VHOST_DEFAULTS = VHost(names=())
@@ -623,12 +658,15 @@ class _Loader:
         status = self.status_path(table["status"], f"{path}.status") if "status" in table else None
         status_allow = (self.networks(table["status_allow"], f"{path}.status_allow")
                         if "status_allow" in table else _VHOST_DEFAULTS.status_allow)
+        access = self.access(table, path)
+        rules = self.vhost_rules(table, path, root)
         route_tables = self.tables(table.get("route", []), f"{path}.route", "vhost.route")
         routes: list[Route] = []
         prefixes: dict[str, str] = {}
         for j, route_table in enumerate(route_tables):
             route_path = f"{path}.route[{j}]"
-            route = self.route(route_table, route_path, index, autoindex)
+            route = self.route(route_table, route_path, index, autoindex, rules.get("error_pages", ()))
+            route = self.route_access(route, route_table, route_path, access)
             if route.prefix in prefixes:
                 self.fail(
                     f"{route_path}.prefix",
@@ -649,7 +687,102 @@ class _Loader:
             status=status,
             status_allow=status_allow,
             **tls_values,
+            **access,
+            **rules,
         )
+
+    def vhost_rules(self, table: dict[str, object], path: str, root: str | None) -> dict[str, Any]:
+        """A vhost's `rewrite` rules, `try_files` (for its root) and `error_pages`."""
+        values: dict[str, Any] = {}
+        if "rewrite" in table:
+            values["rewrites"] = tuple(
+                self.rewrite_rule(item, f"{path}.rewrite[{i}]")
+                for i, item in enumerate(self.tables(table["rewrite"], f"{path}.rewrite", "vhost.rewrite")))
+        if "try_files" in table:
+            if root is None:
+                self.fail(f"{path}.try_files", "only applies with root (the files it tries are under it); "
+                          "set it on a static or script-mode route instead")
+            values["try_files"] = self.try_files(table["try_files"], f"{path}.try_files")
+        if "error_pages" in table:
+            values["error_pages"] = self.error_pages(table["error_pages"], f"{path}.error_pages")
+        return values
+
+    def rewrite_rule(self, table: dict[str, object], key: str) -> RewriteRule:
+        """One `[[vhost.rewrite]]`: its regex compiled and its replacement checked now."""
+        self.check_keys(table, REWRITE_KEYS, key)
+        for name in ("match", "to"):
+            if name not in table:
+                self.fail(key, f'missing key "{name}"')
+        match = self.string(table["match"], f"{key}.match", "a regular expression")
+        to = self.string(table["to"], f"{key}.to", 'a path such as "/index.php?p=$1"')
+        if not to.isascii():
+            self.fail(f"{key}.to", f"write it percent-encoded (ASCII only), got {show(to)}")
+        status = self.redirect_status(table["status"], f"{key}.status") if "status" in table else None
+        rule = RewriteRule(match=match, to=to, status=status, key=key)
+        try:
+            check_rule(rule.match, rule.to, external=rule.status is not None)
+        except RuleError as exc:
+            self.fail(key, str(exc))
+        return rule
+
+    def redirect_status(self, value: object, key: str) -> int:
+        if value not in REDIRECT_STATUSES or isinstance(value, bool):
+            self.fail(key, f"expected one of {', '.join(map(str, REDIRECT_STATUSES))}, got {show(value)}")
+        return int(value)  # type: ignore[call-overload]
+
+    def redirect_url(self, value: object, key: str) -> str:
+        """A redirect route's target: a path or an http(s) URL, written out (only `$host` varies)."""
+        url = self.string(value, key, 'a URL such as "https://example.com/new/" or a path such as "/new/"')
+        if not url.isascii() or any(c.isspace() or ord(c) < 0x20 or c in "\x7f#?\\" for c in url):
+            self.fail(key, f"a URL without spaces, control characters, backslashes, query or fragment "
+                      f"(the client's query is appended), got {show(url)}")
+        if "$" in url.replace("$host", ""):
+            self.fail(key, f"the only variable is $host, got {show(url)}")
+        if url.startswith("/"):
+            if url.startswith("//"):
+                self.fail(key, f'a path starts with one "/" (//host is another site), got {show(url)}')
+        elif not re.match(r"https?://[^/]+", url):
+            self.fail(key, f'expected a path ("/new/") or an http:// or https:// URL, got {show(url)}')
+        return url
+
+    def try_files(self, value: object, key: str) -> tuple[str, ...]:
+        """["$uri", "$uri/", "/index.php?$query"]: paths tried in turn, then a URI or "=404"."""
+        if not isinstance(value, list) or len(value) < 2:
+            self.fail(key, 'expected an array of two or more entries such as ["$uri", "$uri/", "/index.php?$query"], '
+                      f"got {show(value)}")
+        entries = [self.string(item, f"{key}[{i}]", "a path") for i, item in enumerate(value)]
+        for i, entry in enumerate(entries):
+            item_key = f"{key}[{i}]"
+            if not entry.isascii() or any(c.isspace() or ord(c) < 0x20 or c in "\x7f#\\" for c in entry):
+                self.fail(item_key, f"no spaces, control characters, backslashes or fragment, got {show(entry)}")
+            last = i == len(entries) - 1
+            if last and entry.startswith("="):
+                if not re.fullmatch(r"=[45][0-9][0-9]", entry):
+                    self.fail(item_key, f'expected "=" and an error status such as "=404", got {show(entry)}')
+                continue
+            variables = ("$uri", "$query") if last else ("$uri",)
+            rest = entry
+            for variable in variables:
+                rest = rest.replace(variable, "")
+            if "$" in rest:
+                self.fail(item_key, f"the variables are {' and '.join(variables)}, got {show(entry)}")
+            if not last and "?" in entry:
+                self.fail(item_key, f"a file to try has no query (only the last entry is a URI), got {show(entry)}")
+            if not entry.startswith(("/", "$uri")):
+                self.fail(item_key, f'must start with "/" or "$uri", got {show(entry)}')
+            if any(s in (".", "..") for s in entry.partition("?")[0].split("/")):
+                self.fail(item_key, f'must not contain "." or ".." segments, got {show(entry)}')
+        return tuple(entries)
+
+    def error_pages(self, value: object, key: str) -> ErrorPages:
+        """{ 404 = "/errors/404.html" }: error status to a page's path (routed internally)."""
+        table = self.table(value, key)
+        pages: dict[int, str] = {}
+        for name, page in table.items():
+            if not re.fullmatch(r"[45][0-9][0-9]", name):
+                self.fail(f"{key}.{name}", "expected an error status (400 to 599) as the key")
+            pages[int(name)] = self.status_path(page, f"{key}.{name}")
+        return tuple(sorted(pages.items()))
 
     def vhost_tls(self, table: dict[str, object], path: str, names: tuple[str, ...]) -> dict[str, Any]:
         """A vhost's certificate: tls_certificate with tls_key, or tls = "acme" | "internal"."""
@@ -679,6 +812,60 @@ class _Loader:
         if "redirect_https" in table:
             values["redirect_https"] = self.boolean(table["redirect_https"], f"{path}.redirect_https")
         return values
+
+    def access(self, table: dict[str, object], path: str) -> dict[str, Any]:
+        """The access keys set in a vhost or route table: allow, deny (networks) and auth (a
+        BasicAuth, or None for `auth = false`)."""
+        values: dict[str, Any] = {}
+        for name in ("allow", "deny"):
+            if name in table:
+                values[name] = self.networks(table[name], f"{path}.{name}")
+        if "auth" in table:
+            values["auth"] = self.basic_auth(table["auth"], f"{path}.auth")
+        return values
+
+    def route_access(self, route: Route, table: dict[str, object], path: str, vhost: dict[str, Any]) -> Route:
+        """A route with its effective access rules: each key the route sets replaces the vhost's,
+        list by list (`allow = []` refuses everyone). Behind auth, a gateway does not see the
+        credentials (HTTP_AUTHORIZATION) unless the route sets pass_authorization = true."""
+        values = {**vhost, **self.access(table, path)}
+        if values.get("auth") is not None and "pass_authorization" not in table:
+            values["pass_authorization"] = False
+        if "authorizer" in table:
+            values["authorizer"] = self.authorizer(table["authorizer"], f"{path}.authorizer", route)
+        return replace(route, **values) if values else route
+
+    def authorizer(self, value: object, key: str, route: Route) -> tuple[Address, ...]:
+        """`authorizer = ADDRESS | [ADDRESS, ...]`: FastCGI applications in the AUTHORIZER role;
+        `authorizer = true` on a fastcgi route with spawn: the spawned application answers both
+        roles (flup's `roles=(FCGI_RESPONDER, FCGI_AUTHORIZER)`)."""
+        if value is True:
+            if route.kind != "fastcgi" or not route.spawn:
+                self.fail(key, "authorizer = true needs a fastcgi route with spawn (the spawned application "
+                          'is then the authorizer too); otherwise give its address, such as "unix:/run/auth.sock"')
+            return route.backends
+        return self.backends(value, key)
+
+    def basic_auth(self, value: object, key: str) -> BasicAuth | None:
+        """`auth = { realm = "...", htpasswd = "path" }`, or false (none: lifts the vhost's). The
+        file is read now: a missing file or an unsupported hash is an error of `frontd -t`."""
+        if value is False:
+            return None
+        if not isinstance(value, dict):
+            self.fail(key, f'expected {{ realm = "...", htpasswd = "path" }} or false, got {show(value)}')
+        self.check_keys(value, AUTH_KEYS, key)
+        for name in AUTH_KEYS:
+            if name not in value:
+                self.fail(key, f'missing key "{name}"')
+        realm = self.string(value["realm"], f"{key}.realm", "a realm name")
+        if any(ord(c) < 0x20 or c in '\x7f"\\' for c in realm):
+            self.fail(f"{key}.realm", f"must not contain quotes, backslashes or control characters, got {show(realm)}")
+        htpasswd = self.readable_file(value["htpasswd"], f"{key}.htpasswd")
+        try:
+            read_htpasswd(htpasswd)
+        except HtpasswdError as exc:
+            self.fail(f"{key}.htpasswd", str(exc))
+        return BasicAuth(realm=realm, htpasswd=htpasswd)
 
     def readable_file(self, value: object, key: str) -> str:
         """A file frontd reads (certificate, key): absolute, existing and readable now."""
@@ -742,7 +929,8 @@ class _Loader:
     # -- routes --------------------------------------------------------------------------------
 
     def route(
-        self, table: dict[str, object], path: str, vhost_index: tuple[str, ...], vhost_autoindex: bool
+        self, table: dict[str, object], path: str, vhost_index: tuple[str, ...], vhost_autoindex: bool,
+        vhost_pages: ErrorPages = (),
     ) -> Route:
         self.check_keys(table, ROUTE_KEYS, path)
         if "prefix" not in table:
@@ -778,6 +966,10 @@ class _Loader:
             values["directory"] = self.directory(target, key(kind))
         elif kind == "proxy":
             values["proxy"] = self.proxy(target, key(kind))
+        elif kind == "redirect":
+            values["redirect"] = self.redirect_url(target, key(kind))
+            if "status" in table:
+                values["redirect_status"] = self.redirect_status(table["status"], key("status"))
         else:
             values["backends"] = self.backends(target, key(kind))
 
@@ -834,6 +1026,17 @@ class _Loader:
             if not _HOST_HEADER_RE.fullmatch(host):
                 self.fail(key("host"), f"bad Host header value {show(host)}")
             values["host"] = host
+        if "try_files" in table:
+            if kind in GATEWAY_KINDS and "root" not in table:
+                self.fail(key("try_files"), "only applies with root (script mode): the files it tries are under it")
+            values["try_files"] = self.try_files(table["try_files"], key("try_files"))
+        if "error_pages" in table or vhost_pages:
+            own = self.error_pages(table["error_pages"], key("error_pages")) if "error_pages" in table else ()
+            values["error_pages"] = tuple(sorted({**dict(vhost_pages), **dict(own)}.items()))
+        if "intercept_errors" in table:
+            values["intercept_errors"] = self.boolean(table["intercept_errors"], key("intercept_errors"))
+            if values["intercept_errors"] and not values.get("error_pages"):
+                self.fail(key("intercept_errors"), "no error_pages on the route or its vhost to serve instead")
         return Route(**values)
 
     def run_dir(self, value: object, pid_file: str | None) -> str:
@@ -1155,10 +1358,25 @@ def summary(config: Config) -> str:
             lines.append("  redirect_https on")
         if vhost.status is not None:
             lines.append(f"  status {vhost.status}  allow {' '.join(vhost.status_allow) or '(nobody)'}")
+        if _describe_access(vhost):
+            lines.append(f"  access {_describe_access(vhost)}")
         routes = sorted(vhost.routes, key=lambda r: len(r.prefix), reverse=True)
         width = max([len(r.prefix) for r in routes] + [1])
+        for rule in vhost.rewrites:
+            what = f"redirect {rule.status}" if rule.status is not None else "internal"
+            lines.append(f"  rewrite {show(rule.match)} -> {show(rule.to)} ({what})")
+        if vhost.try_files:
+            lines.append(f"  try_files {' '.join(vhost.try_files)}  (vhost root)")
+        if vhost.error_pages:
+            lines.append(f"  error_pages {' '.join(f'{s}={p}' for s, p in vhost.error_pages)}")
         for route in routes:
             lines.append(f"  {route.prefix:<{width}}  {_describe_route(route)}")
+            if route.try_files:
+                lines.append(f"  {'':<{width}}    try_files {' '.join(route.try_files)}")
+            if route.error_pages and route.error_pages != vhost.error_pages:
+                lines.append(f"  {'':<{width}}    error_pages {' '.join(f'{s}={p}' for s, p in route.error_pages)}")
+            if route.intercept_errors:
+                lines.append(f"  {'':<{width}}    intercept_errors on (the backend's own errors use the pages)")
         if vhost.root is not None and all(r.prefix != "/" for r in vhost.routes):
             lines.append(f"  {'/':<{width}}  static {vhost.root}  (vhost root)")
         elif not any(r.prefix == "/" for r in vhost.routes):
@@ -1179,6 +1397,8 @@ def _format_limit(name: str, value: int | float) -> str:
 
 
 def _describe_route(route: Route) -> str:
+    if route.kind == "redirect":
+        return f"redirect {route.redirect} (status {route.redirect_status}; rest of the path and query appended)"
     parts: list[str] = [route.kind]
     if route.program is not None:
         script_name = route.prefix[:-1] or '""'
@@ -1218,11 +1438,27 @@ def _describe_route(route: Route) -> str:
         options.extend(f"env.{name}={show(value)}" for name, value in route.env)
     if route.kind == "proxy":
         options.append(f"host={route.host}" if route.host else "host=(client's)")
+    if _describe_access(route):
+        options.append(_describe_access(route))
     if route.spawn:
         options.append(f"spawn={show(shlex.join(route.spawn))} processes={route.processes} cwd={route.cwd}")
         if route.user is not None:
             options.append(f"user={route.user}")
     return "  ".join([" ".join(parts), " ".join(options)])
+
+
+def _describe_access(owner: VHost | Route) -> str:
+    """The effective access rules: "allow=... deny=... auth=realm:file", "" when there are none."""
+    parts: list[str] = []
+    if owner.allow is not None:
+        parts.append(f"allow={','.join(owner.allow) or '(nobody)'}")
+    if owner.deny:
+        parts.append(f"deny={','.join(owner.deny)}")
+    if owner.auth is not None:
+        parts.append(f"auth={show(owner.auth.realm)}:{owner.auth.htpasswd}")
+    if isinstance(owner, Route) and owner.authorizer:
+        parts.append(f"authorizer={','.join(str(a) for a in owner.authorizer)}")
+    return " ".join(parts)
 
 
 def _proxy_url(target: ProxyTarget) -> str:

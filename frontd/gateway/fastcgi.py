@@ -99,9 +99,10 @@ def printable(data: bytes) -> str:
 class FastCGIRoute:
     """One fastcgi route in one worker: its backends and what every request sends the same."""
 
-    __slots__ = ("backends", "keep_conn", "timeout")
+    __slots__ = ("backends", "keep_conn", "role", "timeout")
 
-    def __init__(self, route: Route, pool: ConnectionPool | None = None) -> None:
+    def __init__(self, route: Route, pool: ConnectionPool | None = None, *, role: int = FCGI_RESPONDER) -> None:
+        """`role`: FCGI_AUTHORIZER for a route's `authorizer` (its addresses in `backends`)."""
         # Parked connections yield to a new one waiting for its answer: php-fpm gives each
         # connection a child of its own for as long as it stays open (issue 12 item 3).
         self.backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi",
@@ -109,6 +110,7 @@ class FastCGIRoute:
         # §5.1: FCGI_KEEP_CONN only when connections are pooled; otherwise the application
         # closes the connection after the request, and that is the end of it.
         self.keep_conn = route.keepalive > 0
+        self.role = role
         self.timeout = route.timeout
 
 
@@ -165,7 +167,7 @@ class FastCGITransport(StreamTransport):
 
     def encode_head(self, environ: Mapping[bytes, bytes], content_length: int | None) -> bytes:
         request_id = self.request_id
-        head = (encode_begin_request(request_id, FCGI_RESPONDER, keep_conn=self.setup.keep_conn)
+        head = (encode_begin_request(request_id, self.setup.role, keep_conn=self.setup.keep_conn)
                 + encode_params(request_id, environ.items()))
         if not content_length:
             # §6.1: FCGI_STDIN is sent even when empty. With no body it goes with the head: one

@@ -15,9 +15,9 @@ from frontd.config.model import Config, VHost
 from frontd.errors import MethodNotAllowed, NotFound
 from frontd.request import Request
 from frontd.response import ResponseSink
+from frontd.rules.access import ACME_CHALLENGE_PREFIX
 
-# RFC 8555 §8.3: the CA fetches http-01 answers over plain HTTP; redirect_https never touches them.
-PREFIX = "/.well-known/acme-challenge/"
+PREFIX = ACME_CHALLENGE_PREFIX  # RFC 8555 §8.3; no redirect_https, rewrite or access rule applies
 MAX_KEY_AUTHORIZATION = 1024  # token "." thumbprint: under 300 bytes in practice
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import html
 from collections.abc import Awaitable, Callable
 
-from frontd.config.model import Config, VHost
-from frontd.errors import BadRequest, InternalServerError, MisdirectedRequest, NotFound
+from frontd.config.model import GATEWAY_KINDS, MAX_INTERNAL_REDIRECTS, Config, VHost
+from frontd.errors import BadRequest, HTTPError, InternalServerError, MisdirectedRequest, NotFound
 from frontd.gateway.backends import ConnectionPool
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
 from frontd.gateway.uwsgi import UwsgiGateway
-from frontd.handlers.acme_challenge import PREFIX as ACME_CHALLENGE_PREFIX
 from frontd.handlers.acme_challenge import AcmeChallengeHandler
 from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
@@ -21,9 +20,14 @@ from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.response import LocalRedirect, ResponseSink
 from frontd.routing import Router
+from frontd.rules.access import ACME_CHALLENGE_PREFIX, Access
+from frontd.rules.error_pages import ErrorPages
+from frontd.rules.redirect import RedirectHandler, send_redirect
+from frontd.rules.rewrite import Rewrites
+from frontd.rules.try_files import TryFiles
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
-MAX_LOCAL_REDIRECTS = 5
+MAX_LOCAL_REDIRECTS = MAX_INTERNAL_REDIRECTS
 
 
 class Dispatcher:
@@ -38,6 +42,7 @@ class Dispatcher:
         self.https_port = https_port
         self.has_certificate = has_certificate or (lambda vhost: True)
         self.router = Router(config)
+        self.access = Access(config)
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
         # Idle backend connections, per protocol and address, shared by all the worker's routes.
@@ -45,11 +50,16 @@ class Dispatcher:
         self.handlers["proxy"] = ProxyHandler(config, pool).handle
         self.handlers["status"] = StatusHandler(config).handle
         self.acme_challenge = AcmeChallengeHandler(config)
-        self.handlers["acme-challenge"] = self.acme_challenge.handle
         gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config, pool), "scgi": SCGIGateway(config),
                                           "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle
+        self.handlers["redirect"] = RedirectHandler().handle
+        # Site rules, built once; empty (and so skipped) when the config has none.
+        self.rewrites = {id(vhost): Rewrites(vhost.rewrites) for vhost in config.vhosts if vhost.rewrites}
+        self.try_files = try_files_by_owner(config)
+        self.error_pages = ErrorPages(config) if any(
+            vhost.error_pages or any(route.error_pages for route in vhost.routes) for vhost in config.vhosts) else None
 
     def close(self) -> None:
         """Worker shutdown: each handler object with a `close` method (one that keeps backend
@@ -78,8 +88,56 @@ class Dispatcher:
         await sink.write(body)
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
+        if self.error_pages is None:
+            await self.route_and_serve(request, sink)
+            return
+        try:
+            await self.route_and_serve(request, sink)
+        except HTTPError as exc:
+            await self.error_pages.serve(request, sink, exc, self.serve_page)
+
+    async def serve_page(self, request: Request, sink: ResponseSink) -> LocalRedirect | None:
+        """An error page: the route of its path serves it (no rewrites, try_files or redirects)."""
+        vhost = self.router.vhost(request.host)
+        route = self.router.route(vhost, request.path)
+        request.vhost, request.route = vhost, route
+        handler = self.handlers.get(route.kind if route is not None else "static")
+        if handler is None:
+            raise NotFound(f"no handler for the error page {request.path!r}")
+        return await handler(request, sink)
+
+    def internal_redirect(self, request: Request, target: str, why: str) -> None:
+        """Serve `target` ("/path?query") instead, with the same method and body; REQUEST_URI
+        (request.target) stays what the client sent."""
+        if request.redirects >= MAX_INTERNAL_REDIRECTS:
+            raise InternalServerError(f"{why}: more than {MAX_INTERNAL_REDIRECTS} internal redirects "
+                                      f"(last to {target!r})")
+        try:
+            parsed = parse_target(target.encode("ascii"), request.method)
+        except HTTPError as exc:
+            raise BadRequest(f"{why}: {target!r}: {exc.detail}") from None
+        request.path, request.raw_path, request.query = parsed.path, parsed.raw_path, parsed.query
+        request.redirects += 1
+
+    async def route_and_serve(self, request: Request, sink: ResponseSink) -> None:
         while True:
             vhost = self.router.vhost(request.host)
+            if self.acme_challenge.claims(vhost, request.path):
+                # RFC 8555 §8.3: the CA's http-01 request, before any rewrite, route, redirect or
+                # access rule, on plain and TLS listeners alike.
+                request.vhost, request.route = vhost, None
+                await self.acme_challenge.handle(request, sink)
+                return
+            if self.rewrites and id(vhost) in self.rewrites:
+                request.vhost = vhost  # for the error page of an error the rules raise
+                rewritten = self.rewrites[id(vhost)].apply(request.path, request.query)
+                if rewritten is not None:
+                    rule, target = rewritten
+                    if rule.status is not None:
+                        await send_redirect(sink, rule.status, target)
+                        return
+                    self.internal_redirect(request, target, f"rewrite {rule.key}")
+                    continue
             route = self.router.route(vhost, request.path)
             request.vhost, request.route = vhost, route
             if request.tls is not None:
@@ -91,15 +149,23 @@ class Dispatcher:
                   and self.has_certificate(vhost)):
                 await self.redirect_https(request, vhost, sink)
                 return
+            gate = self.access.gate_for(vhost, route)  # allow/deny, auth, authorizer
+            if gate is not None and await gate.check(request, sink):
+                return
             kind: str = route.kind if route is not None else "static"
             if request.path == vhost.status:
                 kind = "status"  # the status page comes before every route (exact path only)
-            elif self.acme_challenge.claims(vhost, request.path):
-                kind = "acme-challenge"  # RFC 8555 §8.3: before any route or rewrite
+            if self.try_files and kind != "status":
+                try_files = self.try_files.get(id(route) if route is not None else id(vhost))
+                if try_files is not None:
+                    fallback = try_files.resolve(request)
+                    if fallback is not None:
+                        self.internal_redirect(request, fallback, "try_files")
+                        continue
             handler = self.handlers.get(kind)
             if handler is None:
                 raise NotFound(f"no handler for {kind} routes")
-            result = await handler(request, sink)
+            result = await handler(request, self.error_pages.sink_for(request, sink) if self.error_pages else sink)
             if result is None:
                 return
             # RFC 3875 §6.2.2: the server serves the new URL as if it had been requested (a GET).
@@ -113,3 +179,18 @@ class Dispatcher:
             request.headers = [(k, v) for k, v in request.headers
                                if k not in (b"content-length", b"content-type", b"transfer-encoding")]
             request.redirects += 1
+
+
+def try_files_by_owner(config: Config) -> dict[int, TryFiles]:
+    """The `try_files` of each route (by id) and of each vhost's root, with their directories."""
+    found: dict[int, TryFiles] = {}
+    for vhost in config.vhosts:
+        if vhost.try_files and vhost.root is not None:
+            found[id(vhost)] = TryFiles(vhost.try_files, vhost.root, "/", vhost.index)
+        for route in vhost.routes:
+            if not route.try_files:
+                continue
+            directory = route.root if route.kind in GATEWAY_KINDS else route.directory
+            if directory is not None:
+                found[id(route)] = TryFiles(route.try_files, directory, route.prefix, route.index or vhost.index)
+    return found

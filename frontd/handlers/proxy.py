@@ -39,6 +39,7 @@ from frontd.http.forwarded import (
 )
 from frontd.request import Request, RequestBody
 from frontd.response import ResponseSink
+from frontd.rules.authorizer import proxy_fields
 
 log = logging.getLogger("frontd")
 
@@ -137,6 +138,8 @@ class ProxyHandler:
                 client_host=client_host, http_version=request.http_version,
                 body_length=request.body.length, upgrade=upgrade,
             )
+            if route.authorizer:
+                headers = proxy_fields(headers, request.auth_variables)
             exchange = _Exchange(backends, conn, route, request, sink, source, target, headers,
                                  upgrade is not None, retry=attempt == 0)
             try:

@@ -69,8 +69,9 @@ UNUSED, LIVE, EXITED = 0, 1, 2
 # Backend table cells (per backend), after the name bytes.
 T_SEEN, T_PROCESSES, T_RESTARTS, T_STOPPED = range(4)
 TABLE_CELLS = NAME_SIZE // 8 + 4
-# A worker's own cells. Responses by class are cells 1..5, the class digit being the cell (cell 0
-# is unused); their sum is the number of requests.
+# A worker's own cells. Responses by class are cells 1..5, the class digit being the cell; their
+# sum is the number of requests. Cell 0 counts failed Basic-auth attempts (wrong credentials).
+W_AUTH_FAILED = 0
 W_CLASSES, W_ACTIVE, W_CONNECTIONS, W_BYTES, W_LATENCY_SUM, W_BUCKETS = 1, 6, 7, 8, 9, 10
 WORKER_CELLS = W_BUCKETS + BUCKETS
 # A worker's cells for one backend, responses by class again in cells 1..5.
@@ -288,6 +289,7 @@ class Area:
             view.counts.add(cells, W_CLASSES, W_BYTES, W_LATENCY_SUM, W_BUCKETS)
             view.active += cells[W_ACTIVE]
             view.connections += cells[W_CONNECTIONS]
+            view.auth_failures += cells[W_AUTH_FAILED]
             if state == LIVE:
                 view.pids.append(c[base + S_PID])
                 view.generation = max(view.generation, c[base + S_GENERATION])
@@ -305,11 +307,12 @@ class Area:
                 if state == LIVE and cells[B_DOWN_UNTIL] > now_us:
                     per.down = True
         totals = Counts()
-        active = connections = 0
+        active = connections = auth_failures = 0
         for view in workers.values():
             totals.merge(view.counts)
             active += view.active
             connections += view.connections
+            auth_failures += view.auth_failures
         for b in backends:
             for per in b.workers.values():
                 b.counts.merge(per.counts)
@@ -321,6 +324,7 @@ class Area:
             config_loaded=c[H_LOADED] / 1e6, generation=generation, answered_by=worker,
             totals=totals, active=active, connections=connections,
             workers=[workers[n] for n in sorted(workers)], backends=backends,
+            auth_failures=auth_failures,
         )
 
 
@@ -393,6 +397,7 @@ class WorkerView:
     active: int = 0
     connections: int = 0
     counts: Counts = field(default_factory=Counts)
+    auth_failures: int = 0
 
 
 @dataclass(slots=True)
@@ -436,6 +441,7 @@ class Snapshot:
     connections: int
     workers: list[WorkerView]
     backends: list[BackendView]
+    auth_failures: int = 0  # failed Basic-auth attempts (wrong, unknown or malformed credentials)
 
     @property
     def uptime(self) -> float:
@@ -499,6 +505,10 @@ class WorkerStats:
 
     def connection_closed(self) -> None:
         self._w[W_ACTIVE] -= 1
+
+    def auth_failed(self) -> None:
+        """A request came with Basic credentials that did not let it in."""
+        self._w[W_AUTH_FAILED] += 1
 
     def request(self, status: int, size: int, started: float) -> None:
         """One finished request (as the access log records it): status, body bytes, start time.

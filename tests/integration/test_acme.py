@@ -299,6 +299,11 @@ def test_http01_responder(frontd: Callable[..., Frontd], tmp_path: Path, www: Pa
 names = ["www.frontd.test"]
 tls = "acme"
 redirect_https = true
+allow = []                          # nobody: the CA is let through all the same
+
+  [[vhost.rewrite]]                 # would send the challenge path elsewhere: not the CA's request
+  match = '^/\\.well-known/(.*)$'
+  to = "/elsewhere/$1"
 
   [[vhost.route]]
   prefix = "/"
@@ -313,7 +318,7 @@ root = "{www}"
     def get(path: str, host: str = "www.frontd.test", method: str = "GET") -> bytes:
         return server.raw(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
 
-    # Before the route (a proxy to nothing) and before redirect_https: the key authorization.
+    # Before the rewrite, the access rules, the route (a proxy to nothing) and redirect_https.
     response = get(f"/.well-known/acme-challenge/{token}")
     assert response.startswith(b"HTTP/1.1 200")
     head, body = response.split(b"\r\n\r\n", 1)
@@ -326,8 +331,8 @@ root = "{www}"
         assert get(path).startswith(b"HTTP/1.1 404"), path
     for path in ("/.well-known/acme-challenge/..%2Fstate", "/.well-known/acme-challenge/a%00b"):
         assert get(path).startswith((b"HTTP/1.1 404", b"HTTP/1.1 400")), path
-    # redirect_https waits for the certificate: until it is issued, the vhost is served over HTTP.
-    assert get("/page").startswith(b"HTTP/1.1 502")
+    # Everything else meets the access rules (allow = []) as configured.
+    assert get("/page").startswith(b"HTTP/1.1 403")
     # A vhost without tls = "acme" routes the path as any other.
     assert get(f"/.well-known/acme-challenge/{token}", host="plain.frontd.test").startswith(b"HTTP/1.1 404")
     assert "Traceback" not in server.errors()

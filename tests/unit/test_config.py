@@ -264,19 +264,19 @@ MISTAKES: list[tuple[str, str, str]] = [
     (
         "route-no-kind",
         route('prefix = "/x/"\ntimeout = "5s"'),
-        "vhost[0].route[0]: route has no kind; set exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static",
+        "vhost[0].route[0]: route has no kind; set exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static, redirect",
     ),
     (
         "route-two-kinds",
         route('prefix = "/x/"\nscgi = "127.0.0.1:4000"\nfastcgi = "127.0.0.1:9000"'),
         "vhost[0].route[0]: route has both fastcgi and scgi; "
-        "exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static",
+        "exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static, redirect",
     ),
     (
         "route-three-kinds",
         route('prefix = "/x/"\nstatic = "files"\ncgi = "cgi-bin"\nproxy = "http://127.0.0.1:1"'),
         "vhost[0].route[0]: route has cgi, proxy and static; "
-        "exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static",
+        "exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static, redirect",
     ),
     (
         "prefix-no-slash",
