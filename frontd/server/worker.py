@@ -20,6 +20,7 @@ import ssl
 from frontd.config.model import Config
 from frontd.handlers.dispatch import Dispatcher
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
+from frontd.protocol.tls_alpn01 import AlpnChallenges
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLogs, reopen_error_log
 
@@ -47,6 +48,7 @@ class Worker:
         self.sockets = sockets
         self.tls_sockets = tls_sockets
         self.certificates = certificates
+        self.alpn_challenges = AlpnChallenges(config)  # ACME tls-alpn-01 (RFC 8737)
         self.master_pid = master_pid
         self.ready = ready
         self.connections: set[Connection] = set()
@@ -59,7 +61,9 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.access_log = AccessLogs(self.config)
-        self.dispatcher = Dispatcher(self.config, https_port=self._https_port())
+        certificates = self.certificates
+        self.dispatcher = Dispatcher(self.config, https_port=self._https_port(), has_certificate=(
+            certificates.has_certificate if certificates is not None else None))
         if self.tls_sockets:
             quiet_undecodable_server_names()
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):
@@ -230,13 +234,26 @@ class Worker:
             client = str(peer[0]) if isinstance(peer, tuple) else "unix:"
         except OSError:
             client = "?"
+        context, challenge = self.certificates.context, None
+        timeout = self.config.limits.header_timeout
         try:
+            if self.alpn_challenges.enabled:
+                started = loop.time()
+                found = await self.alpn_challenges.context_for(sock, timeout)
+                if found is not None:
+                    context, challenge = found
+                timeout = max(timeout - (loop.time() - started), 0.001)  # one header_timeout in all
             transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, sock, ssl=self.certificates.context,
-                ssl_handshake_timeout=self.config.limits.header_timeout, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
+                lambda: protocol, sock, ssl=context, ssl_handshake_timeout=timeout,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         except (OSError, ssl.SSLError, EOFError) as exc:
             sock.close()
             log.info("TLS handshake failed: %s, client: %s", self._handshake_failure(exc), client)
+            return None
+        if challenge is not None:
+            # RFC 8737 §3: the handshake is the whole answer; no data follows it.
+            log.info("acme: tls-alpn-01 challenge certificate presented for %s, client: %s", challenge, client)
+            transport.close()
             return None
         return transport  # type: ignore[return-value]
 
