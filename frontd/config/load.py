@@ -48,7 +48,7 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
 TOP_KEYS: tuple[str, ...] = (
     "listen", "workers", "pid_file", "error_log", "access_log", "log_level", "user", "group",
-    "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme",
+    "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme", "trusted_proxies",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
 VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow",
@@ -316,6 +316,8 @@ class _Loader:
         tls = self.tls(data["tls"]) if "tls" in data else TLSSettings()
         acme = self.acme(data.get("acme"), vhosts)
         self.check_tls(listeners, vhosts)
+        trusted_proxies = (self.networks(data["trusted_proxies"], "trusted_proxies")
+                           if "trusted_proxies" in data else ())
         return Config(
             path=self.path,
             listen=listen,
@@ -334,6 +336,7 @@ class _Loader:
             listeners=listeners,
             tls=tls,
             acme=acme,
+            trusted_proxies=trusted_proxies,
         )
 
     def listen(self, value: object) -> tuple[Listener, ...]:
@@ -364,12 +367,10 @@ class _Loader:
     def listener_table(self, table: dict[str, object], key: str) -> tuple[object, str, dict[str, Any]]:
         """`{ address = "...", tls = true, http2 = false }`: the address, its key path, the options."""
         self.check_keys(table, LISTENER_KEYS, key)
-        if "proxy_protocol" in table:
-            self.fail(f"{key}.proxy_protocol", "not supported yet (the PROXY protocol comes in a later version)")
         if "address" not in table:
             self.fail(key, 'missing key "address"')
         options: dict[str, Any] = {}
-        for name in ("tls", "http2"):
+        for name in ("tls", "http2", "proxy_protocol"):
             if name in table:
                 options[name] = self.boolean(table[name], f"{key}.{name}")
         return table["address"], f"{key}.address", options
@@ -1024,6 +1025,8 @@ def summary(config: Config) -> str:
     if config.group is not None:
         lines.append(f"group {config.group}")
     lines.append(f"shutdown_timeout {format_duration(config.shutdown_timeout)}")
+    if config.trusted_proxies:
+        lines.append(f"trusted_proxies {' '.join(config.trusted_proxies)}")
     if config.tls_listeners():
         lines.append(f"tls min_version={config.tls.min_version} alpn=http/1.1 "
                      f"session_tickets={'on' if config.tls.session_tickets else 'off'}")
@@ -1077,7 +1080,8 @@ def summary(config: Config) -> str:
 
 
 def _describe_listener(listener: Listener) -> str:
-    return f"{listener.address} (tls)" if listener.tls else str(listener.address)
+    options = [name for name, on in (("tls", listener.tls), ("proxy_protocol", listener.proxy_protocol)) if on]
+    return f"{listener.address} ({', '.join(options)})" if options else str(listener.address)
 
 
 def _format_limit(name: str, value: int | float) -> str:

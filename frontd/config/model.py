@@ -43,6 +43,8 @@ class Listener:
     tls: bool = False
     # HTTP/2 is not offered yet; None follows `[tls] http2` (kept so configs written for it load).
     http2: bool | None = None
+    # Every connection starts with HAProxy's PROXY header (v1 or v2), before TLS (proxy_header.py).
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,8 @@ class Config:
     listeners: tuple[Listener, ...] = ()
     tls: TLSSettings = field(default_factory=TLSSettings)
     acme: AcmeConfig | None = None
+    # Peers (normalised networks) whose Forwarded / X-Forwarded-For / PROXY header names the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     def listener_options(self) -> tuple[Listener, ...]:
         """One Listener per entry of `listen` (plain ones when only addresses were given)."""

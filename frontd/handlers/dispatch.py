@@ -14,6 +14,7 @@ from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
 from frontd.handlers.status import StatusHandler
+from frontd.http.forwarded import TrustedProxies
 from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.response import LocalRedirect, ResponseSink
@@ -33,6 +34,8 @@ class Dispatcher:
         self.config = config
         self.https_port = https_port
         self.router = Router(config)
+        # Compiled once: connections from these peers read the client from Forwarded / X-Forwarded-For.
+        self.trusted_proxies = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
         self.handlers["proxy"] = ProxyHandler(config).handle

@@ -129,7 +129,7 @@ class ProxyHandler:
             headers = request_headers(
                 request.headers, host=host, client_addr=request.client_addr, scheme=request.scheme,
                 client_host=client_host, http_version=request.http_version,
-                body_length=request.body.length, upgrade=upgrade,
+                body_length=request.body.length, upgrade=upgrade, peer_addr=request.peer_addr,
             )
             exchange = _Exchange(backends, conn, route, request, sink, source, target, headers,
                                  upgrade is not None, retry=attempt == 0)

@@ -38,8 +38,8 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("listener-no-address", "listen = [{ tls = true }]\n" + CERT_VHOST, 'listen[0]: missing key "address"'),
     ("listener-tls-type", 'listen = [{ address = "127.0.0.1:1", tls = "yes" }]\n' + CERT_VHOST,
      'listen[0].tls: expected true or false, got "yes"'),
-    ("listener-proxy-protocol", 'listen = [{ address = "127.0.0.1:1", proxy_protocol = true }]\n' + CERT_VHOST,
-     "listen[0].proxy_protocol: not supported yet (the PROXY protocol comes in a later version)"),
+    ("listener-proxy-protocol", 'listen = [{ address = "127.0.0.1:1", proxy_protocol = 1 }]\n' + CERT_VHOST,
+     "listen[0].proxy_protocol: expected true or false, got 1"),
     ("listener-bad-address", 'listen = [{ address = 8443, tls = true }]\n' + CERT_VHOST,
      'listen[0].address: expected an address ("host:port", "[v6]:port", ":port" or "unix:/path") '
      'or a table { address = "...", tls = true }, got 8443'),
