@@ -34,12 +34,13 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from frontd.certs.files import CertificateProblem, check_certificates
 from frontd.certs.internal import ensure_internal_certificates
 from frontd.config.load import ConfigError, load_config
-from frontd.config.model import Address, Config
+from frontd.config.model import Address, Config, Listener
 from frontd.server import pidfile
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import reopen_error_log, setup_error_log
@@ -160,15 +161,23 @@ class Master:
         return [sock for socks in self.listeners.values() for sock in socks]
 
     def tls_sockets(self) -> frozenset[int]:
-        """The file descriptors of TLS listeners: `listen` entries matched to sockets in the order
-        `bind_listeners` gave them out."""
+        """The file descriptors of TLS listeners."""
+        return self.sockets_of(lambda listener: listener.tls)
+
+    def proxy_sockets(self) -> frozenset[int]:
+        """The file descriptors of listeners whose connections start with a PROXY header."""
+        return self.sockets_of(lambda listener: listener.proxy_protocol)
+
+    def sockets_of(self, wanted: Callable[[Listener], bool]) -> frozenset[int]:
+        """The file descriptors of the `wanted` listeners: `listen` entries matched to sockets in
+        the order `bind_listeners` gave them out."""
         available = {key: list(socks) for key, socks in self.listeners.items()}
         found: set[int] = set()
         for listener in self.config.listener_options():
             socks = available.get(str(listener.address))
             if socks:
                 sock = socks.pop(0)
-                if listener.tls:
+                if wanted(listener):
                     found.add(sock.fileno())
         return frozenset(found)
 
@@ -300,7 +309,8 @@ class Master:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             if account is not None:
                 _drop_privileges(*account)
-            run_worker(self.config, sockets, self.pid, self.tls_sockets(), self.certificates)
+            run_worker(self.config, sockets, self.pid, self.tls_sockets(), self.certificates,
+                       proxy_sockets=self.proxy_sockets())
         except BaseException:
             log.exception("worker failed")
             code = 1

@@ -19,9 +19,11 @@ import ssl
 
 from frontd.config.model import Config
 from frontd.handlers.dispatch import Dispatcher
+from frontd.protocol.proxy_header import V1_MAX_LENGTH, header_length, parse
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLog, reopen_error_log
+from frontd.wire.errors import WireError
 
 log = logging.getLogger("frontd")
 STREAM_LIMIT = 1 << 16
@@ -37,12 +39,15 @@ class Worker:
     """One worker's event loop: accepts on the listeners, serves, stops as its signals say."""
 
     def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None,
-                 tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None) -> None:
+                 tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
+                 proxy_sockets: frozenset[int] = frozenset()) -> None:
         """`tls_sockets`: the file descriptors among `sockets` of TLS listeners, served with
-        `certificates` (loaded by the master before the fork)."""
+        `certificates` (loaded by the master before the fork); `proxy_sockets`: those whose
+        connections start with a PROXY header."""
         self.config = config
         self.sockets = sockets
         self.tls_sockets = tls_sockets
+        self.proxy_sockets = proxy_sockets
         self.certificates = certificates
         self.master_pid = master_pid
         self.connections: set[Connection] = set()
@@ -175,13 +180,22 @@ class Worker:
         if self.active >= self.config.limits.max_connections:
             # Past max_connections the worker stops accepting until a connection ends.
             self._listen(False)
-        task = asyncio.create_task(self._serve(sock, listener.fileno() in self.tls_sockets))
+        fd = listener.fileno()
+        task = asyncio.create_task(self._serve(sock, fd in self.tls_sockets, fd in self.proxy_sockets))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _serve(self, sock: socket.socket, tls: bool = False) -> None:
+    async def _serve(self, sock: socket.socket, tls: bool = False, proxy: bool = False) -> None:
         loop = asyncio.get_running_loop()
         try:
+            peer: tuple[str, int] | None = None
+            if proxy:
+                # The PROXY header comes before anything else, TLS included.
+                found = await self._proxy_header(sock)
+                if found is False:
+                    sock.close()
+                    return
+                peer = found if isinstance(found, tuple) else None
             if sock.family != socket.AF_UNIX:
                 # asyncio sets TCP_NODELAY only when sock.proto is IPPROTO_TCP, and accepted
                 # sockets report 0: without it a response's last small write waits for the
@@ -198,7 +212,7 @@ class Worker:
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             ssl_object = writer.get_extra_info("ssl_object")
             info = Certificates.info(ssl_object) if ssl_object is not None else None
-            conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info)
+            conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info, peer=peer)
             self.connections.add(conn)
             try:
                 await conn.run()
@@ -211,15 +225,37 @@ class Worker:
             self._resume()
 
 
+    async def _proxy_header(self, sock: socket.socket) -> tuple[str, int] | bool:
+        """Read the PROXY header off the raw socket within header_timeout, and not one byte past
+        it: the client it names, True to keep the socket's peer (LOCAL, UNKNOWN, or a peer not
+        in trusted_proxies), False when there is no valid header (one log line; close)."""
+        client = _peer_name(sock)
+        try:
+            async with asyncio.timeout(self.config.limits.header_timeout):
+                header = parse(await _read_header(sock))
+        except WireError as exc:
+            log.info("PROXY header refused: %s, client: %s", exc, client)
+            return False
+        except TimeoutError:
+            log.info("PROXY header not complete within header_timeout (%gs), client: %s",
+                     self.config.limits.header_timeout, client)
+            return False
+        except (OSError, EOFError):
+            log.info("PROXY header: the client closed the connection, client: %s", client)
+            return False
+        if header.source is None:
+            return True
+        trusted = self.dispatcher.trusted_proxies
+        if trusted is not None and client not in trusted:
+            log.info("PROXY header from %s not believed: not in trusted_proxies", client)
+            return True
+        return header.source
+
     async def _handshake(self, sock: socket.socket, protocol: asyncio.StreamReaderProtocol) -> asyncio.Transport | None:
         """The TLS handshake, within header_timeout; a failure costs one info line and the socket."""
         assert self.certificates is not None
         loop = asyncio.get_running_loop()
-        try:
-            peer = sock.getpeername()
-            client = str(peer[0]) if isinstance(peer, tuple) else "unix:"
-        except OSError:
-            client = "?"
+        client = _peer_name(sock)
         try:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol, sock, ssl=self.certificates.context,
@@ -242,6 +278,48 @@ class Worker:
         return str(exc) or type(exc).__name__
 
 
+def _peer_name(sock: socket.socket) -> str:
+    """The peer's address for a log line: "unix:" on Unix sockets, "?" once it is gone."""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return "?"
+    return str(peer[0]) if isinstance(peer, tuple) else "unix:"
+
+
+async def _readable(sock: socket.socket) -> None:
+    """Wait until the socket has bytes to read (or an end of file)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def _read_header(sock: socket.socket) -> bytes:
+    """The PROXY header at the start of the socket's stream, exactly: bytes are peeked at and only
+    those known to belong to the header are consumed, so the TLS handshake or the HTTP request
+    after it finds its first byte in the socket. Raises WireError, EOFError or OSError."""
+    buf = b""
+    while True:
+        length = header_length(buf)
+        if length is not None and len(buf) >= length:
+            return buf
+        want = V1_MAX_LENGTH if length is None else length - len(buf)
+        try:
+            peeked = sock.recv(want, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            await _readable(sock)
+            continue
+        if not peeked:
+            raise EOFError("end of stream inside the PROXY header")
+        whole = header_length(buf + peeked)
+        take = len(peeked) if whole is None else min(len(peeked), whole - len(buf))
+        buf += sock.recv(take)
+
+
 def _set_parent_death_signal(signum: int) -> bool:
     """Ask Linux to send `signum` when the parent dies (prctl PR_SET_PDEATHSIG); False elsewhere.
 
@@ -256,6 +334,7 @@ def _set_parent_death_signal(signum: int) -> bool:
 
 
 def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None,
-               tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None) -> None:
+               tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
+               proxy_sockets: frozenset[int] = frozenset()) -> None:
     """Serve until told to stop; with `master_pid`, also stop when that master dies."""
-    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates).run())
+    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, proxy_sockets).run())

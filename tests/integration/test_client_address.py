@@ -8,16 +8,19 @@ echoes the X-Forwarded-For and Forwarded frontd sends, and the access log shows 
 from __future__ import annotations
 
 import json
+import re
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Frontd
-from tests.http_client import Answer, RawClient
+from tests.conftest import Frontd, recv_all
+from tests.http_client import Answer, RawClient, parse_one
 from tests.integration.proxy_backend import Backends
 from tests.integration.test_proxy import backends  # noqa: F401 - the fixture
+from tests.integration.test_tls import Pki, pki, vhost  # noqa: F401 - the fixture
 
 Start = Callable[..., Frontd]
 TRUSTED = "127.0.0.1"
@@ -109,3 +112,142 @@ def test_proxy_backends_get_the_chain_with_the_hop(frontd: Start, tmp_path: Path
     got = sent(OTHER, "X-Forwarded-For: 203.0.113.7\r\n")
     assert got["x-forwarded-for"] == f"203.0.113.7, {OTHER}"
     assert got["forwarded"] == f"for={OTHER};proto=http;host=example.test"
+
+
+# -- the PROXY protocol ---------------------------------------------------------------------------
+
+PROXY_TOP = 'listen = ["127.0.0.1:0", { address = "127.0.0.1:0", proxy_protocol = true }]'
+SIG = b"\r\n\r\n\x00\r\nQUIT\n"  # proxy-protocol.txt §2.2
+V1_TCP4 = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"  # §2.1
+V1_TCP6 = b"PROXY TCP6 2001:db8::1 2001:db8::2 4711 80\r\n"
+V1_UNKNOWN = b"PROXY UNKNOWN\r\n"
+# \x21 PROXY, \x11 TCP over IPv4, 12 address bytes: 192.0.2.1:56324 -> 192.0.2.2:443.
+V2_TCP4 = SIG + b"\x21\x11\x00\x0c\xc0\x00\x02\x01\xc0\x00\x02\x02\xdc\x04\x01\xbb"
+# \x21 PROXY, \x21 TCP over IPv6: [2001:db8::7]:4711 -> [2001:db8::8]:80.
+V2_TCP6 = (SIG + b"\x21\x21\x00\x24" + b"\x20\x01\x0d\xb8" + b"\x00" * 11 + b"\x07"
+           + b"\x20\x01\x0d\xb8" + b"\x00" * 11 + b"\x08" + b"\x12\x67\x00\x50")
+# §2.2.7 TLVs after the addresses: PP2_TYPE_ALPN "h2", PP2_TYPE_AUTHORITY "example.test".
+TLVS = b"\x01\x00\x02h2\x02\x00\x0cexample.test"
+V2_TCP4_TLVS = SIG + b"\x21\x11" + (12 + len(TLVS)).to_bytes(2, "big") + V2_TCP4[16:] + TLVS
+V2_LOCAL = SIG + b"\x20\x00\x00\x00"  # a balancer's health check
+
+
+def proxy_port(server: Frontd) -> int:
+    """The PROXY listener's port: the second "listening on" address."""
+    return int(server.addresses[1].rsplit(":", 1)[1])
+
+
+def via_proxy(server: Frontd, header: bytes, *, source: str = TRUSTED, split: bool = False) -> str:
+    """REMOTE_ADDR and REMOTE_PORT for a request sent after `header` on the PROXY listener
+    (`split`: the header in two pieces, the request in a third send)."""
+    request = b"GET /env HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
+    with connect(server, source, proxy_port(server)) as sock:
+        if split:
+            sock.sendall(header[:7])
+            sock.sendall(header[7:])
+            sock.sendall(request)
+        else:
+            sock.sendall(header + request)
+        answer = RawClient(sock).read()
+    assert answer.status == 200, answer
+    return answer.body.decode().strip()
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (V1_TCP4, "192.168.0.1 56324"),
+    (V1_TCP6, "2001:db8::1 4711"),
+    (V2_TCP4, "192.0.2.1 56324"),
+    (V2_TCP6, "2001:db8::7 4711"),
+    (V2_TCP4_TLVS, "192.0.2.1 56324"),
+])
+def test_proxy_header_names_the_client(frontd: Start, tmp_path: Path, header: bytes, expected: str) -> None:
+    server = frontd(site_config(tmp_path), top=PROXY_TOP)
+    assert via_proxy(server, header) == expected
+    assert via_proxy(server, header, split=True) == expected
+    server.wait_access_log(rf"(?m)^{re.escape(expected.split()[0])} - - .*\"GET /env HTTP/1\.1\" 200")
+
+
+@pytest.mark.parametrize("header", [V1_UNKNOWN, V2_LOCAL])
+def test_unknown_and_local_keep_the_peer(frontd: Start, tmp_path: Path, header: bytes) -> None:
+    server = frontd(site_config(tmp_path), top=PROXY_TOP)
+    assert via_proxy(server, header).split()[0] == TRUSTED
+
+
+@pytest.mark.parametrize("data", [
+    b"GET /env HTTP/1.1\r\nHost: example.test\r\n\r\n",  # no header at all
+    b"PROXY TCP4 192.168.0.1 192.168.0.11 56324\r\nGET / HTTP/1.1\r\n\r\n",  # a port missing
+    SIG + b"\x22\x11\x00\x00GET / HTTP/1.1\r\n\r\n",  # an unassigned command
+])
+def test_no_valid_header_closes_with_one_log_line(frontd: Start, tmp_path: Path, data: bytes) -> None:
+    server = frontd(site_config(tmp_path), top=PROXY_TOP)
+    with connect(server, TRUSTED, proxy_port(server)) as sock:
+        sock.sendall(data)
+        assert RawClient(sock).closed_by_peer()
+    server.wait_error_log(r"PROXY header refused: .*, client: 127\.0\.0\.1")
+    assert server.errors().count("PROXY header refused") == 1
+    # The listener still serves.
+    assert via_proxy(server, V1_TCP4).startswith("192.168.0.1 ")
+
+
+def test_incomplete_header_times_out(frontd: Start, tmp_path: Path) -> None:
+    server = frontd(site_config(tmp_path), top=PROXY_TOP + '\n[limits]\nheader_timeout = "500ms"')
+    with connect(server, TRUSTED, proxy_port(server)) as sock:
+        sock.sendall(b"PROXY TCP4 192.168")
+        assert RawClient(sock).closed_by_peer()
+    server.wait_error_log(r"PROXY header not complete within header_timeout \(0\.5s\), client: 127\.0\.0\.1")
+
+
+@pytest.mark.parametrize("header", [V1_TCP4, V2_TCP4])
+def test_header_on_a_plain_listener_is_a_400(frontd: Start, tmp_path: Path, header: bytes) -> None:
+    server = frontd(site_config(tmp_path), top=PROXY_TOP)
+    answer = get(server, TRUSTED, "/env", prefix=header)
+    assert answer.status == 400
+
+
+def test_header_believed_only_from_trusted_proxies(frontd: Start, tmp_path: Path) -> None:
+    server = frontd(site_config(tmp_path), top=PROXY_TOP + '\ntrusted_proxies = ["127.0.0.1"]')
+    assert via_proxy(server, V1_TCP4, source=TRUSTED).startswith("192.168.0.1 ")
+    assert via_proxy(server, V1_TCP4, source=OTHER).split()[0] == OTHER
+    server.wait_error_log(r"PROXY header from 127\.0\.0\.2 not believed")
+    # The header must still be there and valid, believed or not.
+    with connect(server, OTHER, proxy_port(server)) as sock:
+        sock.sendall(b"GET /env HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        assert RawClient(sock).closed_by_peer()
+
+
+def test_x_forwarded_for_after_a_proxy_header(frontd: Start, tmp_path: Path) -> None:
+    """The client a PROXY header names is the peer that trusted_proxies is checked against."""
+    server = frontd(site_config(tmp_path), top=PROXY_TOP + '\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]')
+    header = b"PROXY TCP4 10.0.0.9 10.0.0.1 40000 80\r\n"
+    request = b"GET /env HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n"
+    with connect(server, TRUSTED, proxy_port(server)) as sock:
+        sock.sendall(header + request)
+        assert RawClient(sock).read().body.decode().split()[0] == "203.0.113.7"
+
+
+@pytest.mark.parametrize("header", [V1_TCP4, V2_TCP4_TLVS, V2_LOCAL])
+def test_proxy_header_before_tls(frontd: Start, site: Path, pki: Pki, header: bytes) -> None:
+    program = site / "env.sh"
+    program.write_text(ENV_SH)
+    program.chmod(0o755)
+    top = 'listen = ["127.0.0.1:0", { address = "127.0.0.1:0", tls = true, proxy_protocol = true }]'
+    config = (vhost(site, "a", "a.test", extra="default = true")
+              + f'  [[vhost.route]]\n  prefix = "/env"\n  cgi = "{program}"\n')
+    server = frontd(config, top=top)
+    with connect(server, TRUSTED, proxy_port(server)) as raw:
+        raw.sendall(header)
+        with pki.client().wrap_socket(raw, server_hostname="a.test") as sock:
+            sock.sendall(b"GET /env HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            answer = parse_one(recv_all(sock))
+    assert answer.status == 200
+    expected = TRUSTED if header == V2_LOCAL else header_client(header)
+    assert answer.body.decode().split()[0] == expected
+    # Without the header the TLS listener closes: the ClientHello is no PROXY header.
+    with connect(server, TRUSTED, proxy_port(server)) as raw:
+        with pytest.raises((ssl.SSLError, OSError)):
+            pki.client().wrap_socket(raw, server_hostname="a.test")
+    server.wait_error_log(r"PROXY header refused: .*signature")
+
+
+def header_client(header: bytes) -> str:
+    return "192.168.0.1" if header.startswith(b"PROXY") else "192.0.2.1"
