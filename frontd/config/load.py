@@ -11,6 +11,7 @@ import difflib
 import grp
 import hashlib
 import ipaddress
+import math
 import os
 import pwd
 import re
@@ -38,7 +39,15 @@ from frontd.config.model import (
     TLSSettings,
     VHost,
 )
-from frontd.config.units import format_duration, format_size, parse_duration, parse_size, show
+from frontd.config.units import (
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+    show,
+)
 
 __all__ = ["ConfigError", "load_config", "parse_config", "summary"]
 
@@ -512,6 +521,8 @@ class _Loader:
         values: dict[str, Any] = {}
         for name, item in table.items():
             key = f"limits.{name}"
+            if name in ("client_connections", "client_rate", "client_burst"):
+                continue  # client_limits() below
             if name == "max_connections":
                 values[name] = self.integer(item, key, 1)
             elif name == "max_body_size":
@@ -520,7 +531,23 @@ class _Loader:
                 values[name] = self.size(item, key, positive=True)
             else:  # keepalive_timeout = 0 turns keep-alive off, as in nginx
                 values[name] = self.duration(item, key, positive=name != "keepalive_timeout")
+        values.update(self.client_limits(table))
         return Limits(**values)
+
+    def client_limits(self, table: dict[str, object]) -> dict[str, Any]:
+        """`client_connections`, `client_rate` and `client_burst` of `[limits]`."""
+        values: dict[str, Any] = {}
+        if "client_connections" in table:
+            values["client_connections"] = self.integer(table["client_connections"], "limits.client_connections", 1)
+        if "client_rate" in table:
+            rate = parse_rate(table["client_rate"], self.where("limits.client_rate"))
+            values["client_rate"] = rate
+            values["client_burst"] = max(1, math.ceil(rate))  # one second's worth
+        if "client_burst" in table:
+            if "client_rate" not in table:
+                self.fail("limits.client_burst", 'only with "client_rate" (the bucket refills at that rate)')
+            values["client_burst"] = self.integer(table["client_burst"], "limits.client_burst", 1)
+        return values
 
     # -- virtual hosts -------------------------------------------------------------------------
 
@@ -1085,8 +1112,10 @@ def _describe_listener(listener: Listener) -> str:
 
 
 def _format_limit(name: str, value: int | float) -> str:
-    if name == "max_connections":
-        return str(value)
+    if name in ("max_connections", "client_connections", "client_burst"):
+        return str(value) if value else "off"
+    if name == "client_rate":
+        return format_rate(value) if value else "off"
     if name.startswith("max_"):
         return format_size(int(value))
     return format_duration(float(value))

@@ -90,6 +90,10 @@ class Limits:
     body_timeout: float = 60.0
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
+    # Per client address, across all workers (frontd/rules/limits.py); 0 = no limit.
+    client_connections: int = 0  # open connections; beyond -> 429 and close
+    client_rate: float = 0.0  # requests per second refilling the bucket; beyond -> 429
+    client_burst: int = 0  # the bucket's size; load.py sets one second's worth when left out
 
 
 @dataclass(frozen=True, slots=True)

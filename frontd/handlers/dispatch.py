@@ -19,6 +19,7 @@ from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.response import LocalRedirect, ResponseSink
 from frontd.routing import Router
+from frontd.rules.limits import ClientLimits
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
 MAX_LOCAL_REDIRECTS = 5
@@ -36,6 +37,8 @@ class Dispatcher:
         self.router = Router(config)
         # Compiled once: connections from these peers read the client from Forwarded / X-Forwarded-For.
         self.trusted_proxies = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
+        self.client_limits = ClientLimits.build(config.limits)
+        self.rate_limit = self.client_limits if self.client_limits is not None and self.client_limits.rate else None
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
         self.handlers["proxy"] = ProxyHandler(config).handle
@@ -84,6 +87,8 @@ class Dispatcher:
             elif vhost.redirect_https and not request.path.startswith(ACME_CHALLENGE_PREFIX):
                 await self.redirect_https(request, vhost, sink)
                 return
+            if self.rate_limit is not None and not request.redirects:
+                self.rate_limit.check_rate(request.client_addr)
             kind: str = route.kind if route is not None else "static"
             if request.path == vhost.status:
                 kind = "status"  # the status page comes before every route (exact path only)

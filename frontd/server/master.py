@@ -47,6 +47,7 @@ from frontd.server.logs import reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
 from frontd.protocol.tls import Certificates
 from frontd.server.worker import run_worker
+from frontd.rules import limits
 from frontd.status import metrics
 
 log = logging.getLogger("frontd")
@@ -115,6 +116,7 @@ class Master:
         self.supervisor = Supervisor()  # spawned backends (spawn.py)
         # Shared with every worker forked from now on: the status page's counters.
         self.stats = metrics.create(config)
+        limits.create()  # per-client counts, shared by the workers of every generation
         self.certificates: Certificates | None = None  # TLS contexts, loaded before workers fork
 
     # -- listeners ----------------------------------------------------------------------------

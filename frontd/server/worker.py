@@ -18,6 +18,7 @@ import socket
 import ssl
 
 from frontd.config.model import Config
+from frontd.errors import HTTPError
 from frontd.handlers.dispatch import Dispatcher
 from frontd.protocol.proxy_header import V1_MAX_LENGTH, header_length, parse
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
@@ -212,18 +213,45 @@ class Worker:
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             ssl_object = writer.get_extra_info("ssl_object")
             info = Certificates.info(ssl_object) if ssl_object is not None else None
-            conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info, peer=peer)
-            self.connections.add(conn)
+            limits = self.dispatcher.client_limits
+            counted, refused = self._count_connection(sock, peer)
             try:
-                await conn.run()
+                conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info,
+                                  peer=peer, refused=refused)
+                self.connections.add(conn)
+                try:
+                    await conn.run()
+                finally:
+                    self.connections.discard(conn)
             finally:
-                self.connections.discard(conn)
+                if counted is not None and limits is not None:
+                    limits.close(counted)
         except OSError:
             sock.close()
         finally:
             self.active -= 1
             self._resume()
 
+
+    def _count_connection(self, sock: socket.socket, peer: tuple[str, int] | None) -> tuple[str | None, HTTPError | None]:
+        """client_connections: the client counted for this connection (None: not counted), and
+        the 429 its first request gets when it is over the limit.
+
+        A trusted proxy's connections are not counted (the clients it forwards for share them);
+        the client a PROXY header names is. The limit answers 429 after the first request head
+        rather than closing at accept: a browser that opened one connection too many sees a
+        status, and the refused connection is bounded by header_timeout like any other.
+        """
+        limits = self.dispatcher.client_limits
+        if limits is None or not limits.connections or sock.family == socket.AF_UNIX:
+            return None, None
+        client = peer[0] if peer is not None else _peer_name(sock)
+        trusted = self.dispatcher.trusted_proxies
+        if trusted is not None and client in trusted:
+            return None, None
+        if limits.open(client):
+            return client, None
+        return None, limits.refusal(client)
 
     async def _proxy_header(self, sock: socket.socket) -> tuple[str, int] | bool:
         """Read the PROXY header off the raw socket within header_timeout, and not one byte past
