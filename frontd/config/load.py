@@ -325,8 +325,7 @@ class _Loader:
         tls = self.tls(data["tls"]) if "tls" in data else TLSSettings()
         acme = self.acme(data.get("acme"), vhosts)
         self.check_tls(listeners, vhosts)
-        trusted_proxies = (self.networks(data["trusted_proxies"], "trusted_proxies")
-                           if "trusted_proxies" in data else ())
+        trusted_proxies = self.trusted_proxies(data["trusted_proxies"]) if "trusted_proxies" in data else ()
         return Config(
             path=self.path,
             listen=listen,
@@ -694,6 +693,13 @@ class _Loader:
                 self.fail(f"{key}[{i}]", f"expected an IP address or network, got {show(text)}")
             networks.append(str(network))
         return tuple(networks)
+
+    def trusted_proxies(self, value: object) -> tuple[str, ...]:
+        """Addresses and networks, and "unix:" for every client of a Unix-socket listener."""
+        if isinstance(value, list) and "unix:" in value:
+            rest = [item for item in value if item != "unix:"]
+            return self.networks(rest, "trusted_proxies") + ("unix:",)
+        return self.networks(value, "trusted_proxies")
 
     def names(
         self, value: object, key: str, vhost: str, owners: dict[str, str]

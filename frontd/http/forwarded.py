@@ -84,12 +84,16 @@ def forwarded_element(client_addr: str, proto: str, host: str) -> bytes:
 class TrustedProxies:
     """`trusted_proxies`, compiled once at load: which peers may name the client."""
 
-    __slots__ = ("networks",)
+    __slots__ = ("networks", "unix")
 
     def __init__(self, networks: Sequence[str]) -> None:
-        self.networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in networks)
+        """`networks` as config/load.py normalised them; "unix:" trusts Unix-socket clients."""
+        self.networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in networks if n != "unix:")
+        self.unix = "unix:" in networks
 
     def __contains__(self, address: str) -> bool:
+        if address == "unix:":
+            return self.unix
         ip = _ip(address)
         return ip is not None and any(ip in network for network in self.networks)
 

@@ -67,17 +67,18 @@ class ClientTable:
         `insert`. Called under the lock."""
         c = self.cells
         base = (key % self.sets) * WAYS * ENTRY_CELLS
-        victim, victim_rank = -1, (2, 0)
-        for i in range(base, base + WAYS * ENTRY_CELLS, ENTRY_CELLS):
-            found = c[i + E_KEY]
-            if found == key:
+        end = base + WAYS * ENTRY_CELLS
+        for i in range(base, end, ENTRY_CELLS):
+            if c[i] == key:  # c[i + E_KEY], E_KEY being 0
                 return i
-            # Free first, then the oldest idle entry, then the oldest.
-            rank = (-1, 0) if found == 0 else (0 if c[i + E_CONNS] == 0 else 1, c[i + E_STAMP])
-            if rank < victim_rank:
-                victim, victim_rank = i, rank
         if not insert:
             return -1
+        # Free first, then the oldest idle entry, then the oldest.
+        victim, victim_rank = -1, (2, 0)
+        for i in range(base, end, ENTRY_CELLS):
+            rank = (-1, 0) if c[i + E_KEY] == 0 else (0 if c[i + E_CONNS] == 0 else 1, c[i + E_STAMP])
+            if rank < victim_rank:
+                victim, victim_rank = i, rank
         c[victim + E_KEY], c[victim + E_TOKENS], c[victim + E_STAMP], c[victim + E_CONNS] = key, burst, now, 0
         return victim
 

@@ -243,8 +243,10 @@ class Worker:
         status, and the refused connection is bounded by header_timeout like any other.
         """
         limits = self.dispatcher.client_limits
-        if limits is None or not limits.connections or sock.family == socket.AF_UNIX:
+        if limits is None or not limits.connections:
             return None, None
+        if peer is None and sock.family == socket.AF_UNIX:
+            return None, None  # no address to count by
         client = peer[0] if peer is not None else _peer_name(sock)
         trusted = self.dispatcher.trusted_proxies
         if trusted is not None and client in trusted:

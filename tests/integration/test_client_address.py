@@ -159,7 +159,7 @@ def via_proxy(server: Frontd, header: bytes, *, source: str = TRUSTED, split: bo
     (V2_TCP4, "192.0.2.1 56324"),
     (V2_TCP6, "2001:db8::7 4711"),
     (V2_TCP4_TLVS, "192.0.2.1 56324"),
-])
+], ids=["v1-tcp4", "v1-tcp6", "v2-tcp4", "v2-tcp6", "v2-tcp4-tlvs"])
 def test_proxy_header_names_the_client(frontd: Start, tmp_path: Path, header: bytes, expected: str) -> None:
     server = frontd(site_config(tmp_path), top=PROXY_TOP)
     assert via_proxy(server, header) == expected
@@ -167,7 +167,7 @@ def test_proxy_header_names_the_client(frontd: Start, tmp_path: Path, header: by
     server.wait_access_log(rf"(?m)^{re.escape(expected.split()[0])} - - .*\"GET /env HTTP/1\.1\" 200")
 
 
-@pytest.mark.parametrize("header", [V1_UNKNOWN, V2_LOCAL])
+@pytest.mark.parametrize("header", [V1_UNKNOWN, V2_LOCAL], ids=["v1-unknown", "v2-local"])
 def test_unknown_and_local_keep_the_peer(frontd: Start, tmp_path: Path, header: bytes) -> None:
     server = frontd(site_config(tmp_path), top=PROXY_TOP)
     assert via_proxy(server, header).split()[0] == TRUSTED
@@ -177,7 +177,7 @@ def test_unknown_and_local_keep_the_peer(frontd: Start, tmp_path: Path, header: 
     b"GET /env HTTP/1.1\r\nHost: example.test\r\n\r\n",  # no header at all
     b"PROXY TCP4 192.168.0.1 192.168.0.11 56324\r\nGET / HTTP/1.1\r\n\r\n",  # a port missing
     SIG + b"\x22\x11\x00\x00GET / HTTP/1.1\r\n\r\n",  # an unassigned command
-])
+], ids=["no-header", "v1-port-missing", "v2-command-2"])
 def test_no_valid_header_closes_with_one_log_line(frontd: Start, tmp_path: Path, data: bytes) -> None:
     server = frontd(site_config(tmp_path), top=PROXY_TOP)
     with connect(server, TRUSTED, proxy_port(server)) as sock:
@@ -197,7 +197,7 @@ def test_incomplete_header_times_out(frontd: Start, tmp_path: Path) -> None:
     server.wait_error_log(r"PROXY header not complete within header_timeout \(0\.5s\), client: 127\.0\.0\.1")
 
 
-@pytest.mark.parametrize("header", [V1_TCP4, V2_TCP4])
+@pytest.mark.parametrize("header", [V1_TCP4, V2_TCP4], ids=["v1", "v2"])
 def test_header_on_a_plain_listener_is_a_400(frontd: Start, tmp_path: Path, header: bytes) -> None:
     server = frontd(site_config(tmp_path), top=PROXY_TOP)
     answer = get(server, TRUSTED, "/env", prefix=header)
@@ -225,7 +225,7 @@ def test_x_forwarded_for_after_a_proxy_header(frontd: Start, tmp_path: Path) -> 
         assert RawClient(sock).read().body.decode().split()[0] == "203.0.113.7"
 
 
-@pytest.mark.parametrize("header", [V1_TCP4, V2_TCP4_TLVS, V2_LOCAL])
+@pytest.mark.parametrize("header", [V1_TCP4, V2_TCP4_TLVS, V2_LOCAL], ids=["v1-tcp4", "v2-tlvs", "v2-local"])
 def test_proxy_header_before_tls(frontd: Start, site: Path, pki: Pki, header: bytes) -> None:
     program = site / "env.sh"
     program.write_text(ENV_SH)
@@ -251,3 +251,23 @@ def test_proxy_header_before_tls(frontd: Start, site: Path, pki: Pki, header: by
 
 def header_client(header: bytes) -> str:
     return "192.168.0.1" if header.startswith(b"PROXY") else "192.0.2.1"
+
+
+def test_proxy_header_on_a_unix_listener(frontd: Start, tmp_path: Path) -> None:
+    """A balancer on the same host connects over a Unix socket: "unix:" in trusted_proxies
+    believes its PROXY header, and its X-Forwarded-For after an UNKNOWN one."""
+    path = tmp_path / "in.sock"
+    top = (f'listen = ["127.0.0.1:0", {{ address = "unix:{path}", proxy_protocol = true }}]\n'
+           'trusted_proxies = ["127.0.0.1", "unix:"]')
+    server = frontd(site_config(tmp_path), top=top)
+    request = b"GET /env HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(V1_TCP4 + request)
+        assert RawClient(sock).read().body.decode().strip() == "192.168.0.1 56324"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(V1_UNKNOWN + request.replace(b"\r\n\r\n", b"\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"))
+        assert RawClient(sock).read().body.decode().split()[0] == "203.0.113.7"

@@ -525,6 +525,7 @@ def test_client_limits(site: Path) -> None:
     config = load(site, 'trusted_proxies = ["::1", "10.0.0.0/8"]\n' + VHOST
                   + '[limits]\nclient_connections = 64\nclient_rate = "600/m"\n')
     assert config.trusted_proxies == ("::1/128", "10.0.0.0/8")
+    assert load(site, 'trusted_proxies = ["unix:", "127.0.0.1"]\n' + VHOST).trusted_proxies == ("127.0.0.1/32", "unix:")
     # client_burst left out: one second's worth.
     assert (config.limits.client_connections, config.limits.client_rate, config.limits.client_burst) == (64, 10.0, 10)
     config = load(site, VHOST + '[limits]\nclient_rate = "50/s"\nclient_burst = 100\n')

@@ -172,6 +172,7 @@ TRUSTED = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "2001:db8:ffff::/48"])
 def test_trusted_proxies_compare_ipv4_mapped_as_ipv4() -> None:
     assert "10.9.8.7" in TRUSTED and "::ffff:10.9.8.7" in TRUSTED and "2001:db8:ffff::1" in TRUSTED
     assert "192.0.2.1" not in TRUSTED and "unix:" not in TRUSTED and "" not in TRUSTED
+    assert "unix:" in TrustedProxies(["unix:"]) and "127.0.0.1" not in TrustedProxies(["unix:"])
 
 
 @pytest.mark.parametrize(("fields", "client"), [
