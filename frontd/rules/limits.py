@@ -24,7 +24,6 @@ evicts entries (which then start again with a full bucket), never fails or grows
 from __future__ import annotations
 
 import fcntl
-import logging
 import math
 import mmap
 import os
@@ -32,8 +31,6 @@ import time
 
 from frontd.config.model import Limits
 from frontd.errors import TooManyRequests
-
-log = logging.getLogger("frontd")
 
 SETS = 2048
 WAYS = 8
