@@ -192,7 +192,11 @@ class Worker:
             peer: tuple[str, int] | None = None
             if proxy:
                 # The PROXY header comes before anything else, TLS included.
-                found = await self._proxy_header(sock)
+                try:
+                    found = await self._proxy_header(sock)
+                except asyncio.CancelledError:  # a fast stop while the header is awaited
+                    sock.close()
+                    raise
                 if found is False:
                     sock.close()
                     return

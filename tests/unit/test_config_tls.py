@@ -137,3 +137,13 @@ def test_acme_table(site: Path) -> None:
 def test_acme_storage_only(site: Path) -> None:
     config = load(site, '[acme]\nstorage = "state"\n' + PLAIN_VHOST)
     assert config.acme == AcmeConfig(storage=str(site / "state"))
+
+
+def test_proxy_protocol_listener_and_trusted_proxies(site: Path) -> None:
+    config = load(site, 'listen = ["127.0.0.1:8080", { address = "127.0.0.1:8443", tls = true, proxy_protocol = true }]\n'
+                  'trusted_proxies = ["10.0.0.0/8"]\n' + CERT_VHOST)
+    assert config.listeners[1] == Listener(config.listen[1], tls=True, proxy_protocol=True)
+    assert not config.listeners[0].proxy_protocol
+    text = summary(config)
+    assert "listen 127.0.0.1:8080, 127.0.0.1:8443 (tls, proxy_protocol)" in text
+    assert "trusted_proxies 10.0.0.0/8" in text
