@@ -271,3 +271,13 @@ def test_proxy_header_on_a_unix_listener(frontd: Start, tmp_path: Path) -> None:
         sock.connect(str(path))
         sock.sendall(V1_UNKNOWN + request.replace(b"\r\n\r\n", b"\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"))
         assert RawClient(sock).read().body.decode().split()[0] == "203.0.113.7"
+
+
+def test_status_allow_sees_the_real_client(frontd: Start, tmp_path: Path) -> None:
+    config = site_config(tmp_path).replace('names = ["example.test"]\n', 'names = ["example.test"]\n'
+                                           'status = "/status"\nstatus_allow = ["203.0.113.0/24"]\n')
+    server = frontd(config, top='trusted_proxies = ["127.0.0.1"]')
+    named = "X-Forwarded-For: 203.0.113.7\r\n"
+    assert get(server, TRUSTED, "/status", named).status == 200
+    assert get(server, TRUSTED, "/status").status == 403
+    assert get(server, OTHER, "/status", named).status == 403
