@@ -126,6 +126,21 @@ class ClientTable:
             fcntl.lockf(fd, fcntl.LOCK_UN)
 
 
+    def forget_connections(self) -> None:
+        """Zero every connection count (the master, after a worker was killed: the connections
+        it counted never said goodbye). Counts of live workers' connections are lost too, so for
+        a while a client may open more than the limit: failing open, never locking anyone out."""
+        fd = self.fd
+        c = self.cells
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        try:
+            for i in range(E_CONNS, len(c), ENTRY_CELLS):
+                if c[i]:
+                    c[i] = 0
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+
+
 TABLE: ClientTable | None = None
 
 
@@ -134,6 +149,12 @@ def create() -> ClientTable:
     global TABLE
     TABLE = ClientTable()
     return TABLE
+
+
+def worker_killed() -> None:
+    """The master reaped a worker killed by a signal: see `ClientTable.forget_connections`."""
+    if TABLE is not None:
+        TABLE.forget_connections()
 
 
 def client_key(address: str) -> int:

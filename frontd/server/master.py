@@ -345,6 +345,8 @@ class Master:
             how = exit_description(status)
             if self.supervisor.reaped(pid, how):
                 continue  # a spawned backend's process, not a worker
+            if os.WIFSIGNALED(status):
+                limits.worker_killed()  # its client_connections counts were never released
             if pid in self.retiring:
                 self.retiring.discard(pid)
                 log.info("worker %d %s", pid, how)

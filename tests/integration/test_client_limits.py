@@ -4,6 +4,8 @@ two workers, for clients bound to 127.0.0.1 and 127.0.0.2, and behind a trusted 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -122,3 +124,14 @@ def test_connection_limit_per_client(frontd: Start, site: Path) -> None:
         wait_for(lambda: get(server, ONE).status == 200, what="a freed connection")
     finally:
         second.close()
+
+
+def test_a_killed_worker_does_not_leave_connections_counted(frontd: Start, site: Path) -> None:
+    server = frontd(vhost(site) + "[limits]\nclient_connections = 1\n")
+    (worker,) = wait_workers(server.pid, 1)
+    with connect(server, ONE) as sock:
+        assert request(sock).status == 200
+        os.kill(worker, signal.SIGKILL)  # the connection's count is never released by it
+        wait_workers(server.pid, 1, not_in={worker})
+    # Counted again from zero: the client is not locked out by a connection that is gone.
+    assert get(server, ONE).status == 200

@@ -71,3 +71,14 @@ def test_client_limits_raise_429_with_retry_after(clock: list[int]) -> None:
     assert caught.value.status == 429
     assert dict(caught.value.headers) == {b"retry-after": b"2"}
     assert ClientLimits.build(Limits()) is None
+
+
+def test_forget_connections(clock: list[int]) -> None:
+    table = ClientTable(sets=4)
+    key = client_key("192.0.2.1")
+    assert table.open(key, 1, 1) and not table.open(key, 1, 1)
+    table.forget_connections()
+    assert table.open(key, 1, 1)
+    table.close(key)
+    table.close(key)  # a live worker's connection closing after the reset: never below zero
+    assert table.open(key, 1, 1)
