@@ -82,3 +82,19 @@ def test_forget_connections(clock: list[int]) -> None:
     table.close(key)
     table.close(key)  # a live worker's connection closing after the reset: never below zero
     assert table.open(key, 1, 1)
+
+
+@pytest.mark.parametrize("mutex", [True, False], ids=["mutex", "lockf"])
+def test_lock_survives_a_holder_killed(mutex: bool) -> None:
+    """A process that dies holding the lock (a worker killed mid-update) does not block the
+    others: the robust mutex hands its next taker EOWNERDEAD, lockf is released by the kernel."""
+    table = ClientTable(sets=4, mutex=mutex)
+    assert table.lock.kind == ("mutex" if mutex else "lockf")
+    pid = os.fork()
+    if pid == 0:
+        table.lock.acquire()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    table.lock.acquire()
+    table.lock.release()
+    assert table.take(client_key("192.0.2.1"), 1.0, 1) == 0.0
