@@ -23,6 +23,10 @@ class BadRequest(HTTPError):
     status, reason = 400, "Bad Request"
 
 
+class Unauthorized(HTTPError):
+    status, reason = 401, "Unauthorized"
+
+
 class Forbidden(HTTPError):
     status, reason = 403, "Forbidden"
 

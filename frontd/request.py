@@ -63,6 +63,10 @@ class Request:
     route: Route | None = None
     redirects: int = 0  # local redirects followed so far (RFC 3875 §6.2.2)
     notes: dict[str, str] = field(default_factory=dict)
+    # Set by the access rules (frontd/rules/access.py): the user Basic auth let in, for
+    # REMOTE_USER, and the `Variable-NAME` values of a FastCGI authorizer's 200.
+    remote_user: str | None = None
+    auth_variables: tuple[tuple[str, str], ...] = ()
     # The trusted proxy whose Forwarded / X-Forwarded-For named `client_addr`; "" when none did.
     peer_addr: str = ""
 

@@ -20,24 +20,43 @@ import shutil
 import stat
 import tempfile
 import tomllib
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import fields, replace
 from typing import Any, NoReturn
 
-from frontd.config.address import MAX_UNIX_PATH, parse_address, parse_hostname, parse_proxy_url
+from frontd.config.address import (
+    MAX_UNIX_PATH,
+    parse_address,
+    parse_hostname,
+    parse_proxy_url,
+)
 from frontd.config.model import (
     GATEWAY_KINDS,
     LETSENCRYPT_DIRECTORY,
+    REDIRECT_STATUSES,
     ROUTE_KINDS,
     AcmeConfig,
     Address,
+    BasicAuth,
     Config,
     ConfigError,
+    ErrorPages,
     Limits,
     Listener,
     ProxyTarget,
+    RewriteRule,
     Route,
     TLSSettings,
     VHost,
+)
+from frontd.config.permissions import (
+    EXECUTE,
+    READ,
+    WRITE,
+    Identity,
+    interpreter,
+    may,
+    unreachable,
 )
 from frontd.config.units import (
     format_duration,
@@ -48,6 +67,8 @@ from frontd.config.units import (
     parse_size,
     show,
 )
+from frontd.http.passwords import HtpasswdError, read_htpasswd
+from frontd.http.patterns import RuleError, check_rule
 
 __all__ = ["ConfigError", "load_config", "parse_config", "summary"]
 
@@ -60,8 +81,13 @@ TOP_KEYS: tuple[str, ...] = (
     "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme", "trusted_proxies",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
+# Access rules (docs/access.md): on a vhost, and on a route of any kind, where they replace the vhost's.
+ACCESS_KEYS: tuple[str, ...] = ("allow", "deny", "auth")
+AUTH_KEYS: tuple[str, ...] = ("realm", "htpasswd")
 VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow",
-                               "tls_certificate", "tls_key", "tls", "redirect_https")
+                               "tls_certificate", "tls_key", "tls", "redirect_https", "rewrite", "try_files",
+                               "error_pages", *ACCESS_KEYS)
+REWRITE_KEYS: tuple[str, ...] = ("match", "to", "status")
 LISTENER_KEYS: tuple[str, ...] = ("address", "tls", "http2", "proxy_protocol")
 TLS_KEYS: tuple[str, ...] = ("min_version", "http2", "session_tickets")
 TLS_VERSIONS: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
@@ -81,6 +107,7 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "max_processes": ("cgi",),
     "pass_authorization": ("cgi", *GATEWAY_KINDS),
     "keepalive": ("fastcgi", "proxy"),
+    "keepalive_timeout": ("fastcgi", "proxy"),
     "host": ("proxy",),
     "autoindex": ("static",),
     # Spawned backends (docs/spawn.md); all but spawn itself only go with spawn.
@@ -89,11 +116,16 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "cwd": (*GATEWAY_KINDS, "proxy"),
     "user": (*GATEWAY_KINDS, "proxy"),
     "socket": (*GATEWAY_KINDS, "proxy"),
+    # Site rules (docs/rules.md).
+    "status": ("redirect",),
+    "try_files": ("static", *GATEWAY_KINDS),  # gateway routes in script mode (with root)
+    "error_pages": ROUTE_KINDS,
+    "intercept_errors": ("cgi", *GATEWAY_KINDS, "proxy"),
 }
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
-KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static")
-ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS)
+KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static", "redirect")
+ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS, *ACCESS_KEYS, "authorizer")
 
 _ROUTE_DEFAULTS = Route(prefix="/", kind="static")
 _VHOST_DEFAULTS = VHost(names=())
@@ -156,6 +188,7 @@ class _Loader:
         # For spawn routes: set by `config` and `vhost` before the routes are read.
         self.listen_addresses: tuple[Address, ...] = ()
         self.top_user: str | None = None
+        self.top_group: str | None = None
         self.run_dir_path = ""
         self.vhost_label = ""
         self.spawn_sockets: dict[Address, str] = {}  # socket -> key path of the route that has it
@@ -269,12 +302,40 @@ class _Loader:
                       "interpreter for its extension in interpreters)")
 
     def file_path(self, value: object, key: str) -> str:
-        """A file frontd writes (pid file, log): absolute; it may be missing but not a directory."""
+        """A file frontd writes (pid file, log): absolute; it may be missing but not a directory,
+        and frontd's user can write it, or create it in its existing directory."""
         text = self.string(value, key, "a file path")
         path = os.path.normpath(os.path.join(self.base_dir, text))
         if os.path.isdir(path):
             self.fail(key, f"{show(path)} is a directory")
+        self.creatable(path, key, "file")
         return path
+
+    def creatable(self, path: str, key: str, what: str) -> None:
+        """`path` is writable by frontd's own user, or can be created by it (a file, a socket or a
+        directory): found now rather than by a master or workers that fail at start."""
+        me = Identity.current()
+        if os.path.lexists(path):
+            if what != "socket" and not may(path, WRITE, me):
+                self.fail(key, f"{show(path)} is not writable by user {show(me.name)}")
+            return
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            self.fail(key, f"directory {show(parent)} for the {what} does not exist")
+        if not may(parent, WRITE | EXECUTE, me):
+            self.fail(key, f"cannot create the {what} {show(path)}: directory {show(parent)} is not "
+                      f"writable by user {show(me.name)}")
+
+    def reachable_by_workers(self, path: str, key: str, user: str | None, group: str | None) -> None:
+        """A file the workers open themselves (the access log at start, both logs on USR1): when
+        they run as another user, every directory above it must let that user through."""
+        if user is None or os.geteuid() != 0:
+            return
+        worker = Identity.of(user, group)
+        blocked = unreachable(path, worker)
+        if blocked is not None:
+            self.fail(key, f"the workers' user {show(worker.name)} cannot reach {show(path)}: "
+                      f"no search permission on {show(blocked)}")
 
     def extensions(self, value: object, key: str) -> tuple[str, ...]:
         """Script-mode extensions: ".php"-like strings; [] allows any file."""
@@ -319,9 +380,16 @@ class _Loader:
             positive=False,
         )
         limits = self.limits(data["limits"]) if "limits" in data else Limits()
-        self.listen_addresses, self.top_user = listen, user
+        # The workers open the access log at start, and both logs again on USR1.
+        for key, target in (("error_log", error_log), ("access_log", access_log)):
+            if target not in ("-", "off"):
+                self.reachable_by_workers(target, key, user, group)
+        self.listen_addresses, self.top_user, self.top_group = listen, user, group
         self.run_dir_path = self.run_dir(data.get("run_dir"), pid_file)
         vhosts = self.vhosts(data.get("vhost"))
+        if self.spawn_sockets and not os.path.isdir(self.run_dir_path):
+            # The master creates run_dir for the spawned backends' sockets.
+            self.creatable(self.run_dir_path, "run_dir", "directory")
         tls = self.tls(data["tls"]) if "tls" in data else TLSSettings()
         acme = self.acme(data.get("acme"), vhosts)
         self.check_tls(listeners, vhosts)
@@ -470,6 +538,7 @@ class _Loader:
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
+            self.creatable(path, key, "socket")
             return
         except OSError as exc:
             self.fail(key, f"cannot use {show(path)}: {exc.strerror}")
@@ -594,12 +663,15 @@ class _Loader:
         status = self.status_path(table["status"], f"{path}.status") if "status" in table else None
         status_allow = (self.networks(table["status_allow"], f"{path}.status_allow")
                         if "status_allow" in table else _VHOST_DEFAULTS.status_allow)
+        access = self.access(table, path)
+        rules = self.vhost_rules(table, path, root)
         route_tables = self.tables(table.get("route", []), f"{path}.route", "vhost.route")
         routes: list[Route] = []
         prefixes: dict[str, str] = {}
         for j, route_table in enumerate(route_tables):
             route_path = f"{path}.route[{j}]"
-            route = self.route(route_table, route_path, index, autoindex)
+            route = self.route(route_table, route_path, index, autoindex, rules.get("error_pages", ()))
+            route = self.route_access(route, route_table, route_path, access)
             if route.prefix in prefixes:
                 self.fail(
                     f"{route_path}.prefix",
@@ -620,7 +692,102 @@ class _Loader:
             status=status,
             status_allow=status_allow,
             **tls_values,
+            **access,
+            **rules,
         )
+
+    def vhost_rules(self, table: dict[str, object], path: str, root: str | None) -> dict[str, Any]:
+        """A vhost's `rewrite` rules, `try_files` (for its root) and `error_pages`."""
+        values: dict[str, Any] = {}
+        if "rewrite" in table:
+            values["rewrites"] = tuple(
+                self.rewrite_rule(item, f"{path}.rewrite[{i}]")
+                for i, item in enumerate(self.tables(table["rewrite"], f"{path}.rewrite", "vhost.rewrite")))
+        if "try_files" in table:
+            if root is None:
+                self.fail(f"{path}.try_files", "only applies with root (the files it tries are under it); "
+                          "set it on a static or script-mode route instead")
+            values["try_files"] = self.try_files(table["try_files"], f"{path}.try_files")
+        if "error_pages" in table:
+            values["error_pages"] = self.error_pages(table["error_pages"], f"{path}.error_pages")
+        return values
+
+    def rewrite_rule(self, table: dict[str, object], key: str) -> RewriteRule:
+        """One `[[vhost.rewrite]]`: its regex compiled and its replacement checked now."""
+        self.check_keys(table, REWRITE_KEYS, key)
+        for name in ("match", "to"):
+            if name not in table:
+                self.fail(key, f'missing key "{name}"')
+        match = self.string(table["match"], f"{key}.match", "a regular expression")
+        to = self.string(table["to"], f"{key}.to", 'a path such as "/index.php?p=$1"')
+        if not to.isascii():
+            self.fail(f"{key}.to", f"write it percent-encoded (ASCII only), got {show(to)}")
+        status = self.redirect_status(table["status"], f"{key}.status") if "status" in table else None
+        rule = RewriteRule(match=match, to=to, status=status, key=key)
+        try:
+            check_rule(rule.match, rule.to, external=rule.status is not None)
+        except RuleError as exc:
+            self.fail(key, str(exc))
+        return rule
+
+    def redirect_status(self, value: object, key: str) -> int:
+        if value not in REDIRECT_STATUSES or isinstance(value, bool):
+            self.fail(key, f"expected one of {', '.join(map(str, REDIRECT_STATUSES))}, got {show(value)}")
+        return int(value)  # type: ignore[call-overload]
+
+    def redirect_url(self, value: object, key: str) -> str:
+        """A redirect route's target: a path or an http(s) URL, written out (only `$host` varies)."""
+        url = self.string(value, key, 'a URL such as "https://example.com/new/" or a path such as "/new/"')
+        if not url.isascii() or any(c.isspace() or ord(c) < 0x20 or c in "\x7f#?\\" for c in url):
+            self.fail(key, f"a URL without spaces, control characters, backslashes, query or fragment "
+                      f"(the client's query is appended), got {show(url)}")
+        if "$" in url.replace("$host", ""):
+            self.fail(key, f"the only variable is $host, got {show(url)}")
+        if url.startswith("/"):
+            if url.startswith("//"):
+                self.fail(key, f'a path starts with one "/" (//host is another site), got {show(url)}')
+        elif not re.match(r"https?://[^/]+", url):
+            self.fail(key, f'expected a path ("/new/") or an http:// or https:// URL, got {show(url)}')
+        return url
+
+    def try_files(self, value: object, key: str) -> tuple[str, ...]:
+        """["$uri", "$uri/", "/index.php?$query"]: paths tried in turn, then a URI or "=404"."""
+        if not isinstance(value, list) or len(value) < 2:
+            self.fail(key, 'expected an array of two or more entries such as ["$uri", "$uri/", "/index.php?$query"], '
+                      f"got {show(value)}")
+        entries = [self.string(item, f"{key}[{i}]", "a path") for i, item in enumerate(value)]
+        for i, entry in enumerate(entries):
+            item_key = f"{key}[{i}]"
+            if not entry.isascii() or any(c.isspace() or ord(c) < 0x20 or c in "\x7f#\\" for c in entry):
+                self.fail(item_key, f"no spaces, control characters, backslashes or fragment, got {show(entry)}")
+            last = i == len(entries) - 1
+            if last and entry.startswith("="):
+                if not re.fullmatch(r"=[45][0-9][0-9]", entry):
+                    self.fail(item_key, f'expected "=" and an error status such as "=404", got {show(entry)}')
+                continue
+            variables = ("$uri", "$query") if last else ("$uri",)
+            rest = entry
+            for variable in variables:
+                rest = rest.replace(variable, "")
+            if "$" in rest:
+                self.fail(item_key, f"the variables are {' and '.join(variables)}, got {show(entry)}")
+            if not last and "?" in entry:
+                self.fail(item_key, f"a file to try has no query (only the last entry is a URI), got {show(entry)}")
+            if not entry.startswith(("/", "$uri")):
+                self.fail(item_key, f'must start with "/" or "$uri", got {show(entry)}')
+            if any(s in (".", "..") for s in entry.partition("?")[0].split("/")):
+                self.fail(item_key, f'must not contain "." or ".." segments, got {show(entry)}')
+        return tuple(entries)
+
+    def error_pages(self, value: object, key: str) -> ErrorPages:
+        """{ 404 = "/errors/404.html" }: error status to a page's path (routed internally)."""
+        table = self.table(value, key)
+        pages: dict[int, str] = {}
+        for name, page in table.items():
+            if not re.fullmatch(r"[45][0-9][0-9]", name):
+                self.fail(f"{key}.{name}", "expected an error status (400 to 599) as the key")
+            pages[int(name)] = self.status_path(page, f"{key}.{name}")
+        return tuple(sorted(pages.items()))
 
     def vhost_tls(self, table: dict[str, object], path: str, names: tuple[str, ...]) -> dict[str, Any]:
         """A vhost's certificate: tls_certificate with tls_key, or tls = "acme" | "internal"."""
@@ -650,6 +817,60 @@ class _Loader:
         if "redirect_https" in table:
             values["redirect_https"] = self.boolean(table["redirect_https"], f"{path}.redirect_https")
         return values
+
+    def access(self, table: dict[str, object], path: str) -> dict[str, Any]:
+        """The access keys set in a vhost or route table: allow, deny (networks) and auth (a
+        BasicAuth, or None for `auth = false`)."""
+        values: dict[str, Any] = {}
+        for name in ("allow", "deny"):
+            if name in table:
+                values[name] = self.networks(table[name], f"{path}.{name}")
+        if "auth" in table:
+            values["auth"] = self.basic_auth(table["auth"], f"{path}.auth")
+        return values
+
+    def route_access(self, route: Route, table: dict[str, object], path: str, vhost: dict[str, Any]) -> Route:
+        """A route with its effective access rules: each key the route sets replaces the vhost's,
+        list by list (`allow = []` refuses everyone). Behind auth, a gateway does not see the
+        credentials (HTTP_AUTHORIZATION) unless the route sets pass_authorization = true."""
+        values = {**vhost, **self.access(table, path)}
+        if values.get("auth") is not None and "pass_authorization" not in table:
+            values["pass_authorization"] = False
+        if "authorizer" in table:
+            values["authorizer"] = self.authorizer(table["authorizer"], f"{path}.authorizer", route)
+        return replace(route, **values) if values else route
+
+    def authorizer(self, value: object, key: str, route: Route) -> tuple[Address, ...]:
+        """`authorizer = ADDRESS | [ADDRESS, ...]`: FastCGI applications in the AUTHORIZER role;
+        `authorizer = true` on a fastcgi route with spawn: the spawned application answers both
+        roles (flup's `roles=(FCGI_RESPONDER, FCGI_AUTHORIZER)`)."""
+        if value is True:
+            if route.kind != "fastcgi" or not route.spawn:
+                self.fail(key, "authorizer = true needs a fastcgi route with spawn (the spawned application "
+                          'is then the authorizer too); otherwise give its address, such as "unix:/run/auth.sock"')
+            return route.backends
+        return self.backends(value, key)
+
+    def basic_auth(self, value: object, key: str) -> BasicAuth | None:
+        """`auth = { realm = "...", htpasswd = "path" }`, or false (none: lifts the vhost's). The
+        file is read now: a missing file or an unsupported hash is an error of `frontd -t`."""
+        if value is False:
+            return None
+        if not isinstance(value, dict):
+            self.fail(key, f'expected {{ realm = "...", htpasswd = "path" }} or false, got {show(value)}')
+        self.check_keys(value, AUTH_KEYS, key)
+        for name in AUTH_KEYS:
+            if name not in value:
+                self.fail(key, f'missing key "{name}"')
+        realm = self.string(value["realm"], f"{key}.realm", "a realm name")
+        if any(ord(c) < 0x20 or c in '\x7f"\\' for c in realm):
+            self.fail(f"{key}.realm", f"must not contain quotes, backslashes or control characters, got {show(realm)}")
+        htpasswd = self.readable_file(value["htpasswd"], f"{key}.htpasswd")
+        try:
+            read_htpasswd(htpasswd)
+        except HtpasswdError as exc:
+            self.fail(f"{key}.htpasswd", str(exc))
+        return BasicAuth(realm=realm, htpasswd=htpasswd)
 
     def readable_file(self, value: object, key: str) -> str:
         """A file frontd reads (certificate, key): absolute, existing and readable now."""
@@ -720,7 +941,8 @@ class _Loader:
     # -- routes --------------------------------------------------------------------------------
 
     def route(
-        self, table: dict[str, object], path: str, vhost_index: tuple[str, ...], vhost_autoindex: bool
+        self, table: dict[str, object], path: str, vhost_index: tuple[str, ...], vhost_autoindex: bool,
+        vhost_pages: ErrorPages = (),
     ) -> Route:
         self.check_keys(table, ROUTE_KEYS, path)
         if "prefix" not in table:
@@ -756,6 +978,10 @@ class _Loader:
             values["directory"] = self.directory(target, key(kind))
         elif kind == "proxy":
             values["proxy"] = self.proxy(target, key(kind))
+        elif kind == "redirect":
+            values["redirect"] = self.redirect_url(target, key(kind))
+            if "status" in table:
+                values["redirect_status"] = self.redirect_status(table["status"], key("status"))
         else:
             values["backends"] = self.backends(target, key(kind))
 
@@ -804,11 +1030,25 @@ class _Loader:
             values["keepalive"] = self.integer(table["keepalive"], key("keepalive"), 0)
         elif kind == "proxy":
             values["keepalive"] = DEFAULT_PROXY_KEEPALIVE
+        if "keepalive_timeout" in table:
+            values["keepalive_timeout"] = self.duration(table["keepalive_timeout"], key("keepalive_timeout"),
+                                                        positive=True)
         if "host" in table:
             host = self.string(table["host"], key("host"), "a Host header value")
             if not _HOST_HEADER_RE.fullmatch(host):
                 self.fail(key("host"), f"bad Host header value {show(host)}")
             values["host"] = host
+        if "try_files" in table:
+            if kind in GATEWAY_KINDS and "root" not in table:
+                self.fail(key("try_files"), "only applies with root (script mode): the files it tries are under it")
+            values["try_files"] = self.try_files(table["try_files"], key("try_files"))
+        if "error_pages" in table or vhost_pages:
+            own = self.error_pages(table["error_pages"], key("error_pages")) if "error_pages" in table else ()
+            values["error_pages"] = tuple(sorted({**dict(vhost_pages), **dict(own)}.items()))
+        if "intercept_errors" in table:
+            values["intercept_errors"] = self.boolean(table["intercept_errors"], key("intercept_errors"))
+            if values["intercept_errors"] and not values.get("error_pages"):
+                self.fail(key("intercept_errors"), "no error_pages on the route or its vhost to serve instead")
         return Route(**values)
 
     def run_dir(self, value: object, pid_file: str | None) -> str:
@@ -868,6 +1108,7 @@ class _Loader:
         if os.geteuid() == 0 and user is None and self.top_user is None:
             self.fail(key("spawn"), "frontd runs as root and would run this command as root: set user "
                       '(on the route, or at the top level), or user = "root" to really mean it')
+        self.runnable(values["spawn"], values["cwd"], user, key)
         if "socket" in table:
             item = self.string(table["socket"], key("socket"), 'an address ("host:port" or "unix:/path")')
             address = parse_address(item, self.where(key("socket")), listener=False, base_dir=self.base_dir)
@@ -910,6 +1151,36 @@ class _Loader:
         if not os.path.isfile(found) or not os.access(found, os.X_OK):
             self.fail(f"{key}[0]", f"{show(found)} is not an executable file")
         return (found, *argv[1:])
+
+    def runnable(self, argv: tuple[str, ...], cwd: str, user: str | None, key: Callable[[str], str]) -> None:
+        """The spawned processes' user can enter `cwd` and execute the program and, for a script,
+        the interpreter of its `#!` line: else every start fails in execve or chdir, for ever."""
+        if os.geteuid() != 0:
+            who = Identity.current()
+        elif user is not None:
+            who = Identity.of(user)
+        else:
+            assert self.top_user is not None
+            who = Identity.of(self.top_user, self.top_group)
+        if not may(argv[0], EXECUTE, who):
+            self.fail(key("spawn[0]"), f"{show(argv[0])} is not executable by user {show(who.name)}"
+                      f"{self.blocked_by(argv[0], who)}")
+        program = interpreter(argv[0])
+        if program is not None:
+            if not os.path.exists(program):
+                self.fail(key("spawn[0]"), f"the interpreter {show(program)} of {show(argv[0])} does not exist")
+            if not may(program, EXECUTE, who):
+                self.fail(key("spawn[0]"), f"the interpreter {show(program)} of {show(argv[0])} is not "
+                          f"executable by user {show(who.name)}{self.blocked_by(program, who)}")
+            if not may(argv[0], READ, who):
+                self.fail(key("spawn[0]"), f"{show(argv[0])} is a script that user {show(who.name)} cannot read")
+        if not may(cwd, EXECUTE, who):
+            self.fail(key("cwd"), f"user {show(who.name)} cannot enter {show(cwd)}{self.blocked_by(cwd, who)}")
+
+    @staticmethod
+    def blocked_by(path: str, who: Identity) -> str:
+        blocked = unreachable(path, who)
+        return f" (no search permission on {show(blocked)})" if blocked is not None else ""
 
     def default_socket(self, prefix: str, key: str) -> Address:
         """unix:RUN_DIR/VHOST_PREFIX.sock, e.g. run/frontd-sockets/example.test_app.sock."""
@@ -1101,10 +1372,25 @@ def summary(config: Config) -> str:
             lines.append("  redirect_https on")
         if vhost.status is not None:
             lines.append(f"  status {vhost.status}  allow {' '.join(vhost.status_allow) or '(nobody)'}")
+        if _describe_access(vhost):
+            lines.append(f"  access {_describe_access(vhost)}")
         routes = sorted(vhost.routes, key=lambda r: len(r.prefix), reverse=True)
         width = max([len(r.prefix) for r in routes] + [1])
+        for rule in vhost.rewrites:
+            what = f"redirect {rule.status}" if rule.status is not None else "internal"
+            lines.append(f"  rewrite {show(rule.match)} -> {show(rule.to)} ({what})")
+        if vhost.try_files:
+            lines.append(f"  try_files {' '.join(vhost.try_files)}  (vhost root)")
+        if vhost.error_pages:
+            lines.append(f"  error_pages {' '.join(f'{s}={p}' for s, p in vhost.error_pages)}")
         for route in routes:
             lines.append(f"  {route.prefix:<{width}}  {_describe_route(route)}")
+            if route.try_files:
+                lines.append(f"  {'':<{width}}    try_files {' '.join(route.try_files)}")
+            if route.error_pages and route.error_pages != vhost.error_pages:
+                lines.append(f"  {'':<{width}}    error_pages {' '.join(f'{s}={p}' for s, p in route.error_pages)}")
+            if route.intercept_errors:
+                lines.append(f"  {'':<{width}}    intercept_errors on (the backend's own errors use the pages)")
         if vhost.root is not None and all(r.prefix != "/" for r in vhost.routes):
             lines.append(f"  {'/':<{width}}  static {vhost.root}  (vhost root)")
         elif not any(r.prefix == "/" for r in vhost.routes):
@@ -1128,6 +1414,8 @@ def _format_limit(name: str, value: int | float) -> str:
 
 
 def _describe_route(route: Route) -> str:
+    if route.kind == "redirect":
+        return f"redirect {route.redirect} (status {route.redirect_status}; rest of the path and query appended)"
     parts: list[str] = [route.kind]
     if route.program is not None:
         script_name = route.prefix[:-1] or '""'
@@ -1157,6 +1445,7 @@ def _describe_route(route: Route) -> str:
         options.append(f"connect_timeout={format_duration(route.connect_timeout)}")
     if route.kind in ("fastcgi", "proxy"):
         options.append(f"keepalive={route.keepalive}")
+        options.append(f"keepalive_timeout={format_duration(route.keepalive_timeout)}")
     if route.kind == "cgi":
         options.append(f"max_processes={route.max_processes}")
         options.append(f"path={route.path_env}")
@@ -1166,11 +1455,27 @@ def _describe_route(route: Route) -> str:
         options.extend(f"env.{name}={show(value)}" for name, value in route.env)
     if route.kind == "proxy":
         options.append(f"host={route.host}" if route.host else "host=(client's)")
+    if _describe_access(route):
+        options.append(_describe_access(route))
     if route.spawn:
         options.append(f"spawn={show(shlex.join(route.spawn))} processes={route.processes} cwd={route.cwd}")
         if route.user is not None:
             options.append(f"user={route.user}")
     return "  ".join([" ".join(parts), " ".join(options)])
+
+
+def _describe_access(owner: VHost | Route) -> str:
+    """The effective access rules: "allow=... deny=... auth=realm:file", "" when there are none."""
+    parts: list[str] = []
+    if owner.allow is not None:
+        parts.append(f"allow={','.join(owner.allow) or '(nobody)'}")
+    if owner.deny:
+        parts.append(f"deny={','.join(owner.deny)}")
+    if owner.auth is not None:
+        parts.append(f"auth={show(owner.auth.realm)}:{owner.auth.htpasswd}")
+    if isinstance(owner, Route) and owner.authorizer:
+        parts.append(f"authorizer={','.join(str(a) for a in owner.authorizer)}")
+    return " ".join(parts)
 
 
 def _proxy_url(target: ProxyTarget) -> str:

@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-RouteKind = Literal["static", "cgi", "fastcgi", "scgi", "uwsgi", "proxy"]
+RouteKind = Literal["static", "cgi", "fastcgi", "scgi", "uwsgi", "proxy", "redirect"]
 GATEWAY_KINDS: tuple[str, ...] = ("fastcgi", "scgi", "uwsgi")
-ROUTE_KINDS: tuple[str, ...] = ("static", "cgi", "fastcgi", "scgi", "uwsgi", "proxy")
+ROUTE_KINDS: tuple[str, ...] = ("static", "cgi", "fastcgi", "scgi", "uwsgi", "proxy", "redirect")
+REDIRECT_STATUSES: tuple[int, ...] = (301, 302, 303, 307, 308)
+# Internal redirects one request may follow in all (rewrites, try_files, error pages, a gateway's
+# local redirects); the next one is a 500.
+MAX_INTERNAL_REDIRECTS = 10
 TLSVersion = Literal["TLSv1.2", "TLSv1.3"]
 TLSSource = Literal["acme", "internal"]
 AcmeChallenge = Literal["http-01", "tls-alpn-01"]
@@ -97,6 +101,28 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """`auth = { realm = "...", htpasswd = "path" }`: HTTP Basic authentication (RFC 7617)."""
+
+    realm: str
+    htpasswd: str  # absolute
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteRule:
+    """One `[[vhost.rewrite]]`: checked at load (frontd/rules/rewrite.py compiles it per worker)."""
+
+    match: str  # a Python regex, searched in the decoded, normalised path
+    to: str  # "/new/$1?x=${name}": an internal path, or with `status` a redirect URL
+    status: int | None = None  # None: internal rewrite; else an external redirect (301..308)
+    key: str = ""  # "vhost[0].rewrite[2]", named in log lines
+
+
+# `error_pages`: (status, page path) pairs, sorted by status.
+ErrorPages = tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One `[[vhost.route]]`: a prefix and exactly one kind, with the options of that kind."""
 
@@ -119,6 +145,7 @@ class Route:
     max_processes: int = 64  # CGI processes per worker; beyond -> 503
     pass_authorization: bool = True
     keepalive: int = 0  # pooled idle backend connections per backend
+    keepalive_timeout: float = 4.0  # a pooled connection idle this long is closed
     host: str | None = None  # proxy: Host header sent to the backend
     autoindex: bool = False
     # Spawned backends (fastcgi, scgi, uwsgi, proxy): the master creates `socket`, runs `processes`
@@ -128,6 +155,20 @@ class Route:
     cwd: str | None = None  # the config file's directory when spawn is set
     user: str | None = None  # account of the spawned processes when frontd runs as root
     socket: Address | None = None  # the listening socket frontd creates for them
+    # Access rules, resolved at load (docs/access.md): the route's own value, else the vhost's.
+    allow: tuple[str, ...] | None = None  # None: everyone (unless denied); () nobody
+    deny: tuple[str, ...] = ()
+    auth: BasicAuth | None = None
+    # FastCGI authorizers (role FCGI_AUTHORIZER, FastCGI 1.0 §6.3) asked before the handler.
+    authorizer: tuple[Address, ...] = ()
+    # redirect routes: the URL every request under the prefix is sent to (the rest is appended)
+    redirect: str | None = None
+    redirect_status: int = 301
+    # static routes and script-mode gateway routes: "$uri", "$uri/", ..., then a URI or "=404"
+    try_files: tuple[str, ...] = ()
+    # The vhost's table with the route's own entries over it (resolved at load).
+    error_pages: ErrorPages = ()
+    intercept_errors: bool = False  # a backend's own 4xx/5xx responses use error_pages too
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +186,13 @@ class VHost:
     tls_key: str | None = None
     tls: TLSSource | None = None
     redirect_https: bool = False  # plain-HTTP requests -> 308 to the first TLS listener
+    # Access rules for requests no route takes (routes carry their effective copy).
+    allow: tuple[str, ...] | None = None
+    deny: tuple[str, ...] = ()
+    auth: BasicAuth | None = None
+    rewrites: tuple[RewriteRule, ...] = ()  # in order, before routing
+    try_files: tuple[str, ...] = ()  # for requests the vhost's root serves (no route)
+    error_pages: ErrorPages = ()  # for requests no route takes; routes hold their merged table
 
     @property
     def has_tls(self) -> bool:

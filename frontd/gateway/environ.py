@@ -190,6 +190,11 @@ def build_environ(
     if content_type is not None:
         env[b"CONTENT_TYPE"] = content_type  # §4.1.3: whenever the request carried one
     env.update(headers)
+    if request.remote_user is not None:
+        env[b"REMOTE_USER"] = request.remote_user.encode()  # §4.1.11: the user Basic auth let in
+        env[b"AUTH_TYPE"] = b"Basic"  # §4.1.1
+    for name, value in request.auth_variables:
+        env[name.encode()] = value.encode("latin-1")  # a FastCGI authorizer's Variable-NAME
     env.update(extra)
     return env
 

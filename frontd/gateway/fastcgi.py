@@ -2,7 +2,8 @@
 
 `FastCGIGateway` is built once per worker from the config; it is the transport factory the
 gateway handler calls, `(route, request) -> FastCGITransport`, and holds a `BackendSet` per
-fastcgi route (round-robin, passive health, and the `keepalive` pool of idle connections).
+fastcgi route (round-robin, passive health, and its share of the worker's pool of idle
+connections).
 
 A request goes out as FCGI_BEGIN_REQUEST, the FCGI_PARAMS stream and the FCGI_STDIN stream
 (§5.1, §5.2, §6.2); with no body, all of it leaves in one write. The reply is decoded by
@@ -15,11 +16,16 @@ The connection is let go as soon as FCGI_END_REQUEST arrives, before the respons
 the client: closed (libfcgi and php-fpm wait for that close before taking the next request), or
 pooled. Connection reuse (§3.5, FCGI_KEEP_CONN) is off unless the route sets `keepalive = N`;
 then a connection is pooled only after a clean FCGI_END_REQUEST with all of FCGI_STDIN sent and
-nothing after it. A pooled connection that the backend closed while it sat idle (php-fpm
-closes at `pm.max_requests`, flup and others after their own idle time) is found out either
-before use (`BackendSet`) or by the request itself: when it fails before any reply byte came
-back, the request is sent again once on a new connection, provided everything sent so far is
-still at hand (the head, and a body of at most `MAX_REPLAY` bytes).
+nothing after it. Each request on a kept connection has a new request id (§3.3), so a record the
+application sends late for an earlier request is dropped with a log line (and the connection is
+not reused) rather than taken for the answer to the current one. The idle connections live in
+the worker's `ConnectionPool`, shared by the routes naming an address; a parked connection gives
+way to a new one that waits for its first reply byte, since php-fpm keeps a child on each open
+connection. A pooled connection that the backend closed while it sat idle (php-fpm closes at
+`pm.max_requests`, flup and others after their own idle time) is found out either before use
+(`BackendSet`) or by the request itself: when it fails before any reply byte came back, the
+request is sent again once on a new connection, provided everything sent so far is still at
+hand (the head, and a body of at most `MAX_REPLAY` bytes).
 
 A client that goes away, a timeout or an error aborts the request (§5.4): on a kept connection
 FCGI_ABORT_REQUEST is sent before the connection is closed; otherwise closing it is the signal.
@@ -35,7 +41,7 @@ from typing import Final
 
 from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, ServiceUnavailable
-from frontd.gateway.backends import BackendConnection, BackendSet
+from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
 from frontd.gateway.exchange import StreamTransport, connection_lost
 from frontd.request import Request
 from frontd.wire.fastcgi import (
@@ -48,6 +54,7 @@ from frontd.wire.fastcgi import (
     NEED_DATA,
     EndRequest,
     FastCGIResponseDecoder,
+    OtherRequest,
     Stderr,
     Stdout,
     encode_abort_request,
@@ -61,8 +68,11 @@ from frontd.wire.errors import WireError
 log = logging.getLogger("frontd")
 
 # §3.3: the web server picks request ids and should keep them small. frontd never multiplexes
-# (one request per connection at a time), so every request is request 1 of its connection.
-REQUEST_ID: Final = 1
+# (one request per connection at a time): the requests of a connection are numbered 1, 2, 3...
+# in turn, so that a record the application sends late for an earlier request (after its
+# FCGI_END_REQUEST) is told apart from the answer to the current one and dropped.
+FIRST_REQUEST_ID: Final = 1
+MAX_REQUEST_ID: Final = 0xFFFF
 # Bytes of request (head and body records) kept for a replay on a new connection when a pooled
 # one turns out to be closed; a larger request that meets a dead connection is a 502.
 MAX_REPLAY: Final = 64 * 1024
@@ -72,8 +82,6 @@ END_REQUEST_WAIT: Final = 1.0
 READ_SIZE: Final = 65536
 MAX_STDERR_LINE: Final = 4096
 
-_EMPTY_STDIN: Final = encode_record(FCGI_STDIN, REQUEST_ID)
-_ABORT_REQUEST: Final = encode_abort_request(REQUEST_ID)
 _REJECTED: Final = {
     FCGI_CANT_MPX_CONN: "FCGI_CANT_MPX_CONN",
     FCGI_OVERLOADED: "FCGI_OVERLOADED",
@@ -91,31 +99,37 @@ def printable(data: bytes) -> str:
 class FastCGIRoute:
     """One fastcgi route in one worker: its backends and what every request sends the same."""
 
-    __slots__ = ("backends", "keep_conn", "begin_request", "timeout")
+    __slots__ = ("backends", "keep_conn", "role", "timeout")
 
-    def __init__(self, route: Route) -> None:
-        self.backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi")
+    def __init__(self, route: Route, pool: ConnectionPool | None = None, *, role: int = FCGI_RESPONDER) -> None:
+        """`role`: FCGI_AUTHORIZER for a route's `authorizer` (its addresses in `backends`)."""
+        # Parked connections yield to a new one waiting for its answer: php-fpm gives each
+        # connection a child of its own for as long as it stays open (issue 12 item 3).
+        self.backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi",
+                                   pool=pool, idle_timeout=route.keepalive_timeout, yield_idle=True)
         # §5.1: FCGI_KEEP_CONN only when connections are pooled; otherwise the application
         # closes the connection after the request, and that is the end of it.
         self.keep_conn = route.keepalive > 0
-        self.begin_request = encode_begin_request(REQUEST_ID, FCGI_RESPONDER, keep_conn=self.keep_conn)
+        self.role = role
         self.timeout = route.timeout
 
 
 class FastCGIGateway:
     """The transport factory for fastcgi routes: `gateway(route, request)` -> a new transport."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, pool: ConnectionPool | None = None) -> None:
+        # One pool for the worker: the routes naming one address share its idle connections.
+        self.pool = pool if pool is not None else ConnectionPool()
         self.routes: dict[int, FastCGIRoute] = {}
         for vhost in config.vhosts:
             for route in vhost.routes:
                 if route.kind == "fastcgi":
-                    self.routes[id(route)] = FastCGIRoute(route)
+                    self.routes[id(route)] = FastCGIRoute(route, self.pool)
 
     def __call__(self, route: Route, request: Request) -> FastCGITransport:
         setup = self.routes.get(id(route))
         if setup is None:  # a route built after this factory (not expected; kept correct)
-            setup = self.routes[id(route)] = FastCGIRoute(route)
+            setup = self.routes[id(route)] = FastCGIRoute(route, self.pool)
         return FastCGITransport(setup, request)
 
     def close_idle(self) -> None:
@@ -137,7 +151,9 @@ class FastCGITransport(StreamTransport):
         self.setup = setup
         self.request = request
         self.conn: BackendConnection | None = None
-        self._decoder = FastCGIResponseDecoder(REQUEST_ID)
+        self.request_id = FIRST_REQUEST_ID  # this request's number on its connection
+        self._decoder = FastCGIResponseDecoder(self.request_id)
+        self._stray = False  # records of another request came: the connection is not reused
         self._stdin_ended = False  # the empty FCGI_STDIN record was written
         self._received = False  # any reply byte arrived on the current connection
         self._released = False  # the connection went back to the pool, or was closed
@@ -150,22 +166,24 @@ class FastCGITransport(StreamTransport):
     # -- framing ----------------------------------------------------------------------------
 
     def encode_head(self, environ: Mapping[bytes, bytes], content_length: int | None) -> bytes:
-        head = self.setup.begin_request + encode_params(REQUEST_ID, environ.items())
+        request_id = self.request_id
+        head = (encode_begin_request(request_id, self.setup.role, keep_conn=self.setup.keep_conn)
+                + encode_params(request_id, environ.items()))
         if not content_length:
             # §6.1: FCGI_STDIN is sent even when empty. With no body it goes with the head: one
             # write for the whole request.
             self._stdin_ended = True
-            return head + _EMPTY_STDIN
+            return head + encode_record(FCGI_STDIN, request_id)
         return head
 
     def encode_body(self, data: bytes) -> bytes:
-        return encode_stdin(REQUEST_ID, data)
+        return encode_stdin(self.request_id, data)
 
     def encode_end(self) -> bytes:
         if self._stdin_ended:
             return b""
         self._stdin_ended = True
-        return _EMPTY_STDIN
+        return encode_record(FCGI_STDIN, self.request_id)
 
     def decode(self, data: bytes) -> bytes:
         decoder = self._decoder
@@ -183,6 +201,13 @@ class FastCGITransport(StreamTransport):
                 out.append(event.data)
             elif isinstance(event, Stderr):
                 self._log_stderr(event.data)
+            elif isinstance(event, OtherRequest):
+                # Sent after that request's FCGI_END_REQUEST: it belongs to no client now.
+                self._stray = True
+                log.warning("%s: record type %d of %d byte(s) for request %d, not the active request %d: "
+                            "dropped; the connection will not be reused%s", self.name, event.record_type,
+                            event.content_length, event.request_id, self.request_id,
+                            self.request.log_context())
             else:
                 self._end_request(event)
                 break
@@ -207,8 +232,13 @@ class FastCGITransport(StreamTransport):
             return
         self._released = True
         decoder = self._decoder
+        if decoder.ended and decoder.trailing_data:
+            # §5.5: FCGI_END_REQUEST is the last record of a request; what follows belongs to none.
+            log.warning("%s: %d byte(s) after FCGI_END_REQUEST: connection closed%s", self.name,
+                        len(decoder.trailing_data), self.request.log_context())
         conn.keep = (self.setup.keep_conn and decoder.ended and self._stdin_ended and not self.aborted
-                     and not decoder.trailing_data and conn.writer.transport.get_write_buffer_size() == 0)
+                     and not decoder.trailing_data and not self._stray
+                     and conn.writer.transport.get_write_buffer_size() == 0)
         if not conn.keep:
             # The transport closes its socket only on a later turn of the event loop; the FIN
             # that ends the application's lingering close goes out now.
@@ -233,16 +263,22 @@ class FastCGITransport(StreamTransport):
     # -- the connection ---------------------------------------------------------------------
 
     async def open(self, environ: Mapping[bytes, bytes], content_length: int | None) -> None:
-        head = self.encode_head(environ, content_length)
         conn = await self.setup.backends.acquire()
         self._use(conn)
+        head = self.encode_head(environ, content_length)
         if conn.reused:
             self._replay = []
             self._replay_size = 0
             self._remember(head)
         conn.writer.write(head)
 
-    def _use(self, conn: BackendConnection) -> None:
+    def _use(self, conn: BackendConnection, request_id: int | None = None) -> None:
+        """Run the request on `conn`: as its next request, or as `request_id` (a replay)."""
+        if request_id is None:
+            request_id = conn.requests % MAX_REQUEST_ID + FIRST_REQUEST_ID
+        conn.requests = request_id
+        self.request_id = request_id
+        self._decoder = FastCGIResponseDecoder(request_id)
         self.conn = conn
         self.reader, self.writer = conn.reader, conn.writer
         self.name = f"fastcgi {conn.address}"
@@ -300,7 +336,9 @@ class FastCGITransport(StreamTransport):
                 return b""
             if not data and not self._received and await self._retry(conn):
                 continue
-            self._received = True
+            if not self._received:
+                self._received = True
+                self.setup.backends.answered(conn)
             out = self.decode(data)
             if out:
                 return out
@@ -325,8 +363,7 @@ class FastCGITransport(StreamTransport):
             if self.aborted:
                 conn.close()
                 return False
-            self._use(conn)
-            self._decoder = FastCGIResponseDecoder(REQUEST_ID)
+            self._use(conn, self.request_id)  # the replayed records carry its number
             conn.writer.write(b"".join(replay))
             return True
 
@@ -360,7 +397,7 @@ class FastCGITransport(StreamTransport):
             # FCGI_END_REQUEST that would allow it is not worth it): half-closed now, so that the
             # record is read rather than lost to a reset, and closed for good a moment later.
             try:
-                transport.write(_ABORT_REQUEST)
+                transport.write(encode_abort_request(self.request_id))
                 transport.write_eof()
             except OSError:
                 conn.close()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 from collections.abc import Awaitable, Callable
 
-from frontd.config.model import Config, VHost
-from frontd.errors import BadRequest, InternalServerError, MisdirectedRequest, NotFound
+from frontd.config.model import GATEWAY_KINDS, MAX_INTERNAL_REDIRECTS, Config, VHost
+from frontd.errors import BadRequest, HTTPError, InternalServerError, MisdirectedRequest, NotFound
+from frontd.gateway.backends import ConnectionPool
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
 from frontd.gateway.uwsgi import UwsgiGateway
@@ -19,12 +20,15 @@ from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.response import LocalRedirect, ResponseSink
 from frontd.routing import Router
+from frontd.rules.access import ACME_CHALLENGE_PREFIX, Access
+from frontd.rules.error_pages import ErrorPages
 from frontd.rules.limits import ClientLimits
+from frontd.rules.redirect import RedirectHandler, send_redirect
+from frontd.rules.rewrite import Rewrites
+from frontd.rules.try_files import TryFiles
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
-MAX_LOCAL_REDIRECTS = 5
-# RFC 8555 §8.3: the CA fetches http-01 answers over plain HTTP; redirect_https never touches them.
-ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+MAX_LOCAL_REDIRECTS = MAX_INTERNAL_REDIRECTS
 
 
 class Dispatcher:
@@ -39,14 +43,23 @@ class Dispatcher:
         self.trusted_proxies = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
         self.client_limits = ClientLimits.build(config.limits)
         self.rate_limit = self.client_limits if self.client_limits is not None and self.client_limits.rate else None
+        self.access = Access(config)
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
-        self.handlers["proxy"] = ProxyHandler(config).handle
+        # Idle backend connections, per protocol and address, shared by all the worker's routes.
+        pool = ConnectionPool()
+        self.handlers["proxy"] = ProxyHandler(config, pool).handle
         self.handlers["status"] = StatusHandler(config).handle
-        gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config), "scgi": SCGIGateway(config),
+        gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config, pool), "scgi": SCGIGateway(config),
                                           "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle
+        self.handlers["redirect"] = RedirectHandler().handle
+        # Site rules, built once; empty (and so skipped) when the config has none.
+        self.rewrites = {id(vhost): Rewrites(vhost.rewrites) for vhost in config.vhosts if vhost.rewrites}
+        self.try_files = try_files_by_owner(config)
+        self.error_pages = ErrorPages(config) if any(
+            vhost.error_pages or any(route.error_pages for route in vhost.routes) for vhost in config.vhosts) else None
 
     def close(self) -> None:
         """Worker shutdown: each handler object with a `close` method (one that keeps backend
@@ -75,8 +88,51 @@ class Dispatcher:
         await sink.write(body)
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
+        if self.error_pages is None:
+            await self.route_and_serve(request, sink)
+            return
+        try:
+            await self.route_and_serve(request, sink)
+        except HTTPError as exc:
+            await self.error_pages.serve(request, sink, exc, self.serve_page)
+
+    async def serve_page(self, request: Request, sink: ResponseSink) -> LocalRedirect | None:
+        """An error page: the route of its path serves it (no rewrites, try_files or redirects)."""
+        vhost = self.router.vhost(request.host)
+        route = self.router.route(vhost, request.path)
+        request.vhost, request.route = vhost, route
+        handler = self.handlers.get(route.kind if route is not None else "static")
+        if handler is None:
+            raise NotFound(f"no handler for the error page {request.path!r}")
+        return await handler(request, sink)
+
+    def internal_redirect(self, request: Request, target: str, why: str) -> None:
+        """Serve `target` ("/path?query") instead, with the same method and body; REQUEST_URI
+        (request.target) stays what the client sent."""
+        if request.redirects >= MAX_INTERNAL_REDIRECTS:
+            raise InternalServerError(f"{why}: more than {MAX_INTERNAL_REDIRECTS} internal redirects "
+                                      f"(last to {target!r})")
+        try:
+            parsed = parse_target(target.encode("ascii"), request.method)
+        except HTTPError as exc:
+            raise BadRequest(f"{why}: {target!r}: {exc.detail}") from None
+        request.path, request.raw_path, request.query = parsed.path, parsed.raw_path, parsed.query
+        request.redirects += 1
+
+    async def route_and_serve(self, request: Request, sink: ResponseSink) -> None:
+        rated = False  # client_rate counts a request once, whatever internal redirects follow
         while True:
             vhost = self.router.vhost(request.host)
+            if self.rewrites and id(vhost) in self.rewrites:
+                request.vhost = vhost  # for the error page of an error the rules raise
+                rewritten = self.rewrites[id(vhost)].apply(request.path, request.query)
+                if rewritten is not None:
+                    rule, target = rewritten
+                    if rule.status is not None:
+                        await send_redirect(sink, rule.status, target)
+                        return
+                    self.internal_redirect(request, target, f"rewrite {rule.key}")
+                    continue
             route = self.router.route(vhost, request.path)
             request.vhost, request.route = vhost, route
             if request.tls is not None:
@@ -87,15 +143,26 @@ class Dispatcher:
             elif vhost.redirect_https and not request.path.startswith(ACME_CHALLENGE_PREFIX):
                 await self.redirect_https(request, vhost, sink)
                 return
-            if self.rate_limit is not None and not request.redirects:
+            if self.rate_limit is not None and not rated:
+                rated = True
                 self.rate_limit.check_rate(request.client_addr)
+            gate = self.access.gate_for(vhost, route)  # allow/deny, auth, authorizer
+            if gate is not None and await gate.check(request, sink):
+                return
             kind: str = route.kind if route is not None else "static"
             if request.path == vhost.status:
                 kind = "status"  # the status page comes before every route (exact path only)
+            if self.try_files and kind != "status":
+                try_files = self.try_files.get(id(route) if route is not None else id(vhost))
+                if try_files is not None:
+                    fallback = try_files.resolve(request)
+                    if fallback is not None:
+                        self.internal_redirect(request, fallback, "try_files")
+                        continue
             handler = self.handlers.get(kind)
             if handler is None:
                 raise NotFound(f"no handler for {kind} routes")
-            result = await handler(request, sink)
+            result = await handler(request, self.error_pages.sink_for(request, sink) if self.error_pages else sink)
             if result is None:
                 return
             # RFC 3875 §6.2.2: the server serves the new URL as if it had been requested (a GET).
@@ -109,3 +176,18 @@ class Dispatcher:
             request.headers = [(k, v) for k, v in request.headers
                                if k not in (b"content-length", b"content-type", b"transfer-encoding")]
             request.redirects += 1
+
+
+def try_files_by_owner(config: Config) -> dict[int, TryFiles]:
+    """The `try_files` of each route (by id) and of each vhost's root, with their directories."""
+    found: dict[int, TryFiles] = {}
+    for vhost in config.vhosts:
+        if vhost.try_files and vhost.root is not None:
+            found[id(vhost)] = TryFiles(vhost.try_files, vhost.root, "/", vhost.index)
+        for route in vhost.routes:
+            if not route.try_files:
+                continue
+            directory = route.root if route.kind in GATEWAY_KINDS else route.directory
+            if directory is not None:
+                found[id(route)] = TryFiles(route.try_files, directory, route.prefix, route.index or vhost.index)
+    return found

@@ -8,7 +8,9 @@ never a whole body in memory. Headers change as RFC 9110 §7.6 asks (see `frontd
 
 Failures carry their status: connect failures 502/503 (from `BackendSet`), a backend silent for
 the route's `timeout` 504, a malformed, contradictory or truncated response 502 (or the client
-connection closed when the response has started). A pooled connection that turns out closed
+connection closed when the response has started: a read error is never the end of a body). A
+connection is pooled only when nothing followed its response, in the worker's pool shared by the
+routes naming its address, which closes it when the backend sends anything while it idles. A pooled connection that turns out closed
 before any response byte is retried once on a new connection when the request can be replayed:
 an idempotent method (RFC 9110 §9.2.2) whose body, if any, was small enough to keep.
 
@@ -26,7 +28,8 @@ import h11
 
 from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, BadRequest, GatewayTimeout
-from frontd.gateway.backends import BackendConnection, BackendSet
+from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
+from frontd.gateway.exchange import connection_lost
 from frontd.http.forwarded import (
     IDEMPOTENT_METHODS,
     backend_target,
@@ -36,6 +39,7 @@ from frontd.http.forwarded import (
 )
 from frontd.request import Request, RequestBody
 from frontd.response import ResponseSink
+from frontd.rules.authorizer import proxy_fields
 
 log = logging.getLogger("frontd")
 
@@ -89,9 +93,11 @@ class _BodySource:
 
 
 class ProxyHandler:
-    """The handler of `proxy` routes; one BackendSet (and pool) per route in each worker."""
+    """The handler of `proxy` routes; one BackendSet per route in each worker, their idle
+    connections in the worker's `ConnectionPool` (shared by the routes naming an address)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, pool: ConnectionPool | None = None) -> None:
+        self.pool = pool if pool is not None else ConnectionPool()
         self._backends: dict[int, BackendSet] = {}
         for vhost in config.vhosts:
             for route in vhost.routes:
@@ -102,7 +108,8 @@ class ProxyHandler:
         found = self._backends.get(id(route))
         if found is None:
             found = BackendSet([t.address for t in route.proxy], route.connect_timeout,
-                               route.keepalive, name="proxy")
+                               route.keepalive, name="proxy", pool=self.pool,
+                               idle_timeout=route.keepalive_timeout)
             self._backends[id(route)] = found
         return found
 
@@ -131,6 +138,8 @@ class ProxyHandler:
                 client_host=client_host, http_version=request.http_version,
                 body_length=request.body.length, upgrade=upgrade, peer_addr=request.peer_addr,
             )
+            if route.authorizer:
+                headers = proxy_fields(headers, request.auth_variables)
             exchange = _Exchange(backends, conn, route, request, sink, source, target, headers,
                                  upgrade is not None, retry=attempt == 0)
             try:
@@ -286,6 +295,11 @@ class _Exchange:
             try:
                 data = read.result()
             except OSError as exc:
+                if self.received:
+                    # Issue 13 section 3: a reset is not the end of a close-delimited body. Taken
+                    # for EOF, it made a cut response look complete (a chunked terminator sent).
+                    raise connection_lost(self.where, exc) from None
+                # Before any response byte: as a close, which `_no_response` may retry.
                 log.debug("%s: read failed: %s", self.where, exc)
                 data = b""
         finally:

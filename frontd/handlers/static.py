@@ -75,6 +75,9 @@ class StaticHandler:
         # `cgi = FILE` programs: never sent as bytes either, wherever they lie.
         self._cgi_programs = frozenset(os.path.realpath(route.program) for vhost in config.vhosts
                                        for route in vhost.routes if route.program is not None)
+        # htpasswd files of `auth`: never sent, even when one lies under a root.
+        self._password_files = frozenset(os.path.realpath(owner.auth.htpasswd) for vhost in config.vhosts
+                                         for owner in (vhost, *vhost.routes) if owner.auth is not None)
 
     async def handle(self, request: Request, sink: ResponseSink) -> None:
         vhost, route = request.vhost, request.route
@@ -131,6 +134,8 @@ class StaticHandler:
                             "its source is never served")
         if self._cgi_programs and path in self._cgi_programs:
             raise Forbidden(f"{request.path!r}: {path} is a CGI program; its bytes are never served")
+        if self._password_files and path in self._password_files:
+            raise Forbidden(f"{request.path!r}: {path} is an htpasswd file of auth; it is never served")
         await self._send_file(request, sink, path, st)
         return None
 

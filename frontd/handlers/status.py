@@ -17,6 +17,7 @@ from frontd.config.model import Config, VHost
 from frontd.errors import BadRequest, Forbidden, MethodNotAllowed
 from frontd.request import Request
 from frontd.response import ResponseSink
+from frontd.rules.access import client_allowed
 from frontd.status import metrics
 from frontd.status.render import (
     PROMETHEUS_CONTENT_TYPE,
@@ -33,21 +34,6 @@ FORMATS = {
     "prometheus": (render_prometheus, PROMETHEUS_CONTENT_TYPE),
 }
 ALLOW = b"GET, HEAD"
-
-
-def client_allowed(client: str, networks: tuple[Network, ...]) -> bool:
-    """Whether a client address (as the connection reports it) lies in one of `networks`.
-
-    An IPv4 client seen on a dual-stack IPv6 listener ("::ffff:127.0.0.1") is compared as IPv4.
-    Unix-socket clients ("unix:") have no address and are refused.
-    """
-    try:
-        address = ipaddress.ip_address(client.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
 
 
 def status_format(query: str) -> str:

@@ -1,1 +1,2 @@
-"""What runs before a handler (access, rewrites, limits) and after it (headers, compression)."""
+"""Site rules: what runs before a handler (rewrites, access, redirects, try_files) and around it
+(error pages)."""

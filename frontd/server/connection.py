@@ -581,8 +581,10 @@ class Connection:
                 await sink.end()
         except HTTPError as exc:
             if sink.detached or sink.started:
+                # Closed without the response's end (no chunked terminator, a short body): the
+                # client sees it cut, not complete (issue 13 section 3).
                 log.error("%s after the response started; closing%s", exc.detail, request.log_context())
-                self._log_access(request, sink.status or 200, sink.bytes_sent)
+                self._log_access(request, sink.status or 200, sink.bytes_sent, cut=True)
                 return False
             # Input errors leave the stream out of sync (or the body unread on purpose): close.
             fatal = exc.status in _FATAL_STATUSES
@@ -594,6 +596,7 @@ class Connection:
         except Exception:
             log.exception("unhandled error%s", request.log_context())
             if sink.started or sink.detached:
+                self._log_access(request, sink.status or 200, sink.bytes_sent, cut=True)
                 return False
             await self._send_error(error_for_status(500), request, h, close=True, logged=True)
             return False
@@ -623,8 +626,8 @@ class Connection:
             self.eof = True
         return True
 
-    def _log_access(self, request: Request, status: int, size: int) -> None:
-        self.access_log.record(request, status, size)
+    def _log_access(self, request: Request, status: int, size: int, *, cut: bool = False) -> None:
+        self.access_log.record(request, status, size, cut=cut)
         STATS.request(status, size, self.started)
 
     async def _send_error(self, exc: HTTPError, request: Request | None, h: h11.Connection | None,

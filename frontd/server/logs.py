@@ -57,6 +57,30 @@ def setup_error_log(target: str, level: str = "info") -> None:
     log.propagate = False
 
 
+def fork() -> int:
+    """os.fork() at a moment when no thread of this process is writing to the error log.
+
+    The master has a thread that logs the output of spawned processes (spawn/output.py). Forked
+    in the middle of one of its writes, a child would inherit the file object's internal lock
+    held by a thread that does not exist there, and hang at its first log line. Every write
+    happens under its handler's lock, so holding those locks across the fork is enough; in the
+    child, logging's own fork hook gives the handlers fresh locks.
+    """
+    handlers = list(log.handlers)
+    for handler in handlers:
+        handler.acquire()
+    try:
+        pid = os.fork()
+    except BaseException:
+        for handler in handlers:
+            handler.release()
+        raise
+    if pid != 0:
+        for handler in handlers:
+            handler.release()
+    return pid
+
+
 def reopen_error_log() -> None:
     for handler in log.handlers:
         if isinstance(handler, _ReopenableHandler):
@@ -107,7 +131,10 @@ class AccessLog:
         else:
             self._file = open(self.target, "a", encoding="utf-8")
 
-    def record(self, request: Request, status: int, size: int) -> None:
+    def record(self, request: Request, status: int, size: int, *, cut: bool = False) -> None:
+        """One line; `cut` when the response started and was then cut short by a failure on
+        frontd's or the backend's side (the client's connection was closed without the
+        response's end): the line then ends with ` cut`."""
         if self._file is None:
             return
         now = time.time()
@@ -116,7 +143,8 @@ class AccessLog:
             self._clf_second, self._clf_text = second, _clf_time(now)
         self._pending.append(
             f'{request.client_addr} - - [{self._clf_text}] "{_quote(request.request_line)}" {status} {size} '
-            f'"{_quote(request.header(b"referer"))}" "{_quote(request.header(b"user-agent"))}"\n'
+            f'"{_quote(request.header(b"referer"))}" "{_quote(request.header(b"user-agent"))}"'
+            f'{" cut" if cut else ""}\n'
         )
         if not self._scheduled:
             self._scheduled = True

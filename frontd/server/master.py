@@ -7,9 +7,13 @@ The master never serves a request. It waits for signals with every one of them b
 - QUIT: graceful stop (QUIT to the workers, which finish in-flight requests within
   shutdown_timeout; KILL whoever is left after that and a margin).
 - HUP: reload. The file is read and validated again; if it is bad, the error is logged and the
-  running configuration stays. Otherwise listeners are kept (by address), added or closed, a new
-  generation of workers starts, and only then are the old workers told to QUIT: the listening
-  sockets never close, so a client sees no refused connection and no failed request.
+  running configuration stays. Otherwise listeners are kept (by address) or added, a new
+  generation of workers starts, and only when every new worker has reported ready (a byte on a
+  pipe, once its log files are open and it accepts) are dropped listeners closed and the old
+  workers told to QUIT: the listening sockets never close, so a client sees no refused
+  connection and no failed request. A new generation that does not get ready is stopped and the
+  old one, never told anything, carries on. The first generation at start is waited for the same
+  way: if it cannot serve, frontd exits with status 1.
 - USR1: reopen the log files (after logrotate renamed them), then the same in every worker.
 - USR2: re-read the certificate files (the ACME client wrote a new one), then the same in every
   worker; a certificate that fails to load keeps the previous one serving. When workers run as
@@ -30,8 +34,10 @@ import grp
 import logging
 import os
 import pwd
+import select
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -43,10 +49,10 @@ from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config, Listener
 from frontd.server import pidfile
 from frontd.server.listeners import ListenError, bind, describe
-from frontd.server.logs import reopen_error_log, setup_error_log
+from frontd.server.logs import fork, reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
 from frontd.protocol.tls import Certificates
-from frontd.server.worker import run_worker
+from frontd.server.worker import READY, run_worker
 from frontd.rules import limits
 from frontd.status import metrics
 
@@ -59,6 +65,19 @@ QUIT_MARGIN = 5.0  # beyond shutdown_timeout, before a gracefully stopping worke
 STABLE_UPTIME = 5.0  # a worker that lived this long died of something other than its start
 MIN_RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 10.0
+READY_TIMEOUT = 10.0  # a new generation's workers must all report ready within this, or it is given up
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What a generation of workers is forked with: the running configuration's, or a reload's
+    before it is committed (its listeners, TLS listeners among them, certificates)."""
+
+    config: Config
+    sockets: list[socket.socket]
+    tls_sockets: frozenset[int]
+    certificates: Certificates | None
+    proxy_sockets: frozenset[int] = frozenset()  # listeners whose connections start with a PROXY header
 
 
 @dataclass
@@ -162,20 +181,25 @@ class Master:
     def sockets(self) -> list[socket.socket]:
         return [sock for socks in self.listeners.values() for sock in socks]
 
-    def tls_sockets(self) -> frozenset[int]:
+    def tls_sockets(self, config: Config | None = None,
+                    listeners: dict[str, list[socket.socket]] | None = None) -> frozenset[int]:
         """The file descriptors of TLS listeners."""
-        return self.sockets_of(lambda listener: listener.tls)
+        return self.sockets_of(lambda listener: listener.tls, config, listeners)
 
-    def proxy_sockets(self) -> frozenset[int]:
+    def proxy_sockets(self, config: Config | None = None,
+                      listeners: dict[str, list[socket.socket]] | None = None) -> frozenset[int]:
         """The file descriptors of listeners whose connections start with a PROXY header."""
-        return self.sockets_of(lambda listener: listener.proxy_protocol)
+        return self.sockets_of(lambda listener: listener.proxy_protocol, config, listeners)
 
-    def sockets_of(self, wanted: Callable[[Listener], bool]) -> frozenset[int]:
+    def sockets_of(self, wanted: Callable[[Listener], bool], config: Config | None = None,
+                   listeners: dict[str, list[socket.socket]] | None = None) -> frozenset[int]:
         """The file descriptors of the `wanted` listeners: `listen` entries matched to sockets in
-        the order `bind_listeners` gave them out."""
-        available = {key: list(socks) for key, socks in self.listeners.items()}
+        the order `bind_listeners` gave them out (the running ones, or a reload's before it is
+        committed)."""
+        config = config if config is not None else self.config
+        available = {key: list(socks) for key, socks in (listeners if listeners is not None else self.listeners).items()}
         found: set[int] = set()
-        for listener in self.config.listener_options():
+        for listener in config.listener_options():
             socks = available.get(str(listener.address))
             if socks:
                 sock = socks.pop(0)
@@ -220,18 +244,27 @@ class Master:
             for _, error in self.certificates.load():
                 log.error("certificate reload: %s", error)
         if self.worker_account() is not None and self.certificates is not None:
-            self.replace_workers()
-            log.info("certificates re-read; new workers started with them")
+            if self.replace_workers() is not None:
+                log.info("certificates re-read; new workers started with them")
         else:
             self.signal_workers(signal.SIGUSR2, set(self.workers))
 
-    def replace_workers(self) -> int:
-        """New workers first, then retire the old: the listeners are never without an acceptor for
-        long, and connections that arrive in between wait in the listen backlog."""
+    def replace_workers(self) -> int | None:
+        """A new generation of the running configuration replaces the workers, once it is ready;
+        the number retired, or None (logged) when the new one could not start."""
+        slots, workers, failure = self.start_generation()
+        if failure is not None:
+            log.error("cannot start new workers: %s; the running ones carry on", failure)
+            return None
+        return self.take_over(slots, workers)
+
+    def take_over(self, slots: list[_Slot], workers: dict[int, _Slot]) -> int:
+        """Make a generation that reported ready the current one, and tell the old to QUIT. New
+        workers first, then retire the old: the listeners are never without an acceptor, and
+        connections that arrive in between wait in the listen backlog. The number retired."""
         retiring = set(self.workers)
-        self.workers = {}
+        self.slots, self.workers = slots, workers
         self.retiring |= retiring
-        self.start_generation()
         self.signal_workers(signal.SIGQUIT, retiring)
         return len(retiring)
 
@@ -261,18 +294,24 @@ class Master:
             log.warning('workers run as root: set "user" in %s to run them (and CGI scripts) '
                         "as an unprivileged user", config.path)
 
-    def worker_account(self) -> tuple[int, int, str] | None:
+    def worker_account(self, config: Config | None = None) -> tuple[int, int, str] | None:
         if os.geteuid() != 0:
             return None
-        return _account(self.config)
+        return _account(config if config is not None else self.config)
 
-    def prepare_log_files(self) -> None:
-        """Create the log files and give them to the workers' user, so that workers can reopen them."""
-        account = self.worker_account()
-        for target in (self.config.error_log, self.config.access_log):
+    def prepare_log_files(self, config: Config | None = None) -> None:
+        """Create the log files and give them to the workers' user, so that workers can reopen them.
+
+        Only regular files (or missing ones): a FIFO or a device ("/dev/stdout") is the reader's or
+        the system's, and opening a FIFO nobody reads would block the master."""
+        config = config if config is not None else self.config
+        account = self.worker_account(config)
+        for target in (config.error_log, config.access_log):
             if target in ("-", "off"):
                 continue
             try:
+                if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
+                    continue
                 with open(target, "a", encoding="utf-8"):
                     pass
                 if account is not None:
@@ -282,28 +321,46 @@ class Master:
 
     # -- workers ------------------------------------------------------------------------------
 
-    def spawn(self, slot: _Slot) -> None:
-        account = self.worker_account()
-        sockets = self.sockets()
+    def launch(self) -> _Launch:
+        """What workers of the running configuration are forked with."""
+        return _Launch(self.config, self.sockets(), self.tls_sockets(), self.certificates, self.proxy_sockets())
+
+    def spawn(self, slot: _Slot, launch: _Launch | None = None, workers: dict[int, _Slot] | None = None) -> int | None:
+        """Fork a worker for `slot` (of the running configuration, unless `launch` is a reload's).
+        With `workers`, the new worker goes there and the read end of its readiness pipe is
+        returned: the worker writes READY on it once it can serve."""
+        launch = launch if launch is not None else self.launch()
+        account = self.worker_account(launch.config)
+        ready_r, ready_w = os.pipe() if workers is not None else (None, None)
         for handler in log.handlers:
             handler.flush()
         sys.stdout.flush()
         stat_slot = self.stats.claim(slot.index)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
-            self._child(sockets, account, stat_slot, slot.index)
+            if ready_r is not None:
+                os.close(ready_r)
+            self._child(launch, account, stat_slot, slot.index, ready_w)
+        if ready_w is not None:
+            os.close(ready_w)
         self.stats.started(stat_slot, pid)
         slot.pid, slot.started, slot.restart_at = pid, time.monotonic(), None
-        self.workers[pid] = slot
+        (workers if workers is not None else self.workers)[pid] = slot
         log.info("worker %d started", pid)
+        return ready_r
 
-    def _child(self, sockets: list[socket.socket], account: tuple[int, int, str] | None,
-               stat_slot: int, number: int) -> None:
+    def _child(self, launch: _Launch, account: tuple[int, int, str] | None, stat_slot: int, number: int,
+               ready: int | None) -> None:
         """In the forked worker: never returns."""
         code = 0
         try:
             metrics.STATS.attach(self.stats, stat_slot, number)
             self.supervisor.close_in_child()
+            # A reload's workers are forked while the listeners it drops are still open here.
+            mine = {id(sock) for sock in launch.sockets}
+            for sock in self.sockets():
+                if id(sock) not in mine:
+                    sock.close()
             # The mask stays blocked until the worker's own handlers are in place (worker.py).
             for signum in MASTER_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
@@ -311,8 +368,12 @@ class Master:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             if account is not None:
                 _drop_privileges(*account)
-            run_worker(self.config, sockets, self.pid, self.tls_sockets(), self.certificates,
-                       proxy_sockets=self.proxy_sockets())
+            run_worker(launch.config, launch.sockets, self.pid, launch.tls_sockets, launch.certificates, ready,
+                       proxy_sockets=launch.proxy_sockets)
+        except OSError as exc:
+            # A file the worker opens at start (the access log): one line says which and why.
+            log.error("worker cannot start: %s", exc)
+            code = 1
         except BaseException:
             log.exception("worker failed")
             code = 1
@@ -321,10 +382,76 @@ class Master:
                 handler.flush()
             os._exit(code)
 
-    def start_generation(self) -> None:
-        self.slots = [_Slot(i) for i in range(self.config.workers)]
-        for slot in self.slots:
-            self.spawn(slot)
+    def start_generation(self, launch: _Launch | None = None) -> tuple[list[_Slot], dict[int, _Slot], str | None]:
+        """Fork a full generation of workers (of the running configuration, unless `launch` is a
+        reload's) and wait until each reported ready: (its slots, its workers, None), or with the
+        reason why one did not (it died, or stayed silent for READY_TIMEOUT). The caller makes
+        them the current generation (`take_over`); a failed one is already being stopped."""
+        launch = launch if launch is not None else self.launch()
+        slots = [_Slot(i) for i in range(launch.config.workers)]
+        workers: dict[int, _Slot] = {}
+        pipes: dict[int, int] = {}  # read end -> pid
+        failure: str | None = None
+        ready: set[int] = set()
+        for slot in slots:
+            try:
+                fd = self.spawn(slot, launch, workers)
+            except OSError as exc:
+                failure = f"cannot fork a worker: {exc.strerror or exc}"
+                break
+            assert fd is not None
+            pipes[fd] = slot.pid
+        try:
+            if failure is None:
+                failure = self._await_ready(pipes, ready, workers)
+        finally:
+            for fd in pipes:
+                os.close(fd)
+        if failure is not None:
+            self._abandon(workers, ready)
+        return slots, workers, failure
+
+    def _await_ready(self, pipes: dict[int, int], ready: set[int], workers: dict[int, _Slot]) -> str | None:
+        """Wait for READY on every pipe (read end -> worker pid), adding each pid that sent it to
+        `ready`; the first failure, or None. A worker that died is reaped here (and dropped
+        from `workers`), so that its exit status is in the reason.
+
+        The master's signals stay blocked meanwhile and are acted on afterwards: a worker that
+        starts at all is ready in milliseconds, and one that is not gets at most READY_TIMEOUT.
+        """
+        waiting = dict(pipes)
+        poller = select.poll()  # not select(): descriptor numbers may pass FD_SETSIZE
+        for fd in waiting:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pids = ", ".join(str(pid) for pid in sorted(waiting.values()))
+                return f"worker {pids} did not report ready within {READY_TIMEOUT:g}s"
+            for fd, _ in poller.poll(left * 1000):
+                poller.unregister(fd)
+                pid = waiting.pop(fd)
+                if os.read(fd, 1) == READY:
+                    ready.add(pid)
+                    continue
+                # The pipe's only writer is gone: the worker is exiting (it logged why).
+                _, status = os.waitpid(pid, 0)
+                self.stats.exited(pid)
+                del workers[pid]
+                return f"worker {pid} {exit_description(status)} before it was ready to serve"
+        return None
+
+    def _abandon(self, workers: dict[int, _Slot], ready: set[int]) -> None:
+        """Stop a generation that failed to start. A worker that reported ready may have accepted
+        connections already: QUIT lets it finish them. One that did not has accepted nothing and
+        may be stuck with its signals blocked: KILL."""
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGQUIT if pid in ready else signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.retiring.add(pid)
 
     def signal_workers(self, signum: int, pids: set[int] | None = None) -> None:
         for pid in (pids if pids is not None else set(self.workers) | self.retiring):
@@ -419,18 +546,51 @@ class Master:
         if config.pid_file != self.config.pid_file:
             log.warning("pid_file changed; it takes effect at the next start (still %s)", self.config.pid_file)
             config = replace(config, pid_file=self.config.pid_file)
-        if (config.error_log, config.log_level) != (self.config.error_log, self.config.log_level):
-            setup_error_log(config.error_log, config.log_level)
+        old = self.config
+        new_log = (config.error_log, config.log_level) != (old.error_log, old.log_level)
+        if new_log:
+            # Before the fork: the new workers inherit the master's error log.
+            try:
+                setup_error_log(config.error_log, config.log_level)
+            except OSError as exc:
+                self._close_new_listeners(listeners, config)
+                self.supervisor.discard(plan)
+                log.error("configuration reload failed: error_log %s: %s; still running the previous "
+                          "configuration", config.error_log, exc.strerror or exc)
+                return
         self.check_account(config)
-        self.replace_listeners(listeners, self.config)
+        self.stats.configured(config)
+        self.prepare_log_files(config)
+        # The new generation proves it can serve before anything of the old one is let go.
+        launch = _Launch(config, [s for socks in listeners.values() for s in socks],
+                         self.tls_sockets(config, listeners), certificates, self.proxy_sockets(config, listeners))
+        slots, workers, failure = self.start_generation(launch)
+        if failure is not None:
+            self._close_new_listeners(listeners, config)
+            self.supervisor.discard(plan)
+            if new_log:
+                setup_error_log(old.error_log, old.log_level)
+            self.stats.configured(old)
+            log.error("configuration reload failed: %s; still running the previous configuration "
+                      "with %d worker(s)", failure, len(self.workers))
+            return
+        self.replace_listeners(listeners, old)
         self.config = config
         self.certificates = certificates
-        self.stats.configured(config)
-        self.prepare_log_files()
-        # Spawned backends first: new ones start before the new workers use them.
+        # Spawned backends: new ones start, kept ones are renewed (their sockets were bound by prepare).
         self.supervisor.apply(plan)
-        retiring = self.replace_workers()
+        retiring = self.take_over(slots, workers)
         log.info("configuration reloaded; %d old worker(s) finishing their requests", retiring)
+
+    def _close_new_listeners(self, listeners: dict[str, list[socket.socket]], config: Config) -> None:
+        """A failed reload: close the sockets `bind_listeners` opened for it (not the running ones)."""
+        running = {id(sock) for sock in self.sockets()}
+        addresses = {str(a): a for a in config.listen}
+        for key, socks in listeners.items():
+            for sock in socks:
+                if id(sock) not in running:
+                    log.info("no longer listening on %s", describe(sock))
+                    self._close_listener(sock, addresses.get(key))
 
     def reopen(self) -> None:
         log.info("reopening log files")
@@ -468,7 +628,6 @@ class Master:
         return max(min(due) - time.monotonic(), 0.001)
 
     def serve(self) -> None:
-        self.start_generation()
         while not (self.stopping and not self.workers and not self.retiring and self.supervisor.idle()):
             timeout = self.timeout()
             if timeout is None:
@@ -496,7 +655,11 @@ class Master:
 
 def run(config: Config) -> int:
     """Run frontd from `config` until stopped; the exit status of the `frontd` command."""
-    setup_error_log(config.error_log, config.log_level)
+    try:
+        setup_error_log(config.error_log, config.log_level)
+    except OSError as exc:  # the check at load passed, and then the file system changed
+        print(f"frontd: error_log {config.error_log}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     # Blocked from the start: a signal that arrives while starting waits for the loop instead of
     # killing the master half-way. SIGCHLD gets a handler so that it is never discarded as ignored.
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
@@ -529,6 +692,17 @@ def run(config: Config) -> int:
         except SpawnError as exc:
             log.error("%s", exc)
             print(f"frontd: {exc}", file=sys.stderr)
+            return 1
+        master.slots, master.workers, failure = master.start_generation()
+        if failure is not None:
+            log.error("cannot start: %s", failure)
+            print(f"frontd: cannot start: {failure} (see the error log)", file=sys.stderr)
+            master.signal_workers(signal.SIGKILL)
+            for pid in master.retiring:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
             return 1
         log.info("frontd %d started with %d worker(s)", master.pid, config.workers)
         master.serve()

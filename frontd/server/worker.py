@@ -31,6 +31,7 @@ STREAM_LIMIT = 1 << 16
 ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and the like: back off instead of spinning
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the master
+READY = b"R"  # written on the readiness pipe once the worker can serve (master.py waits for it)
 # Closing a TLS connection sends close_notify and waits this long for the client's (asyncio's
 # default is 30 s): a client that vanished does not hold a socket for half a minute.
 TLS_SHUTDOWN_TIMEOUT = 5.0
@@ -41,16 +42,18 @@ class Worker:
 
     def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None,
                  tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
-                 proxy_sockets: frozenset[int] = frozenset()) -> None:
+                 ready: int | None = None, proxy_sockets: frozenset[int] = frozenset()) -> None:
         """`tls_sockets`: the file descriptors among `sockets` of TLS listeners, served with
-        `certificates` (loaded by the master before the fork); `proxy_sockets`: those whose
-        connections start with a PROXY header."""
+        `certificates` (loaded by the master before the fork). `ready`: the readiness pipe's write
+        end, from a master that waits for READY. `proxy_sockets`: the listeners whose connections
+        start with a PROXY header."""
         self.config = config
         self.sockets = sockets
         self.tls_sockets = tls_sockets
         self.proxy_sockets = proxy_sockets
         self.certificates = certificates
         self.master_pid = master_pid
+        self.ready = ready
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
@@ -73,6 +76,12 @@ class Worker:
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         watchdog = asyncio.create_task(self._watch_master()) if self.master_pid is not None else None
         self._listen(True)
+        if self.ready is not None:
+            # Log files open, dispatcher built, handlers set, accepting: the master may now retire
+            # the workers this one replaces.
+            os.write(self.ready, READY)
+            os.close(self.ready)
+            self.ready = None
         await self.stopping.wait()
         log.info("worker %s", "shutting down gracefully" if self.graceful else "stopping")
         self._listen(False)
@@ -369,6 +378,7 @@ def _set_parent_death_signal(signum: int) -> bool:
 
 def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None,
                tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
-               proxy_sockets: frozenset[int] = frozenset()) -> None:
-    """Serve until told to stop; with `master_pid`, also stop when that master dies."""
-    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, proxy_sockets).run())
+               ready: int | None = None, proxy_sockets: frozenset[int] = frozenset()) -> None:
+    """Serve until told to stop; with `master_pid`, also stop when that master dies; with `ready`,
+    write READY on that descriptor once serving."""
+    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, ready, proxy_sockets).run())

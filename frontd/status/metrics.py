@@ -8,7 +8,8 @@ signed 64-bit cells ('q'), in five parts, each with exactly one writer, so nothi
                     backends registered                                          master
     slot table      per counter slot: state, worker number, pid, generation, start time   master
     backend table   per backend: kind and address as NUL-padded bytes, last generation in the
-                    configuration, spawned processes, restarts                   master
+                    configuration, spawned processes, restarts, stopped (no spawned
+                    process can accept)                                          master
     slot counters   per slot: the worker's cells, then the cells of each backend (plus one scratch
                     backend for addresses nobody registered)                     the worker owning the slot
 
@@ -24,7 +25,7 @@ A reader may see a counter one request behind; an aligned 8-byte store is never 
 platforms frontd runs on (x86-64, arm64), so no value is ever half-written.
 
 Workers record through `STATS` (connection.py, gateway/backends.py); the spawn supervisor in the
-master reports through `backend_processes` and `backend_restarted`.
+master reports through `backend_processes`, `backend_stopped` and `backend_restarted`.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ S_STATE, S_WORKER, S_PID, S_GENERATION, S_STARTED = range(5)
 SLOT_CELLS = 5
 UNUSED, LIVE, EXITED = 0, 1, 2
 # Backend table cells (per backend), after the name bytes.
-T_SEEN, T_PROCESSES, T_RESTARTS = range(3)
-TABLE_CELLS = NAME_SIZE // 8 + 3
-# A worker's own cells. Responses by class are cells 1..5, the class digit being the cell (cell 0
-# is unused); their sum is the number of requests.
+T_SEEN, T_PROCESSES, T_RESTARTS, T_STOPPED = range(4)
+TABLE_CELLS = NAME_SIZE // 8 + 4
+# A worker's own cells. Responses by class are cells 1..5, the class digit being the cell; their
+# sum is the number of requests. Cell 0 counts failed Basic-auth attempts (wrong credentials).
+W_AUTH_FAILED = 0
 W_CLASSES, W_ACTIVE, W_CONNECTIONS, W_BYTES, W_LATENCY_SUM, W_BUCKETS = 1, 6, 7, 8, 9, 10
 WORKER_CELLS = W_BUCKETS + BUCKETS
 # A worker's cells for one backend, responses by class again in cells 1..5.
@@ -248,6 +250,10 @@ class Area:
             # A backend frontd runs belongs to the running configuration even if no route names it.
             self.cells[table + T_SEEN] = self.cells[H_GENERATION]
 
+    def set_stopped(self, backend: int, stopped: bool) -> None:
+        if backend < self.backends:
+            self.cells[self.table_cell(backend) + NAME_SIZE // 8 + T_STOPPED] = int(stopped)
+
     def add_restart(self, backend: int) -> None:
         if backend < self.backends:
             self.cells[self.table_cell(backend) + NAME_SIZE // 8 + T_RESTARTS] += 1
@@ -283,6 +289,7 @@ class Area:
             view.counts.add(cells, W_CLASSES, W_BYTES, W_LATENCY_SUM, W_BUCKETS)
             view.active += cells[W_ACTIVE]
             view.connections += cells[W_CONNECTIONS]
+            view.auth_failures += cells[W_AUTH_FAILED]
             if state == LIVE:
                 view.pids.append(c[base + S_PID])
                 view.generation = max(view.generation, c[base + S_GENERATION])
@@ -300,11 +307,12 @@ class Area:
                 if state == LIVE and cells[B_DOWN_UNTIL] > now_us:
                     per.down = True
         totals = Counts()
-        active = connections = 0
+        active = connections = auth_failures = 0
         for view in workers.values():
             totals.merge(view.counts)
             active += view.active
             connections += view.connections
+            auth_failures += view.auth_failures
         for b in backends:
             for per in b.workers.values():
                 b.counts.merge(per.counts)
@@ -316,6 +324,7 @@ class Area:
             config_loaded=c[H_LOADED] / 1e6, generation=generation, answered_by=worker,
             totals=totals, active=active, connections=connections,
             workers=[workers[n] for n in sorted(workers)], backends=backends,
+            auth_failures=auth_failures,
         )
 
 
@@ -388,6 +397,7 @@ class WorkerView:
     active: int = 0
     connections: int = 0
     counts: Counts = field(default_factory=Counts)
+    auth_failures: int = 0
 
 
 @dataclass(slots=True)
@@ -431,6 +441,7 @@ class Snapshot:
     connections: int
     workers: list[WorkerView]
     backends: list[BackendView]
+    auth_failures: int = 0  # failed Basic-auth attempts (wrong, unknown or malformed credentials)
 
     @property
     def uptime(self) -> float:
@@ -495,6 +506,10 @@ class WorkerStats:
     def connection_closed(self) -> None:
         self._w[W_ACTIVE] -= 1
 
+    def auth_failed(self) -> None:
+        """A request came with Basic credentials that did not let it in."""
+        self._w[W_AUTH_FAILED] += 1
+
     def request(self, status: int, size: int, started: float) -> None:
         """One finished request (as the access log records it): status, body bytes, start time.
 
@@ -521,6 +536,14 @@ class WorkerStats:
             if us >= 0:
                 b[k + B_LATENCY_SUM] += us
                 b[k + B_BUCKETS + bucket] += 1
+
+    def backend_stopped(self, backend: int) -> bool:
+        """Whether the supervisor says no process of this spawned backend runs (it is waiting to
+        restart one that failed): nobody would accept a connection to its socket."""
+        area = self.area
+        if area is None or backend >= area.backends:
+            return False
+        return bool(area.cells[area.table_cell(backend) + NAME_SIZE // 8 + T_STOPPED])
 
     def backend_used(self, backend: int) -> None:
         """A connection to `backend` was handed out: the current request is counted as its."""
@@ -564,6 +587,13 @@ def backend_processes(address: Address | str, running: int, *, kind: str = "") -
     """
     if AREA is not None:
         AREA.set_processes(AREA.register(kind, address), running)
+
+
+def backend_stopped(address: Address | str, stopped: bool, *, kind: str = "") -> None:
+    """Spawn supervisor (in the master): whether the backend at `address` has no process that
+    could accept (all dead and waiting to be restarted); workers then answer 503 at once."""
+    if AREA is not None:
+        AREA.set_stopped(AREA.register(kind, address), stopped)
 
 
 def backend_restarted(address: Address | str, *, kind: str = "") -> None:

@@ -113,7 +113,8 @@ def to_dict(snap: Snapshot, routes: dict[str, list[str]],
         "config_loaded": round(snap.config_loaded, 6),
         "generation": snap.generation,
         "answered_by": snap.answered_by,
-        "totals": {**_counts(snap.totals), "active_connections": snap.active, "connections": snap.connections},
+        "totals": {**_counts(snap.totals), "active_connections": snap.active, "connections": snap.connections,
+                   "auth_failures": snap.auth_failures},
         "workers": [
             {"worker": w.number, "pids": w.pids, "generation": w.generation,
              **_counts(w.counts), "active_connections": w.active, "connections": w.connections}
@@ -204,6 +205,9 @@ def render_prometheus(snap: Snapshot, routes: dict[str, list[str]],
                [(labels, w.active) for labels, w in workers])
     out.family("frontd_connections_total", "counter", "Client connections accepted.",
                [(labels, w.connections) for labels, w in workers])
+    out.family("frontd_auth_failures_total", "counter",
+               "Requests whose Basic-auth credentials were wrong, unknown or malformed.",
+               [([], snap.auth_failures)])
     out.histogram("frontd_request_duration_seconds",
                   "Time from a request's first byte to its last response byte handed to the kernel.",
                   [(labels, w.counts) for labels, w in workers])
@@ -362,6 +366,7 @@ def render_html(snap: Snapshot, routes: dict[str, list[str]],
     meta = (f"{_e(SERVER_SOFTWARE)} &middot; master {snap.master_pid} &middot; up {human_duration(snap.uptime)}"
             f" &middot; configuration generation {snap.generation}, loaded {_e(_when(snap.config_loaded))}"
             f" &middot; answered by worker {snap.answered_by} at {_e(_when(snap.now))}"
+            f" &middot; failed auth attempts {snap.auth_failures}"
             f" &middot; refreshes every {HTML_REFRESH}s")
     worker_heads = ["worker", "pids", "generation", "active", "connections", *_COUNT_HEADS]
     worker_rows = []

@@ -282,6 +282,17 @@ class EndRequest:
     protocol_status: int
 
 
+@dataclass(frozen=True, slots=True)
+class OtherRequest:
+    """A record for another request id than the active one, skipped whole (its content is not
+    kept). The web server picks request ids (§3.3); on a kept connection a record for an
+    earlier id is one the application sent after that request had ended."""
+
+    request_id: int
+    record_type: int
+    content_length: int
+
+
 class _Sentinel(enum.Enum):
     NEED_DATA = "NEED_DATA"
 
@@ -292,7 +303,7 @@ class _Sentinel(enum.Enum):
 NEED_DATA: Final = _Sentinel.NEED_DATA
 """Returned by `next_event()` when the buffered bytes do not hold a complete record."""
 
-Event: TypeAlias = Stdout | Stderr | EndRequest
+Event: TypeAlias = Stdout | Stderr | EndRequest | OtherRequest
 
 # §3.3 / Appendix A: the records an application sends for a request.
 _RESPONSE_TYPES: Final = frozenset({FCGI_STDOUT, FCGI_STDERR, FCGI_END_REQUEST})
@@ -306,8 +317,9 @@ class FastCGIResponseDecoder:
 
     Call `receive_data(data)` with what the socket gave, then `next_event()` until it returns
     `NEED_DATA`. Events are `Stdout`, `Stderr` (one per non-empty record; the empty records
-    that end those streams produce no event) and finally `EndRequest`. Bytes after the
-    END_REQUEST record are left untouched in `trailing_data`.
+    that end those streams produce no event) and finally `EndRequest`; a record with another
+    request id is skipped and reported as `OtherRequest`. Bytes after the END_REQUEST record
+    are left untouched in `trailing_data`.
 
     Buffering: once `next_event()` has returned `NEED_DATA`, fewer than `FCGI_MAX_RECORD_LEN`
     bytes (part of one record) are held. `receive_data` raises RuntimeError while
@@ -363,6 +375,8 @@ class FastCGIResponseDecoder:
             del buffer[:record_len]
             if request_id == FCGI_NULL_REQUEST_ID:
                 continue
+            if request_id != self._request_id:
+                return OtherRequest(request_id, record_type, content_len)
             if record_type == FCGI_END_REQUEST:
                 app_status, protocol_status = _END_REQUEST_BODY.unpack(content)
                 self._ended = True
@@ -401,12 +415,7 @@ class FastCGIResponseDecoder:
                 )
             return
         if request_id != self._request_id:
-            raise WireError(
-                "FCGI_Header.requestId",
-                f"{request_id} is not the active request {self._request_id}",
-                header,
-                section=_SECTION_RECORDS,
-            )
+            return  # skipped whole, whatever its type: it is not this request's
         if record_type not in _RESPONSE_TYPES:
             raise WireError(
                 "FCGI_Header.type",

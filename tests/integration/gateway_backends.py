@@ -47,6 +47,11 @@ class Captured:
     def names(self) -> list[str]:
         return [k.decode("latin-1") for k, _ in self.params]
 
+    @property
+    def request_id(self) -> int:
+        """FastCGI: the id the request came with (the answer carries it back)."""
+        return self.records[0][1] if self.records else 1
+
 
 @dataclass
 class Answer:
@@ -233,8 +238,9 @@ class CaptureServer:
             answer = self.app(self, req)
             if answer.drop:
                 return
+            rid = req.request_id
             if answer.stderr:
-                sock.sendall(_record(7, answer.stderr))
+                sock.sendall(_record(7, answer.stderr, rid))
             try:
                 self._send_answer(sock, answer, lambda data: self._stdout(sock, reader, req, data))
             except OSError:
@@ -242,20 +248,21 @@ class CaptureServer:
                 return
             except _Aborted:
                 req.aborted = True
-                sock.sendall(_record(3, struct.pack(">IB3x", 1, 0)))
+                sock.sendall(_record(3, struct.pack(">IB3x", 1, 0), rid))
                 if not req.flags & 1:
                     return
                 continue
             if answer.reset:
                 _reset(sock)
                 return
-            sock.sendall(_record(6, b"") + _record(7, b"") + _record(3, struct.pack(">IB3x", 0, answer.protocol_status)))
+            sock.sendall(_record(6, b"", rid) + _record(7, b"", rid)
+                         + _record(3, struct.pack(">IB3x", 0, answer.protocol_status), rid))
             if not req.flags & 1 or answer.close:
                 return
 
     def _stdout(self, sock: socket.socket, reader: _RecordReader, req: Captured, data: bytes) -> None:
         for start in range(0, len(data), 65535):
-            sock.sendall(_record(6, data[start:start + 65535]))
+            sock.sendall(_record(6, data[start:start + 65535], req.request_id))
         # §5.4: an FCGI_ABORT_REQUEST may arrive while the response is being written.
         record = reader.poll()
         if record is not None:

@@ -135,3 +135,14 @@ def test_a_killed_worker_does_not_leave_connections_counted(frontd: Start, site:
         wait_workers(server.pid, 1, not_in={worker})
     # Counted again from zero: the client is not locked out by a connection that is gone.
     assert get(server, ONE).status == 200
+
+
+def test_a_rewritten_request_is_counted_once(frontd: Start, site: Path) -> None:
+    """Rewrites run before the limits: the request they rewrite is still counted, once."""
+    config = (vhost(site) + "  [[vhost.rewrite]]\n  match = '^/hi$'\n  to = \"/hello.txt\"\n"
+              + '[limits]\nclient_rate = "1/m"\nclient_burst = 2\n')
+    server = frontd(config)
+    with connect(server, ONE) as sock:
+        assert request(sock, "/hi").status == 200
+        assert request(sock, "/hi").status == 200
+        assert request(sock, "/hi").status == 429

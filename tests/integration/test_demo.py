@@ -119,3 +119,10 @@ def test_demo_reload_and_quit(demo: Demo) -> None:
     assert server.proc.wait(20) == 0
     assert not pid_file.exists()
     wait_for(lambda: not alive(before) and not alive(after), 10, "the application to stop")
+
+
+def test_demo_redirect_and_error_page(demo: Demo) -> None:
+    answer = demo.server.raw(b"GET /manual/index.html?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 301 ") and b"\r\nlocation: /docs/index.html?x=1\r\n" in answer
+    status, body = get(demo.server.port, "/no/such/page")
+    assert status == 404 and b"<h1>Nothing here</h1>" in body

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 
@@ -68,43 +69,96 @@ def test_reset_before_the_response_is_502(frontd: Start, backend: Callable[..., 
     assert '" 499 ' not in server.access()
 
 
+def read_until_closed(sock: socket.socket, received: bytes) -> bytes:
+    sock.settimeout(WAIT)
+    while True:
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):  # a timeout: the response looked complete
+            return received
+        if not data:
+            return received
+        received += data
+
+
+def read_half_then_cut(server: Frontd, cut: threading.Event) -> bytes:
+    """Send REQUEST; once 50 body bytes ("h") arrived, let the backend fail; all that came."""
+    with server.connect() as sock:
+        sock.sendall(REQUEST)
+        received = b""
+        while received.count(b"h") < 50:
+            data = sock.recv(65536)
+            assert data, received
+            received += data
+        assert received.startswith(b"HTTP/1.1 200 ")
+        cut.set()
+        return read_until_closed(sock, received)
+
+
+def assert_cut(server: Frontd, received: bytes, length: bool, where: str) -> None:
+    """Closed with the body cut short: never completed, never padded, no chunked terminator
+    (issue 13 section 3), and the access log line marked as cut."""
+    if length:
+        assert b"content-length: 100\r\n" in received.lower()
+        assert received.endswith(b"\r\n\r\n" + b"h" * 50)
+    else:
+        assert b"transfer-encoding: chunked\r\n" in received.lower()
+        assert received.endswith(b"\r\n32\r\n" + b"h" * 50 + b"\r\n"), received[-80:]
+    server.wait_error_log(rf"{where}: .*after the response started; closing")
+    server.wait_access_log(r'"GET /app/ HTTP/1\.1" 200 50 "-" "-" cut$')
+    assert '" 499 ' not in server.access()
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "close-delimited"])
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_reset_inside_the_response_closes_the_client_connection(
-        frontd: Start, backend: Callable[..., CaptureServer], protocol: str) -> None:
+        frontd: Start, backend: Callable[..., CaptureServer], protocol: str, length: bool) -> None:
     client_has_half = threading.Event()
+    fields = b"Content-Type: text/plain\r\n" + (b"Content-Length: 100\r\n" if length else b"")
 
     def app(server: CaptureServer, req: Captured) -> Answer:
         def pieces() -> Iterator[bytes]:
-            yield head(protocol, b"Content-Type: text/plain\r\nContent-Length: 100\r\n") + b"h" * 50
-            client_has_half.wait(WAIT)  # then reset, with 50 of the 100 bytes sent
+            yield head(protocol, fields) + b"h" * 50
+            client_has_half.wait(WAIT)  # then reset, with 50 of the body's bytes sent
 
         return Answer(pieces=pieces(), reset=True)
 
     server_backend = backend(protocol, app)
     server = frontd(config(protocol, server_backend.address))
-    with server.connect() as sock:
-        sock.sendall(REQUEST)
-        received = b""
-        while not received.endswith(b"h" * 50):
-            data = sock.recv(65536)
-            assert data, received
-            received += data
-        assert received.startswith(b"HTTP/1.1 200 ")
+    received = read_half_then_cut(server, client_has_half)
+    assert_cut(server, received, length, f"{protocol} {re.escape(server_backend.address)}")
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "close-delimited"])
+def test_proxy_reset_inside_the_response_closes_the_client_connection(frontd: Start, length: bool) -> None:
+    # The backend answers HTTP/1.1 with a Content-Length or close-delimited (neither it nor
+    # chunked), sends half, then resets: a read error, never to be taken for the body's end.
+    client_has_half = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(WAIT)
+            while b"\r\n\r\n" not in conn.recv(65536):
+                pass
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                         + (b"Content-Length: 100\r\n" if length else b"Connection: close\r\n")
+                         + b"\r\n" + b"h" * 50)
+            client_has_half.wait(WAIT)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        server = frontd(config("proxy", f"http://127.0.0.1:{port}"))
+        received = read_half_then_cut(server, client_has_half)
+    finally:
         client_has_half.set()
-        sock.settimeout(WAIT)
-        while True:
-            try:
-                data = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not data:
-                break
-            received += data
-    # Closed with the body cut short: never completed, never padded.
-    assert received.endswith(b"\r\n\r\n" + b"h" * 50)
-    server.wait_error_log(rf"{protocol} {re.escape(server_backend.address)}: .*after the response started; "
-                          r"closing")
-    assert '" 499 ' not in server.access()
+        thread.join(WAIT)
+        listener.close()
+    assert_cut(server, received, length, rf"proxy 127\.0\.0\.1:{port}")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

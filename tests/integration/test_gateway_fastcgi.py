@@ -226,6 +226,7 @@ def test_keepalive_reuses_connections(frontd: Start, backend: Callable[..., Capt
     # Content-Length in the reply: frontd stops at it and still waits for FCGI_END_REQUEST.
     assert fcgi.connections == 1
     assert [req.number for req in fcgi.requests] == [1, 2, 3, 4]
+    assert [req.request_id for req in fcgi.requests] == [1, 2, 3, 4]  # a new id per request
     assert all(req.flags == 1 for req in fcgi.requests)
     assert [len(req.body) for req in fcgi.requests] == [0, 1000, 2000, 3000]
 
@@ -245,6 +246,7 @@ def test_stale_pooled_connection_retried_once(frontd: Start, backend: Callable[.
         assert response.status_code == 200, response.text
     # Request 1 on connection 1; request 2 dropped there, sent again as request 1 of connection 2.
     assert [(r.connection, r.number) for r in fcgi.requests] == [(1, 1), (1, 2), (2, 1)]
+    assert [r.request_id for r in fcgi.requests] == [1, 2, 2]  # the replay as it was sent
     assert fcgi.requests[2].body == b"small body"
     server.wait_error_log(r"pooled connection closed by the backend; sending the request again")
 

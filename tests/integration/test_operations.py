@@ -145,14 +145,21 @@ def test_killed_worker_is_replaced(frontd: Callable[..., Frontd], site: Path) ->
 
 def test_worker_dying_at_start_is_restarted_with_back_off(frontd: Callable[..., Frontd], site: Path,
                                                           tmp_path: Path) -> None:
-    # The access log's directory does not exist: each worker fails as it opens the log.
-    top = TOP + f'access_log = "{tmp_path}/missing/access.log"\n'
-    server = frontd(VHOST.format(root=site), top=top)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    server = frontd(VHOST.format(root=site), top=TOP + f'access_log = "{logs}/access.log"\n')
+    worker = one_worker(server)
+    # The access log's directory goes away: each replacement worker fails as it opens the log.
+    shutil.rmtree(logs)
+    os.kill(worker, signal.SIGKILL)
     server.wait_error_log(r"starting a new one in 0\.4s")
     # Immediately once, then 0.1s, 0.2s, 0.4s...: doubling, so a worker that always fails never spins.
-    texts = re.findall(r"exited with status 1; starting a new one( in \S+s)?", server.errors())
+    texts = re.findall(r"(?:killed by signal SIGKILL|exited with status 1); starting a new one( in \S+s)?",
+                       server.errors())
     assert texts[:4] == ["", " in 0.1s", " in 0.2s", " in 0.4s"], texts
-    assert "No such file or directory" in server.errors()  # the worker said why it failed
+    # The worker said why it failed, in one line and without a traceback.
+    assert re.search(r"worker cannot start: .*No such file or directory: .*/logs/access\.log'\n", server.errors())
+    assert "Traceback" not in server.errors()
     assert server.proc.poll() is None
 
 

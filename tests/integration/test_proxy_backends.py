@@ -15,7 +15,7 @@ import pytest
 
 from frontd.config.model import Address
 from frontd.errors import BadGateway
-from frontd.gateway.backends import BackendSet
+from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
 
 
 class Peer:
@@ -58,6 +58,16 @@ async def settle(condition: Callable[[], bool]) -> None:
     """Let the loop run until `condition` holds (bounded by run()'s overall deadline)."""
     while not condition():
         await asyncio.sleep(0.005)
+
+
+async def parked(peer: Peer) -> tuple[BackendSet, BackendConnection]:
+    """A BackendSet on `peer`'s TCP address with one connection parked in its pool, the
+    backend's end of it in `peer.writers[0]`."""
+    backends = BackendSet([await peer.tcp()], 1.0, 4)
+    conn = await backends.acquire()
+    await settle(lambda: peer.accepted == 1)
+    backends.release(conn, reusable=True)
+    return backends, conn
 
 
 def dead_address() -> Address:
@@ -108,10 +118,7 @@ def test_pool_is_bounded() -> None:
 def test_connection_closed_by_peer_is_not_handed_out() -> None:
     async def test() -> None:
         peer = Peer()
-        backends = BackendSet([await peer.tcp()], 1.0, 4)
-        conn = await backends.acquire()
-        await settle(lambda: peer.accepted == 1)
-        backends.release(conn, reusable=True)
+        backends, conn = await parked(peer)
         peer.writers[0].close()  # the backend's keep-alive timeout, say
         await settle(lambda: conn.reader.at_eof())
         fresh = await backends.acquire()
@@ -145,6 +152,106 @@ def test_keepalive_zero_never_pools() -> None:
         conn = await backends.acquire()
         backends.release(conn, reusable=True)
         assert backends.idle_count() == 0
+        await peer.close()
+
+    run(test)
+
+
+def test_idle_connection_closed_by_its_timer() -> None:
+    # Issue 12 item 3: idle connections were only pruned when their pool was used again, so a
+    # kept FastCGI connection held a php-fpm child for as long as no request came.
+    async def test() -> None:
+        peer = Peer()
+        backends = BackendSet([await peer.tcp()], 1.0, 4, idle_timeout=0.05)
+        conn = await backends.acquire()
+        backends.release(conn, reusable=True)
+        assert backends.idle_count() == 1
+        await settle(lambda: peer.eofs == 1)  # closed with no other call into the pool
+        assert backends.idle_count() == 0
+        await peer.close()
+
+    run(test)
+
+
+def test_routes_share_the_idle_connections_of_an_address() -> None:
+    async def test() -> None:
+        peer = Peer()
+        address = await peer.tcp()
+        pool = ConnectionPool()
+        one = BackendSet([address], 1.0, 4, name="fastcgi", pool=pool)
+        two = BackendSet([address], 1.0, 4, name="fastcgi", pool=pool)
+        other_protocol = BackendSet([address], 1.0, 4, name="proxy", pool=pool)
+        conn = await one.acquire()
+        one.release(conn, reusable=True)
+        assert two.idle_count() == 1
+        fresh = await other_protocol.acquire()  # an HTTP request never rides a FastCGI connection
+        assert fresh is not conn
+        fresh.close()
+        again = await two.acquire()
+        assert again is conn and again.reused
+        again.close()
+        await peer.close()
+
+    run(test)
+
+
+def test_bytes_on_an_idle_connection_close_it() -> None:
+    # Issue 13 section 2: what a backend sends on an idle connection belongs to no request.
+    async def test() -> None:
+        peer = Peer()
+        backends, conn = await parked(peer)
+        peer.writers[0].write(b"HTTP/1.1 200 OK\r\nSet-Cookie: evil=1\r\n\r\n")
+        await settle(lambda: backends.idle_count() == 0)
+        assert conn.writer.is_closing()
+        fresh = await backends.acquire()
+        assert fresh is not conn and not fresh.reused
+        fresh.close()
+        await peer.close()
+
+    run(test)
+
+
+def test_unread_bytes_keep_a_connection_out_of_the_pool() -> None:
+    async def test() -> None:
+        peer = Peer()
+        backends = BackendSet([await peer.tcp()], 1.0, 4)
+        conn = await backends.acquire()
+        await settle(lambda: peer.accepted == 1)
+        peer.writers[0].write(b"stray")
+        await settle(lambda: conn.unread() == 5)
+        backends.release(conn, reusable=True)
+        assert backends.idle_count() == 0 and conn.writer.is_closing()
+        await peer.close()
+
+    run(test)
+
+
+def test_parked_connections_yield_to_a_new_one_waiting() -> None:
+    # Issue 12 item 3: php-fpm gives each connection a child until it closes; a parked
+    # connection may hold the child a new connection waits for in the backlog.
+    async def test() -> None:
+        peer = Peer()
+        address = await peer.tcp()
+        pool = ConnectionPool()
+        kept = BackendSet([address], 1.0, 4, name="fastcgi", pool=pool, yield_idle=True)
+        unkept = BackendSet([address], 1.0, 0, name="fastcgi", pool=pool, yield_idle=True)
+        first = await kept.acquire()
+        kept.answered(first)
+        kept.release(first, reusable=True)
+        assert kept.idle_count() == 1
+        waiting = await unkept.acquire()  # a new connection with no answer yet
+        assert kept.idle_count() == 0 and first.writer.is_closing()
+        second = await kept.acquire()
+        kept.answered(second)
+        kept.release(second, reusable=True)  # not parked while `waiting` waits
+        assert kept.idle_count() == 0 and second.writer.is_closing()
+        unkept.answered(waiting)
+        third = await kept.acquire()
+        kept.answered(third)
+        kept.release(third, reusable=True)
+        assert kept.idle_count() == 1
+        waiting.close()
+        kept.close_idle()
         await peer.close()
 
     run(test)

@@ -157,24 +157,27 @@ def frontd_module(workdir: Path) -> Iterator[Callable[..., Frontd]]:
 # -- the peers ----------------------------------------------------------------------------------
 
 
-def start_php_fpm(peers: Callable[..., Peer], workdir: Path, addresses: dict[str, str]) -> Peer:
+def start_php_fpm(peers: Callable[..., Peer], workdir: Path, addresses: dict[str, str],
+                  workers: dict[str, str] | None = None) -> Peer:
     """One php-fpm master with a pool per backend name ("a": "unix:/...", "b": "127.0.0.1:port").
 
     Each pool has its own workers, socket, access log (to prove a request never reached it) and
-    PEER_NAME, so the tests can tell the backends apart.
+    PEER_NAME, so the tests can tell the backends apart. `workers` replaces a pool's process
+    settings (`{"s": "pm.max_children = 2"}`).
     """
     binary = find_program("php-fpm8.2", "php-fpm*", "php-fpm")
     pools = []
     for name, address in addresses.items():
         # Pool "k" recycles its only worker every 3 requests, closing kept connections under
         # frontd's pool (php-fpm's pm.max_requests).
-        workers = "pm.max_children = 1\npm.max_requests = 3" if name == "k" else "pm.max_children = 3"
+        processes = "pm.max_children = 1\npm.max_requests = 3" if name == "k" else "pm.max_children = 3"
+        processes = (workers or {}).get(name, processes)
         listen = address[len("unix:"):] if address.startswith("unix:") else address
         pools.append(f"""
 [{name}]
 listen = {listen}
 pm = static
-{workers}
+{processes}
 access.log = {workdir}/php-{name}.access.log
 access.format = "%m %r %s"
 catch_workers_output = yes

@@ -91,6 +91,14 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("pid-file-directory", 'pid_file = "www"\n' + VHOST, 'pid_file: "{dir}/www" is a directory'),
     ("error-log-off", 'error_log = "off"\n' + VHOST, 'error_log: cannot be "off"; use "-" for stderr or a file'),
     ("error-log-empty", 'error_log = ""\n' + VHOST, "error_log: expected a file path, got an empty string"),
+    # What would fail at start is found at load (issue 12, item 2).
+    ("pid-file-no-dir", 'pid_file = "run/x.pid"\n' + VHOST,
+     'pid_file: directory "{dir}/run" for the file does not exist'),
+    ("error-log-no-dir", 'error_log = "logs/e.log"\n' + VHOST,
+     'error_log: directory "{dir}/logs" for the file does not exist'),
+    ("access-log-no-dir", 'access_log = "noaccess/access.log"\n' + VHOST,
+     'access_log: directory "{dir}/noaccess" for the file does not exist'),
+    ("run-dir-no-parent", 'run_dir = "a/b"\n' + VHOST, 'run_dir: directory "{dir}/a" does not exist'),
     (
         "log-level",
         'log_level = "warn"\n' + VHOST,
@@ -265,19 +273,19 @@ MISTAKES: list[tuple[str, str, str]] = [
     (
         "route-no-kind",
         route('prefix = "/x/"\ntimeout = "5s"'),
-        "vhost[0].route[0]: route has no kind; set exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static",
+        "vhost[0].route[0]: route has no kind; set exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static, redirect",
     ),
     (
         "route-two-kinds",
         route('prefix = "/x/"\nscgi = "127.0.0.1:4000"\nfastcgi = "127.0.0.1:9000"'),
         "vhost[0].route[0]: route has both fastcgi and scgi; "
-        "exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static",
+        "exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static, redirect",
     ),
     (
         "route-three-kinds",
         route('prefix = "/x/"\nstatic = "files"\ncgi = "cgi-bin"\nproxy = "http://127.0.0.1:1"'),
         "vhost[0].route[0]: route has cgi, proxy and static; "
-        "exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static",
+        "exactly one of cgi, fastcgi, scgi, uwsgi, proxy, static, redirect",
     ),
     (
         "prefix-no-slash",
@@ -398,6 +406,16 @@ MISTAKES: list[tuple[str, str, str]] = [
         "vhost[0].route[0].keepalive: must be at least 0, got -1",
     ),
     (
+        "keepalive-timeout-zero",
+        route('prefix = "/f/"\nfastcgi = "127.0.0.1:9000"\nkeepalive = 2\nkeepalive_timeout = 0'),
+        "vhost[0].route[0].keepalive_timeout: must be greater than 0",
+    ),
+    (
+        "keepalive-timeout-on-uwsgi",
+        route('prefix = "/u/"\nuwsgi = "127.0.0.1:3031"\nkeepalive_timeout = "2s"'),
+        "vhost[0].route[0].keepalive_timeout: not an option of uwsgi routes (only of fastcgi and proxy routes)",
+    ),
+    (
         "interpreter-extension",
         route('prefix = "/c/"\ncgi = "cgi-bin"\ninterpreters = { py = "/bin/sh" }'),
         'vhost[0].route[0].interpreters: an extension must start with "." and contain no "/", got "py"',
@@ -492,6 +510,7 @@ def test_defaults(site: Path) -> None:
     assert proxy.keepalive == 8  # pooled by default for HTTP backends
     assert proxy.proxy == (ProxyTarget(Address("tcp", "127.0.0.1", 8081), None),)
     assert fastcgi.keepalive == 0  # off by default: FastCGI keep-alive has pitfalls
+    assert proxy.keepalive_timeout == fastcgi.keepalive_timeout == 4.0  # idle pooled connections
     assert fastcgi.root is None and fastcgi.index == ()
     assert fastcgi.pass_authorization is True
 
@@ -540,6 +559,7 @@ def test_relative_paths_resolve_against_config_dir(site: Path, monkeypatch: pyte
     conf_dir = site / "conf"
     conf_dir.mkdir()
     (site / "run").mkdir()
+    (conf_dir / "logs").mkdir()
     (conf_dir / "frontd.conf").write_text(
         'listen = ["unix:../run/frontd.sock", ":0"]\n'
         'pid_file = "../run/frontd.pid"\nerror_log = "logs/error.log"\naccess_log = "../run/access.log"\n'
@@ -731,6 +751,7 @@ def test_contract_example(site: Path) -> None:
     """The example of the config contract (CONFIG.md), with local directories, loads as documented."""
     conf = site / "conf"
     conf.mkdir()
+    (conf / "run").mkdir()  # the pid file's directory must exist
     (conf / "frontd.conf").write_text(CONFIG_MD_EXAMPLE)
     config = load_config(str(conf / "frontd.conf"))
     assert config.workers == 2

@@ -112,6 +112,7 @@ def test_tls_table(site: Path) -> None:
 
 def test_internal_brings_acme_defaults(site: Path) -> None:
     """tls = "internal" alone: [acme] with its defaults, storage beside run_dir."""
+    (site / "run").mkdir()  # the pid file's directory must exist
     config = load(site, 'pid_file = "run/frontd.pid"\n' + TLS_LISTEN + PLAIN_VHOST + 'tls = "internal"\n'
                   "redirect_https = true\n")
     assert config.acme == AcmeConfig(storage=str(site / "run" / "frontd-certs"))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -30,7 +33,18 @@ def error(tmp_path: Path, route: str, top: str = TOP) -> str:
     return str(info.value)
 
 
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A directory every user may enter, for configs whose commands run as nobody: pytest's
+    tmp_path is private to the user running the tests."""
+    path = Path(tempfile.mkdtemp(prefix="frontd-spawn-config-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_defaults_socket_in_run_dir_beside_the_pid_file(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
     config = load(tmp_path, f'fastcgi = true\nspawn = ["{PY}", "app.py", "--flag"]',
                   TOP + 'pid_file = "run/frontd.pid"\n')
     route = config.vhosts[0].routes[0]
@@ -53,9 +67,10 @@ def test_run_dir_without_pid_file_is_per_user_and_file(tmp_path: Path) -> None:
     assert load(other, f'scgi = true\nspawn = ["{PY}"]').run_dir != config.run_dir
 
 
-def test_explicit_socket_cwd_processes_user_and_proxy(tmp_path: Path) -> None:
-    (tmp_path / "app").mkdir()
-    config = load(tmp_path, 'proxy = true\nspawn = ["python3"]\nsocket = "unix:app/web.sock"\n'
+def test_explicit_socket_cwd_processes_user_and_proxy(shared: Path) -> None:
+    tmp_path = shared
+    (tmp_path / "app").mkdir(mode=0o755)
+    config = load(tmp_path, 'proxy = true\nspawn = ["sh"]\nsocket = "unix:app/web.sock"\n'
                   'cwd = "app"\nprocesses = 3\nuser = "nobody"\nenv = { A = "1" }',
                   TOP + 'run_dir = "run"\n')
     route = config.vhosts[0].routes[0]
@@ -99,8 +114,9 @@ def test_socket_twice_or_on_a_listener(tmp_path: Path) -> None:
                                                                  TOP + 'listen = "127.0.0.1:9101"\n')
 
 
-def test_as_root_a_user_is_required(tmp_path: Path) -> None:
-    route = f'fastcgi = true\nspawn = ["{PY}"]'
+def test_as_root_a_user_is_required(shared: Path) -> None:
+    tmp_path = shared
+    route = 'fastcgi = true\nspawn = ["/bin/sh"]'
     with mock.patch("os.geteuid", return_value=0):
         message = error(tmp_path, route, top="")
         assert ('route[0].spawn: frontd runs as root and would run this command as root: set user '

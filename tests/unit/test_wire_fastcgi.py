@@ -13,6 +13,7 @@ from frontd.wire.fastcgi import (
     NEED_DATA,
     EndRequest,
     FastCGIResponseDecoder,
+    OtherRequest,
     Stderr,
     Stdout,
     decode_params,
@@ -327,6 +328,29 @@ def test_decode_skips_management_records_with_null_id() -> None:
     assert _events(decoder) == [Stdout(b"ml>\n<head> ... "), EndRequest(938, 0)]
 
 
+def test_records_of_another_request_are_skipped_and_reported() -> None:
+    # A record for request 1 (type 6 STDOUT, 5 bytes, padding 3), then request 2's own answer,
+    # on a kept connection whose active request is 2.
+    stray_stdout = b"\x01\x06\x00\x01\x00\x05\x03\x00" + b"evil!" + b"\x00\x00\x00"
+    stray_end = b"\x01\x03\x00\x01\x00\x08\x00\x00" + b"\x00\x00\x00\x00\x00\x00\x00\x00"
+    own_stdout = b"\x01\x06\x00\x02\x00\x03\x05\x00" + b"own" + b"\x00" * 5
+    own_end = b"\x01\x03\x00\x02\x00\x08\x00\x00" + b"\x00\x00\x00\x00\x00\x00\x00\x00"
+    data = stray_stdout + stray_end + own_stdout + own_end
+    expected = [OtherRequest(1, 6, 5), OtherRequest(1, 3, 8), Stdout(b"own"), EndRequest(0, 0)]
+    whole = FastCGIResponseDecoder(2)
+    whole.receive_data(data)
+    assert _events(whole) == expected
+    bytewise = FastCGIResponseDecoder(2)
+    seen: list[object] = []
+    for i in range(len(data)):
+        bytewise.receive_data(data[i:i + 1])
+        while (event := bytewise.next_event()) is not NEED_DATA:
+            seen.append(event)
+            if isinstance(event, EndRequest):
+                break
+    assert seen == expected
+
+
 def test_decode_high_request_id() -> None:
     decoder = FastCGIResponseDecoder(0xFFFF)
     decoder.receive_data(b"\x01\x06\xff\xff\x00\x01\x07\x00x" + b"\x00" * 7)
@@ -338,7 +362,6 @@ def test_decode_high_request_id() -> None:
     [
         (b"\x00\x06\x00\x01\x00\x00\x00\x00", "version"),  # version 0
         (b"\x02\x06\x00\x01\x00\x00\x00\x00", "version"),  # version 2
-        (b"\x01\x06\x00\x02\x00\x00\x00\x00", "requestId"),  # another request
         (b"\x01\x06\x00\x00\x00\x00\x00\x00", "type"),  # STDOUT with the null id
         (b"\x01\x09\x00\x00\x00\x00\x00\x00", "type"),  # GET_VALUES is sent to applications
         (b"\x01\x00\x00\x01\x00\x00\x00\x00", "type"),  # type 0 does not exist

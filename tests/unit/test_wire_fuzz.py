@@ -102,7 +102,7 @@ def run_fastcgi(rng: random.Random, data: bytes) -> None:
             event = decoder.next_event()
             if event is fastcgi.NEED_DATA:
                 break
-            assert isinstance(event, (fastcgi.Stdout, fastcgi.Stderr, fastcgi.EndRequest))
+            assert isinstance(event, (fastcgi.Stdout, fastcgi.Stderr, fastcgi.EndRequest, fastcgi.OtherRequest))
             if isinstance(event, fastcgi.EndRequest):
                 assert data[:fed].endswith(decoder.trailing_data)
                 return

@@ -8,13 +8,17 @@ import sys
 import wsgi_app
 
 
+def bind_address(address: str) -> object:
+    """flup's bindAddress for "unix:/path" or "127.0.0.1:PORT"."""
+    if address.startswith("unix:"):
+        return address[len("unix:"):]
+    host, port = address.rsplit(":", 1)
+    return (host, int(port))
+
+
 def main() -> None:
     protocol, address = sys.argv[1], sys.argv[2]
-    if address.startswith("unix:"):
-        bind: object = address[len("unix:"):]
-    else:
-        host, port = address.rsplit(":", 1)
-        bind = (host, int(port))
+    bind = bind_address(address)
     if protocol == "fcgi":
         from flup.server.fcgi import WSGIServer
     else:

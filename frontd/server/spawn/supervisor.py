@@ -1,71 +1,25 @@
-"""Spawned backends: the master's supervisor of the application processes that `spawn` routes run.
-
-A fastcgi, scgi, uwsgi or proxy route with `spawn = [argv...]` has its backend started by frontd.
-The master creates the route's listening socket (`route.socket`: a Unix socket in `run_dir` unless
-the route names one) and keeps it open for its whole life; the route's `backends` (or `proxy`) is
-that one address, so workers connect to it like to any other backend. `route.processes` copies of
-the command share the socket, each getting it as an inherited descriptor:
-
-- fastcgi and uwsgi: on fd 0. FastCGI 1.0 §2.2 (FCGI_LISTENSOCK_FILENO = STDIN_FILENO) is what
-  flup's WSGIServer without bindAddress, php-cgi and libfcgi look for; uWSGI takes a socket on fd
-  0 by itself ("inherited ... fd 0"), while its systemd path (LISTEN_FDS) crashes uWSGI 2.0.
-- scgi and proxy: on fd 3 with LISTEN_FDS=1 and LISTEN_PID=<its pid>, systemd's socket
-  activation protocol (sd_listen_fds(3): descriptors start at SD_LISTEN_FDS_START = 3).
-- Always FRONTD_SOCKET_FD (0 or 3) and FRONTD_SOCKET (the address, "unix:/path" or "host:port");
-  `{fd}`, `{socket}` (the path of a Unix socket, else host:port) and `{address}` in argv are
-  replaced by the same values, for programs that take them as options.
-
-Since the socket outlives the processes, a connection made while no process is accepting waits in
-its backlog instead of being refused: a restarted or reloaded application loses no request.
-
-What happens to the processes:
-
-- They run in a session of their own (setsid), as `route.user`, else the top-level `user` (when
-  frontd runs as root; the config loader refuses to run them as root unless told), in
-  `route.cwd`, with frontd's environment plus `route.env`. Their stdout and stderr go to the
-  error log. They get SIGTERM if the master dies (PR_SET_PDEATHSIG).
-- One that dies is started again at once and logged with its exit status; one that keeps dying
-  within STABLE_UPTIME of its start waits 0.1s, 0.2s, 0.4s ... up to MAX_RESTART_DELAY first.
-- Reload (`apply`) replaces every process. On a Unix socket, the new processes start one at a
-  time on a new socket beside the old (`PATH.new`), each after the previous one stayed alive for
-  READY_DELAY; then the new socket is renamed over PATH, so that new connections reach the new
-  processes only, and DRAIN_DELAY later, once the old processes have accepted what was queued
-  for them, those get SIGTERM (SIGKILL after shutdown_timeout). A new process that dies before
-  the switch abandons the reload of that application: the old processes carry on. A TCP socket
-  cannot be renamed: its processes are replaced one at a time on the same socket, each old one
-  stopped when its successor stayed alive for READY_DELAY. Groups no longer in the file are
-  stopped once the old workers, which may still use them, have exited; new groups start before
-  the new workers.
-- Stop: the master calls `stop` once its workers have exited (they may still be waiting on an
-  application): SIGTERM, then SIGKILL to the process group after the grace.
-
-The master reaps every child with waitpid(-1) and offers each pid to `reaped` before its worker
-accounting: a pid this supervisor started is never mistaken for a worker, and vice versa.
-"""
+"""The supervisor: the master's book of spawned processes, their restarts, reloads and stops."""
 
 from __future__ import annotations
 
 import collections
-import ctypes
-import ctypes.util
-import errno
-import fcntl
 import grp
-import hashlib
 import logging
 import os
 import pwd
 import signal
 import socket
-import stat
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from frontd.config.address import MAX_UNIX_PATH
-from frontd.config.model import Address, Config, Route
-from frontd.server.listeners import ListenError, bind
+from frontd.config.model import Address, Config
+from frontd.server.logs import fork
+from frontd.server.spawn.child import NOT_INHERITED, exec_child, load_prctl
+from frontd.server.spawn.output import OutputRelay
+from frontd.server.spawn.sockets import close_socket, listen, make_run_dir, poke, successor_path
+from frontd.server.spawn.spec import SD_LISTEN_FDS_START, Account, AppSpec, SpawnError, app_specs, substitute
 from frontd.status import metrics
 
 log = logging.getLogger("frontd")
@@ -75,63 +29,8 @@ MIN_RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 10.0
 READY_DELAY = 1.0  # on reload, how long a new process must stay alive before the next step
 DRAIN_DELAY = 1.0  # after the switch, how long the old processes accept what is queued for them
+POKE_INTERVAL = 0.2  # while a told process lives, how often its socket gets wake-up connections
 STOP_GRACE = 5.0  # SIGTERM to SIGKILL, for processes that served nothing (abandoned successors)
-SD_LISTEN_FDS_START = 3  # sd_listen_fds(3)
-FCGI_LISTENSOCK_FILENO = 0  # FastCGI 1.0 §2.2
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-# Variables of frontd's own environment that would mislead a child: they describe frontd's start.
-NOT_INHERITED = frozenset({"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
-                           "FRONTD_SOCKET", "FRONTD_SOCKET_FD"})
-CHILD_DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
-                         signal.SIGUSR2, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ)
-
-Account = tuple[int, int, str]  # uid, gid, user name
-
-
-class SpawnError(Exception):
-    """Spawned backends cannot be set up (socket, run_dir); the message names what and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class AppSpec:
-    """What one spawn route runs: the same for all its processes."""
-
-    label: str  # "fastcgi example.test/app/", in log lines
-    kind: str
-    socket: Address
-    argv: tuple[str, ...]
-    processes: int
-    cwd: str
-    env: tuple[tuple[str, str], ...]
-    user: str | None
-
-    @property
-    def fd(self) -> int:
-        return FCGI_LISTENSOCK_FILENO if self.kind in ("fastcgi", "uwsgi") else SD_LISTEN_FDS_START
-
-
-def app_specs(config: Config) -> dict[str, AppSpec]:
-    """The spawn routes of `config`, by socket address (what identifies a group across reloads)."""
-    specs: dict[str, AppSpec] = {}
-    for i, vhost in enumerate(config.vhosts):
-        host = vhost.names[0] if vhost.names else f"vhost[{i}]"
-        for route in vhost.routes:
-            if route.spawn and route.socket is not None:
-                specs[str(route.socket)] = _spec(route, f"{route.kind} {host}{route.prefix}")
-    return specs
-
-
-def _spec(route: Route, label: str) -> AppSpec:
-    assert route.socket is not None
-    return AppSpec(label=label, kind=route.kind, socket=route.socket, argv=route.spawn,
-                   processes=route.processes, cwd=route.cwd or "/", env=route.env, user=route.user)
-
-
-def substitute(argv: tuple[str, ...], address: Address, fd: int) -> list[str]:
-    """argv with {socket}, {address} and {fd} replaced; nothing else in braces is touched."""
-    path = address.path if address.kind == "unix" else str(address)
-    return [arg.replace("{socket}", path).replace("{address}", str(address)).replace("{fd}", str(fd))
-            for arg in argv]
 
 
 @dataclass(slots=True, eq=False)
@@ -146,6 +45,7 @@ class _Process:
     grace: float = 0.0  # from SIGTERM to SIGKILL
     deadline: float | None = None  # SIGTERM sent: SIGKILL at this time
     killed: bool = False
+    execed: bool = True  # False: it failed before exec (and is about to exit 127)
 
     @property
     def retired(self) -> bool:
@@ -183,6 +83,22 @@ class _Draining:
     link: str | None
     processes: list[_Process]
     term_at: float
+
+
+@dataclass(slots=True, eq=False)
+class _Told:
+    """Processes told to stop that may be blocked in accept(2) on `target`: a signal does not
+    wake one (its runtime retries the call, as Python does, PEP 475), a connection does. Each
+    process may take any of the connections, or several (one that drains its backlog before it
+    exits), so one round of them is no proof: `target` gets a round for those left every
+    POKE_INTERVAL until all have exited. `sock`, the master's copy of a drained socket, is closed
+    (and `link` removed) then."""
+
+    target: str | Address
+    sock: socket.socket | None
+    link: str | None
+    processes: list[_Process]
+    poke_at: float
 
 
 @dataclass(slots=True, eq=False)
@@ -228,11 +144,13 @@ class Supervisor:
         self.groups: dict[str, _Group] = {}
         self.leaving: list[_Group] = []  # dropped by a reload; stopped when old workers are gone
         self.processes: dict[int, _Process] = {}  # every live child of ours, by pid
+        self.told: list[_Told] = []  # stopping processes, and where to wake them
         self.stopping = False
         self.master_pid = os.getpid()
         self._warned_users: set[str] = set()
         self._links = 0
-        self._prctl = _load_prctl()
+        self._prctl = load_prctl()
+        self.output = OutputRelay()  # the processes' stdout and stderr, into the error log
 
     # -- setting up and reloading --------------------------------------------------------------
 
@@ -254,14 +172,14 @@ class Supervisor:
                 if key not in self.groups:
                     if spec.socket.kind == "unix" and os.path.dirname(spec.socket.path) == config.run_dir:
                         make_run_dir(config.run_dir, worker_account)
-                    plan.fresh[key] = _listen(spec.socket, worker_account)
+                    plan.fresh[key] = listen(spec.socket, worker_account)
                 elif spec.socket.kind == "unix":
                     # A reload during a reload: the successor being built still holds its path.
                     busy = self.groups[key].successor
-                    path = _successor_path(spec.socket.path, busy.path if busy is not None else None)
+                    path = successor_path(spec.socket.path, busy.path if busy is not None else None)
                     if path is not None:
                         address = Address(kind="unix", path=path)
-                        plan.successors[key] = (_listen(address, worker_account), path)
+                        plan.successors[key] = (listen(address, worker_account), path)
         except SpawnError:
             self.discard(plan)
             raise
@@ -270,9 +188,9 @@ class Supervisor:
     def discard(self, plan: Plan) -> None:
         """Close what `prepare` bound, for a reload that failed after it."""
         for key, sock in plan.fresh.items():
-            _close_socket(sock, plan.specs[key].socket.path)
+            close_socket(sock, plan.specs[key].socket.path)
         for sock, path in plan.successors.values():
-            _close_socket(sock, path)
+            close_socket(sock, path)
 
     def apply(self, plan: Plan) -> None:
         """Switch to the groups of `plan`: start the new, renew the kept, retire the dropped."""
@@ -337,8 +255,14 @@ class Supervisor:
         process = self.processes.pop(pid, None)
         if process is None:
             return False
-        group, label = process.group, process.group.spec.label
-        self._report(group)
+        self._settle(process, how)
+        self._report(process.group)
+        return True
+
+    def _settle(self, process: _Process, how: str) -> None:
+        """What the end of `process` means: nothing (it was told to stop), an abandoned reload,
+        or a restart of its slot, at once or after a back-off."""
+        pid, group, label = process.pid, process.group, process.group.spec.label
         slot = process.slot
         successor, probation = group.successor, group.probation
         if probation is not None and process is probation.old:
@@ -346,14 +270,14 @@ class Supervisor:
         if process.retired or self.stopping or slot is None or group in self.leaving:
             log.info("%s: process %d %s", label, pid, how)
             self._kill_group(pid)  # whatever it left behind in its process group
-            return True
+            return
         slot.process = None
         if successor is not None and slot in successor.slots:
             # The new code does not run: keep the processes that do.
             log.error("%s: new process %d %s before it took over; the running processes carry on "
                       "(reload abandoned for this application)", label, pid, how)
             self._abandon(group)
-            return True
+            return
         now = time.monotonic()
         if probation is not None and process is probation.new:
             group.probation = None
@@ -362,7 +286,7 @@ class Supervisor:
                           "not replacing the others", label, pid, how, READY_DELAY, probation.old.pid)
                 probation.old.slot, slot.process = slot, probation.old
                 group.replace.clear()
-                return True
+                return
         if now - process.started >= STABLE_UPTIME:
             slot.quick_deaths = 0
         delay = 0.0 if slot.quick_deaths == 0 else min(
@@ -371,7 +295,6 @@ class Supervisor:
         slot.restart_at = now + delay
         log.error("%s: process %d %s; starting a new one%s", label, pid, how,
                   f" in {delay:g}s" if delay else "")
-        return True
 
     def tick(self, *, old_workers: bool) -> None:
         """Do what is due: restarts, the next step of a reload, SIGTERM and SIGKILL of retired
@@ -380,16 +303,18 @@ class Supervisor:
         if not old_workers and self.leaving and self.config is not None:
             for group in self.leaving:
                 log.info("%s: no longer in the configuration; stopping its processes", group.spec.label)
+                metrics.backend_stopped(group.spec.socket, False, kind=group.spec.kind)
                 for draining in list(group.draining):
                     self._end_drain(group, draining, now)
                 for slot in group.slots:
                     if slot.process is not None:
                         self._retire(slot.process, grace=self.config.shutdown_timeout)
-                _close_socket(group.sock, group.spec.socket.path)
+                close_socket(group.sock, group.spec.socket.path)
             self.leaving = []
         for group in [*self.groups.values(), *self.leaving]:
             for draining in [d for d in group.draining if now >= d.term_at]:
                 self._end_drain(group, draining, now)
+        self._wake_told(now)
         for process in list(self.processes.values()):
             if process.deadline is not None and not process.killed and now >= process.deadline:
                 log.warning("%s: process %d did not exit after SIGTERM; killing it",
@@ -409,9 +334,22 @@ class Supervisor:
             else:
                 self._step_replacement(group, now)
 
+    def _wake_told(self, now: float) -> None:
+        """A round of wake-up connections where told processes are left; let go of the socket of
+        those all gone."""
+        for told in list(self.told):
+            left = [p for p in told.processes if p.pid in self.processes and not p.killed]
+            if not left:
+                if told.sock is not None:
+                    close_socket(told.sock, told.link or "")
+                self.told.remove(told)
+            elif now >= told.poke_at:
+                poke(told.target, len(left))
+                told.poke_at = now + POKE_INTERVAL
+
     def next_due(self) -> float | None:
         """The monotonic time of the next thing `tick` has to do, or None."""
-        due: list[float] = []
+        due: list[float] = [told.poke_at for told in self.told]
         for process in self.processes.values():
             if process.stop_at is not None:
                 due.append(process.stop_at)
@@ -444,9 +382,11 @@ class Supervisor:
                 self._terminate(process, now)
         for group in [*self.groups.values(), *self.leaving]:
             if group.successor is not None:
-                _poke(group.successor.path, len(group.successor.slots))
-            live = sum(1 for p in self.processes.values() if p.group is group and p.slot in group.slots)
-            _poke(group.spec.socket.path or group.spec.socket, live)
+                self.told.append(_Told(group.successor.path, None, None,
+                                       [s.process for s in group.successor.slots if s.process is not None], now))
+            live = [p for p in self.processes.values() if p.group is group and p.slot in group.slots]
+            self.told.append(_Told(group.spec.socket.path or group.spec.socket, None, None, live, now))
+        self._wake_told(now)
 
     def idle(self) -> bool:
         """No process of ours is left (the master may exit)."""
@@ -460,6 +400,10 @@ class Supervisor:
                 group.successor.sock.close()
             for draining in group.draining:
                 draining.sock.close()
+        for told in self.told:
+            if told.sock is not None:
+                told.sock.close()
+        self.output.close_in_child()
 
     def close(self) -> None:
         """At the master's exit: kill what is left, close the sockets and remove their files."""
@@ -470,13 +414,17 @@ class Supervisor:
             except ChildProcessError:
                 pass
         self.processes.clear()
+        self.output.close()
         for group in [*self.groups.values(), *self.leaving]:
-            _close_socket(group.sock, group.spec.socket.path)
+            close_socket(group.sock, group.spec.socket.path)
             if group.successor is not None:
-                _close_socket(group.successor.sock, group.successor.path)
+                close_socket(group.successor.sock, group.successor.path)
             for draining in group.draining:
-                _close_socket(draining.sock, draining.link or "")
-        self.groups, self.leaving = {}, []
+                close_socket(draining.sock, draining.link or "")
+        for told in self.told:
+            if told.sock is not None:
+                close_socket(told.sock, told.link or "")
+        self.groups, self.leaving, self.told = {}, [], []
         if self.config is not None:
             try:
                 os.rmdir(self.config.run_dir)  # only when empty: it may hold other things
@@ -549,17 +497,18 @@ class Supervisor:
         log.info("%s: the new processes took over; the old ones get SIGTERM in %gs", label, DRAIN_DELAY)
 
     def _end_drain(self, group: _Group, draining: _Draining, now: float) -> None:
-        """SIGTERM to the old processes of a switch, then one empty connection each to their old
-        socket: one blocked in accept(2) is not woken by a signal when its runtime retries the
-        call (Python does, PEP 475), and no real connection comes any more. Then the master
-        lets go of that socket; the processes keep their own copies until they exit."""
+        """SIGTERM to every old process of a switch at once, and wake-up connections to their old
+        socket until each has exited (`_Told`): no real connection comes there any more. The
+        master keeps that socket until then; without a link to reach it, it is let go now."""
         live = [p for p in draining.processes if p.pid in self.processes and p.deadline is None]
         for process in live:
             self._terminate(process, now)
-        if draining.link is not None:
-            _poke(draining.link, len(live))
-        _close_socket(draining.sock, draining.link or "")
         group.draining.remove(draining)
+        if draining.link is None:
+            draining.sock.close()
+            return
+        self.told.append(_Told(draining.link, draining.sock, draining.link, live, now))
+        self._wake_told(now)
 
     def _step_replacement(self, group: _Group, now: float) -> None:
         """TCP: replace the next process on the shared socket; its predecessor stops READY_DELAY later."""
@@ -587,6 +536,10 @@ class Supervisor:
         probation, group.probation = group.probation, None
         if probation is not None and probation.old is not None and self.config is not None:
             self._retire(probation.old, grace=self.config.shutdown_timeout)
+            # On the shared socket a wake-up connection may reach any process, so the first
+            # round waits a little: most processes exit on the signal alone.
+            self.told.append(_Told(group.spec.socket, None, None, [probation.old],
+                                   time.monotonic() + POKE_INTERVAL))
 
     def _abandon(self, group: _Group) -> None:
         """Give up a reload in progress: stop the successors (they never got a connection), or
@@ -596,7 +549,7 @@ class Supervisor:
             for slot in successor.slots:
                 if slot.process is not None:
                     self._retire(slot.process, grace=STOP_GRACE)
-            _close_socket(successor.sock, successor.path)
+            close_socket(successor.sock, successor.path)
         self._conclude_probation(group)
         group.replace.clear()
 
@@ -628,9 +581,21 @@ class Supervisor:
             pass
 
     def _report(self, group: _Group) -> None:
-        """Tell the status page how many processes serve the group's socket now."""
+        """Tell the status page how many processes serve the group's socket now, and the workers
+        whether any can accept: when none can (each slot waits out a back-off, or holds a
+        process that failed before exec), a request gets 503 at once instead of waiting in the
+        socket's backlog for the route's timeout."""
         running = sum(1 for p in self.processes.values() if p.group is group)
         metrics.backend_processes(group.spec.socket, running, kind=group.spec.kind)
+        now = time.monotonic()
+        # A group dropped by a reload no longer answers for its address, which a later
+        # configuration may give to a backend frontd does not run.
+        current = self.groups.get(str(group.spec.socket)) is group
+        stopped = current and bool(group.slots) and not any(
+            (s.process is not None and s.process.execed)
+            or (s.process is None and s.restart_at is not None and s.restart_at <= now)  # restarting now
+            for s in group.slots)
+        metrics.backend_stopped(group.spec.socket, stopped, kind=group.spec.kind)
 
     def _start(self, group: _Group, slot: _Slot, sock: socket.socket | None = None) -> bool:
         """Fork and exec one process for `slot` on `sock` (the group's); a failure before exec is
@@ -652,22 +617,24 @@ class Supervisor:
             handler.flush()
         sys.stdout.flush()
         sys.stderr.flush()
+        pipes: list[int] = []
         try:
-            report_r, report_w = os.pipe()  # close-on-exec: EOF at a successful exec
+            for _ in range(3):
+                pipes.extend(os.pipe())  # close-on-exec; the report pipe's end is a successful exec
+            pid = fork()
         except OSError as exc:
+            for fd in pipes:
+                os.close(fd)
             self._start_failed(group, slot, exc)
             return False
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            os.close(report_r)
-            os.close(report_w)
-            self._start_failed(group, slot, exc)
-            return False
+        report_r, report_w, out_r, out_w, err_r, err_w = pipes
         if pid == 0:
-            os.close(report_r)
-            self._child(group, sock or group.sock, argv, env, self.config.error_log, report_w)
-        os.close(report_w)
+            for fd in (report_r, out_r, err_r):
+                os.close(fd)
+            exec_child(spec, group.account, sock or group.sock, argv, env, out_w, err_w, report_w,
+                       self.master_pid, self._prctl)
+        for fd in (report_w, out_w, err_w):
+            os.close(fd)
         chunks = []
         while True:
             data = os.read(report_r, 4096)
@@ -675,7 +642,7 @@ class Supervisor:
                 break
             chunks.append(data)
         os.close(report_r)
-        process = _Process(pid, group, time.monotonic(), slot)
+        process = _Process(pid, group, time.monotonic(), slot, execed=not chunks)
         self.processes[pid] = process
         slot.process, slot.restart_at = process, None
         if chunks:
@@ -683,6 +650,9 @@ class Supervisor:
                       b"".join(chunks).decode(errors="replace"))
         else:
             log.info("%s: process %d started", spec.label, pid)
+        source = f"{spec.label}: process {pid}"
+        self.output.add(out_r, source, logging.INFO)
+        self.output.add(err_r, source, logging.WARNING)
         self._report(group)
         return True
 
@@ -692,155 +662,4 @@ class Supervisor:
         slot.restart_at = time.monotonic() + delay
         log.error("%s: cannot start a process: %s; trying again in %gs", group.spec.label,
                   exc.strerror or exc, delay)
-
-    def _child(self, group: _Group, listener: socket.socket, argv: list[str], env: dict[str, str],
-               error_log: str, report: int) -> None:
-        """In the forked child: set up descriptors, session, identity, then exec. Never returns."""
-        stage = "setting up"
-        try:
-            for signum in CHILD_DEFAULT_SIGNALS:
-                signal.signal(signum, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            os.setsid()
-            spec = group.spec
-            stage = f"opening {error_log}"
-            # Everything first goes to 10 and above, so that no dup2 below overwrites a source.
-            sock = fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD, 10)
-            null = fcntl.fcntl(os.open(os.devnull, os.O_RDWR), fcntl.F_DUPFD, 10)
-            if error_log == "-":
-                out = fcntl.fcntl(2, fcntl.F_DUPFD, 10)
-            else:
-                out = fcntl.fcntl(os.open(error_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640),
-                                  fcntl.F_DUPFD, 10)
-            stage = "passing the socket"
-            os.dup2(null, 0)
-            os.dup2(out, 1)
-            os.dup2(out, 2)
-            os.dup2(sock, spec.fd)  # inheritable: it crosses the exec
-            _close_other_fds({0, 1, 2, spec.fd, report})
-            stage = f"changing to directory {spec.cwd}"
-            os.chdir(spec.cwd)
-            if group.account is not None:
-                uid, gid, name = group.account
-                stage = f"switching to user {name}"
-                os.initgroups(name, gid)
-                os.setgid(gid)
-                os.setuid(uid)
-            # After the change of identity, which clears it (prctl(2)); then make sure the master
-            # did not die before it took effect.
-            if self._prctl is not None:
-                self._prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-            if os.getppid() != self.master_pid:
-                os._exit(1)
-            if spec.fd == SD_LISTEN_FDS_START:
-                env["LISTEN_PID"] = str(os.getpid())
-            stage = f"executing {spec.argv[0]}"
-            os.execve(spec.argv[0], argv, env)
-        except BaseException as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            try:
-                os.write(report, f"{stage}: {reason}".encode())
-            except OSError:
-                pass
-        finally:
-            os._exit(127)
-
-
-# -- sockets and the run directory -------------------------------------------------------------
-
-
-def make_run_dir(path: str, worker_account: Account | None) -> None:
-    """Create `path` (mode 0700; 0711 when workers run as another user, who must reach the sockets
-    in it) or check the existing one: a directory of frontd's user that nobody else can write to,
-    since whoever can replace a socket there receives the requests."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise SpawnError(f"run_dir {path}: cannot create it: {exc.strerror}") from None
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise SpawnError(f"run_dir {path}: not a directory")
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise SpawnError(f"run_dir {path}: must belong to uid {os.geteuid()} and be writable by no one "
-                         f"else (it belongs to uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})")
-    other = worker_account is not None and worker_account[0] != os.geteuid()
-    os.chmod(path, 0o711 if other else 0o700)
-
-
-def _listen(address: Address, worker_account: Account | None) -> socket.socket:
-    """The listening socket of a group: blocking, as the applications expect of what they inherit
-    (O_NONBLOCK is shared by every copy of the descriptor); the master itself never accepts."""
-    try:
-        sock = bind(address)
-    except ListenError as exc:
-        raise SpawnError(f"cannot create the socket {exc}") from None
-    sock.setblocking(True)
-    if address.kind == "unix":
-        # Only the workers connect: they run as the worker account when frontd is root.
-        if worker_account is not None:
-            os.chown(address.path, worker_account[0], worker_account[1])
-        os.chmod(address.path, 0o660)
-    return sock
-
-
-def _close_socket(sock: socket.socket, path: str) -> None:
-    """Close a group's socket and remove its file ("" for a TCP socket: nothing to remove)."""
-    sock.close()
-    if path:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-def _poke(target: str | Address, count: int) -> None:
-    """Open and at once close `count` connections to a listening socket (a Unix socket path, or a
-    TCP address): each wakes one process blocked in accept(2), which then sees it was told to stop."""
-    for _ in range(count):
-        try:
-            if isinstance(target, str):
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                    sock.setblocking(False)  # a full backlog: nobody is blocked in accept anyway
-                    sock.connect(target)
-            else:
-                socket.create_connection((target.host, target.port), timeout=0.2).close()
-        except OSError:
-            return
-
-
-def _successor_path(path: str, avoid: str | None) -> str | None:
-    """Where a reload binds the new socket before renaming it over `path` (not `avoid`, the path
-    of a successor still being built); None if no name fits in a sockaddr_un."""
-    digest = hashlib.sha1(path.encode()).hexdigest()[:8]
-    directory = os.path.dirname(path)
-    for candidate in (f"{path}.new", f"{path}.nxt", os.path.join(directory, f".{digest}n"),
-                      os.path.join(directory, f".{digest}x")):
-        if len(candidate) <= MAX_UNIX_PATH and candidate != avoid:
-            return candidate
-    return None
-
-
-def _close_other_fds(keep: set[int]) -> None:
-    """Close every descriptor but `keep`: frontd's own may lack close-on-exec (inherited ones)."""
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        return
-    for fd in fds:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    """libc's prctl, loaded once in the master (not in each child); None where there is none."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        return libc.prctl
-    except (OSError, AttributeError):
-        return None
+        self._report(group)
