@@ -50,7 +50,7 @@ class SharedLock:
     """A lock for processes forked after it was made.
 
     A process-shared robust pthread mutex in the first bytes of the shared mapping: taking it
-    free costs no system call (a third of a microsecond through ctypes, against a microsecond
+    free costs no system call (a quarter of a microsecond through ctypes, against a microsecond
     and more for `lockf`'s two). When a holder dies, the next taker gets EOWNERDEAD and marks it
     consistent: a killed worker never blocks the others. Where libc has no robust mutexes, a
     POSIX record lock (`lockf`) on the memfd, which the kernel releases at a holder's death.
@@ -66,7 +66,9 @@ class SharedLock:
 
     def _mutex(self, shared: mmap.mmap) -> None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            # PyDLL keeps the GIL over the call: nothing to hand over in a one-thread worker, and
+            # the mutex is held by another process for microseconds at most.
+            libc = ctypes.PyDLL(ctypes.util.find_library("c"), use_errno=True)
             lock, unlock, consistent = libc.pthread_mutex_lock, libc.pthread_mutex_unlock, libc.pthread_mutex_consistent
             address = ctypes.addressof(ctypes.c_char.from_buffer(shared))
             attr = ctypes.create_string_buffer(64)  # pthread_mutexattr_t is 4 bytes; room to spare
