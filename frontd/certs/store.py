@@ -22,6 +22,8 @@ import tempfile
 
 # What a file name may be made of: a host name (IDNA, so ASCII), or an ACME token (base64url).
 _SAFE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,253}")
+# RFC 8555 §8.1: a token is base64url without padding, and may start with "-" or "_" (no dots: no "..").
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
 DIRECTORY_MODE = 0o700
@@ -56,7 +58,9 @@ def http01_challenge_dir(storage: str) -> str:
 
 
 def http01_challenge_path(storage: str, token: str) -> str:
-    return os.path.join(http01_challenge_dir(storage), _safe(token, "ACME token"))
+    if not _TOKEN_RE.fullmatch(token):
+        raise ValueError(f"not an ACME token: {token[:80]!r}")
+    return os.path.join(http01_challenge_dir(storage), token)
 
 
 def tls_alpn01_path(storage: str, name: str) -> str:
@@ -65,8 +69,19 @@ def tls_alpn01_path(storage: str, name: str) -> str:
 
 
 def ensure_dir(path: str) -> None:
-    """Create `path` and its parents, 0700: certificate state is nobody else's business."""
-    os.makedirs(path, mode=DIRECTORY_MODE, exist_ok=True)
+    """Create `path` and its parents, 0700: certificate state is nobody else's business.
+
+    One level at a time: os.makedirs gives `mode` to the last directory only, and the parents it
+    creates (`account/` above `account/HASH/`) would be 0755."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        ensure_dir(parent)
+    try:
+        os.mkdir(path, DIRECTORY_MODE)
+    except FileExistsError:
+        pass
 
 
 def write_atomic(path: str, data: bytes, mode: int = PUBLIC_MODE) -> None:

@@ -393,6 +393,7 @@ class _Loader:
         tls = self.tls(data["tls"]) if "tls" in data else TLSSettings()
         acme = self.acme(data.get("acme"), vhosts)
         self.check_tls(listeners, vhosts)
+        self.check_acme_challenge(listeners, vhosts, acme)
         trusted_proxies = self.trusted_proxies(data["trusted_proxies"]) if "trusted_proxies" in data else ()
         return Config(
             path=self.path,
@@ -515,6 +516,21 @@ class _Loader:
         if run_dir.endswith("-sockets"):
             return run_dir[: -len("-sockets")] + "-certs"
         return run_dir.rstrip("/") + "-certs"
+
+    def check_acme_challenge(self, listeners: tuple[Listener, ...], vhosts: tuple[VHost, ...],
+                             acme: AcmeConfig | None) -> None:
+        """The ACME challenge needs a listener to be answered on: http-01 a plain TCP one (the CA
+        connects to port 80), tls-alpn-01 a TLS one (port 443)."""
+        if acme is None or not any(v.tls == "acme" for v in vhosts):
+            return
+        tcp = [listener for listener in listeners if listener.address.kind == "tcp"]
+        key = "acme.challenge"
+        if acme.challenge == "tls-alpn-01" and not any(listener.tls for listener in tcp):
+            self.fail(key, '"tls-alpn-01" is answered on a TLS listener (port 443 for the CA): add '
+                      '{ address = "...", tls = true } to listen, or use "http-01"')
+        if acme.challenge == "http-01" and all(listener.tls for listener in tcp):
+            self.fail(key, '"http-01" is answered on a plain-HTTP listener (port 80 for the CA): add one '
+                      'to listen, or use "tls-alpn-01"')
 
     def check_tls(self, listeners: tuple[Listener, ...], vhosts: tuple[VHost, ...]) -> None:
         """What the TLS keys need from each other, once listeners and vhosts are known."""

@@ -11,6 +11,7 @@ from frontd.gateway.backends import ConnectionPool
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
 from frontd.gateway.uwsgi import UwsgiGateway
+from frontd.handlers.acme_challenge import AcmeChallengeHandler
 from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
@@ -34,10 +35,14 @@ MAX_LOCAL_REDIRECTS = MAX_INTERNAL_REDIRECTS
 class Dispatcher:
     """Routes each request (vhost, then longest prefix) to the handler of the route's kind."""
 
-    def __init__(self, config: Config, *, https_port: int | None = None) -> None:
-        """`https_port`: the port of the first TLS listener, where redirect_https sends clients."""
+    def __init__(self, config: Config, *, https_port: int | None = None,
+                 has_certificate: Callable[[VHost], bool] | None = None) -> None:
+        """`https_port`: the port of the first TLS listener, where redirect_https sends clients;
+        `has_certificate`: whether a vhost's certificate is loaded now. redirect_https waits for
+        it, so that a vhost whose ACME certificate is not issued yet stays reachable over HTTP."""
         self.config = config
         self.https_port = https_port
+        self.has_certificate = has_certificate or (lambda vhost: True)
         self.router = Router(config)
         # Compiled once: connections from these peers read the client from Forwarded / X-Forwarded-For.
         self.trusted_proxies = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
@@ -50,6 +55,7 @@ class Dispatcher:
         pool = ConnectionPool()
         self.handlers["proxy"] = ProxyHandler(config, pool).handle
         self.handlers["status"] = StatusHandler(config).handle
+        self.acme_challenge = AcmeChallengeHandler(config)
         gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config, pool), "scgi": SCGIGateway(config),
                                           "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
@@ -123,6 +129,12 @@ class Dispatcher:
         rated = False  # client_rate counts a request once, whatever internal redirects follow
         while True:
             vhost = self.router.vhost(request.host)
+            if self.acme_challenge.claims(vhost, request.path):
+                # RFC 8555 §8.3: the CA's http-01 request, before any rewrite, route, redirect or
+                # access rule, on plain and TLS listeners alike.
+                request.vhost, request.route = vhost, None
+                await self.acme_challenge.handle(request, sink)
+                return
             if self.rewrites and id(vhost) in self.rewrites:
                 request.vhost = vhost  # for the error page of an error the rules raise
                 rewritten = self.rewrites[id(vhost)].apply(request.path, request.query)
@@ -140,7 +152,8 @@ class Dispatcher:
                     # RFC 9110 §15.5.20: the certificate of the handshake is not this vhost's.
                     raise MisdirectedRequest(f"host {request.host!r} is not served by the certificate of "
                                              f"SNI {request.tls.server_name!r}")
-            elif vhost.redirect_https and not request.path.startswith(ACME_CHALLENGE_PREFIX):
+            elif (vhost.redirect_https and not request.path.startswith(ACME_CHALLENGE_PREFIX)
+                  and self.has_certificate(vhost)):
                 await self.redirect_https(request, vhost, sink)
                 return
             if self.rate_limit is not None and not rated:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 
+from frontd.certs.acme import status as acme_status
 from frontd.certs.files import certificate_status
 from frontd.config.model import Config, VHost
 from frontd.errors import BadRequest, Forbidden, MethodNotAllowed
@@ -71,7 +72,7 @@ class StatusHandler:
             area = metrics.AREA = metrics.create(self.config)
             metrics.STATS.attach(area, area.claim(0), 0)
         certificates = certificate_status(self.config) if self.has_certificates else []
-        body = render(area.snapshot(metrics.STATS.worker), self.routes, certificates)
+        body = render(area.snapshot(metrics.STATS.worker), self.routes, certificates, acme_status(self.config))
         await sink.start(200, [
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),

@@ -120,6 +120,11 @@ class Certificates:
         return TLSInfo(protocol=connection.version() or "", cipher=cipher[0] if cipher else "",
                        server_name=name, vhost=vhost)
 
+    def has_certificate(self, vhost: VHost) -> bool:
+        """Whether `vhost`'s own certificate is loaded (an ACME one may not be issued yet)."""
+        served = self.served.get(id(vhost))
+        return served is not None and served.context is not None
+
     def served_vhosts(self) -> list[VHost]:
         return [s.source.vhost for s in self.served.values() if s.context is not None]
 

@@ -48,6 +48,8 @@ from frontd.certs.internal import ensure_internal_certificates
 from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config, Listener
 from frontd.server import pidfile
+from frontd.server.acme import AcmeRunner
+from frontd.server.child import drop_privileges
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import fork, reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
@@ -112,13 +114,6 @@ def _account(config: Config) -> tuple[int, int, str] | None:
     return entry.pw_uid, gid, entry.pw_name
 
 
-def _drop_privileges(uid: int, gid: int, name: str) -> None:
-    """Become uid/gid, with the user's supplementary groups: group first, while still root."""
-    os.initgroups(name, gid)
-    os.setgid(gid)
-    os.setuid(uid)
-
-
 class Master:
     """The master's state: its configuration, listeners and workers, and what each signal does to them."""
 
@@ -133,6 +128,7 @@ class Master:
         self.killed = False
         self.pid = os.getpid()
         self.supervisor = Supervisor()  # spawned backends (spawn.py)
+        self.acme = AcmeRunner()  # the process that talks to the ACME CA (server/acme.py)
         # Shared with every worker forked from now on: the status page's counters.
         self.stats = metrics.create(config)
         limits.create()  # per-client counts, shared by the workers of every generation
@@ -319,6 +315,12 @@ class Master:
             except OSError as exc:
                 log.error("cannot prepare log file %s: %s", target, exc.strerror or exc)
 
+    def close_inherited(self) -> None:
+        """In a forked child that serves nothing (the ACME process): let go of the master's sockets."""
+        for sock in self.sockets():
+            sock.close()
+        self.supervisor.close_in_child()
+
     # -- workers ------------------------------------------------------------------------------
 
     def launch(self) -> _Launch:
@@ -367,7 +369,7 @@ class Master:
             # A terminal hangup is the master's business (reload), not a reason to die.
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             if account is not None:
-                _drop_privileges(*account)
+                drop_privileges(*account)
             run_worker(launch.config, launch.sockets, self.pid, launch.tls_sockets, launch.certificates, ready,
                        proxy_sockets=launch.proxy_sockets)
         except OSError as exc:
@@ -470,8 +472,8 @@ class Master:
                 return
             self.stats.exited(pid)
             how = exit_description(status)
-            if self.supervisor.reaped(pid, how):
-                continue  # a spawned backend's process, not a worker
+            if self.supervisor.reaped(pid, how) or self.acme.reaped(pid, how):
+                continue  # a spawned backend's process or the ACME process, not a worker
             if os.WIFSIGNALED(status):
                 limits.worker_killed()  # its client_connections counts were never released
             if pid in self.retiring:
@@ -509,6 +511,7 @@ class Master:
         self.stopping = how
         # New clients are refused from now on instead of waiting in a backlog nobody accepts from.
         self.close_listeners()
+        self.acme.stop()  # no request needs it
         if how == "fast":
             log.info("fast shutdown: stopping the workers")
             self.signal_workers(signal.SIGTERM)
@@ -580,6 +583,7 @@ class Master:
         # Spawned backends: new ones start, kept ones are renewed (their sockets were bound by prepare).
         self.supervisor.apply(plan)
         retiring = self.take_over(slots, workers)
+        self.acme.reload(config, self.worker_account(), self.close_inherited)
         log.info("configuration reloaded; %d old worker(s) finishing their requests", retiring)
 
     def _close_new_listeners(self, listeners: dict[str, list[socket.socket]], config: Config) -> None:
@@ -597,6 +601,7 @@ class Master:
         reopen_error_log()
         self.prepare_log_files()
         self.signal_workers(signal.SIGUSR1, set(self.workers))
+        self.acme.signal(signal.SIGUSR1)
 
     def on_signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -610,7 +615,7 @@ class Master:
         elif signum == signal.SIGUSR1:
             self.reopen()
         elif signum == signal.SIGUSR2:
-            self.reload_certificates()
+            self.reload_certificates()  # from the ACME process: a certificate changed
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -620,15 +625,16 @@ class Master:
             due = [] if self.killed or not (self.workers or self.retiring) else [self.stop_deadline]
         else:
             due = [slot.restart_at for slot in self.slots if slot.restart_at is not None]
-        spawned = self.supervisor.next_due()
-        if spawned is not None:
-            due.append(spawned)
+        for pending in (self.supervisor.next_due(), self.acme.next_due()):
+            if pending is not None:
+                due.append(pending)
         if not due:
             return None
         return max(min(due) - time.monotonic(), 0.001)
 
     def serve(self) -> None:
-        while not (self.stopping and not self.workers and not self.retiring and self.supervisor.idle()):
+        while not (self.stopping and not self.workers and not self.retiring and self.supervisor.idle()
+                   and self.acme.idle()):
             timeout = self.timeout()
             if timeout is None:
                 info = signal.sigwaitinfo(MASTER_SIGNALS)
@@ -650,6 +656,7 @@ class Master:
                     self.supervisor.stop(FAST_STOP_TIMEOUT)
             else:
                 self.restart_due()
+                self.acme.tick()
             self.supervisor.tick(old_workers=bool(self.retiring))
 
 
@@ -704,9 +711,11 @@ def run(config: Config) -> int:
                 except ChildProcessError:
                     pass
             return 1
+        master.acme.start(config, master.worker_account(), master.close_inherited)
         log.info("frontd %d started with %d worker(s)", master.pid, config.workers)
         master.serve()
     finally:
+        master.acme.stop()
         master.supervisor.close()
         master.close_listeners()
         if master.config.pid_file is not None:

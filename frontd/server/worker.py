@@ -22,6 +22,7 @@ from frontd.errors import HTTPError
 from frontd.handlers.dispatch import Dispatcher
 from frontd.protocol.proxy_header import V1_MAX_LENGTH, header_length, parse
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
+from frontd.protocol.tls_alpn01 import AlpnChallenges
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLog, reopen_error_log
 from frontd.wire.errors import WireError
@@ -52,6 +53,7 @@ class Worker:
         self.tls_sockets = tls_sockets
         self.proxy_sockets = proxy_sockets
         self.certificates = certificates
+        self.alpn_challenges = AlpnChallenges(config)  # ACME tls-alpn-01 (RFC 8737)
         self.master_pid = master_pid
         self.ready = ready
         self.connections: set[Connection] = set()
@@ -64,7 +66,9 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.access_log = AccessLog(self.config.access_log)
-        self.dispatcher = Dispatcher(self.config, https_port=self._https_port())
+        certificates = self.certificates
+        self.dispatcher = Dispatcher(self.config, https_port=self._https_port(), has_certificate=(
+            certificates.has_certificate if certificates is not None else None))
         if self.tls_sockets:
             quiet_undecodable_server_names()
         for signum, graceful in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGQUIT, True)):
@@ -299,13 +303,26 @@ class Worker:
         assert self.certificates is not None
         loop = asyncio.get_running_loop()
         client = _peer_name(sock)
+        context, challenge = self.certificates.context, None
+        timeout = self.config.limits.header_timeout
         try:
+            if self.alpn_challenges.enabled:
+                started = loop.time()
+                found = await self.alpn_challenges.context_for(sock, timeout)
+                if found is not None:
+                    context, challenge = found
+                timeout = max(timeout - (loop.time() - started), 0.001)  # one header_timeout in all
             transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, sock, ssl=self.certificates.context,
-                ssl_handshake_timeout=self.config.limits.header_timeout, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
+                lambda: protocol, sock, ssl=context, ssl_handshake_timeout=timeout,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         except (OSError, ssl.SSLError, EOFError) as exc:
             sock.close()
             log.info("TLS handshake failed: %s, client: %s", self._handshake_failure(exc), client)
+            return None
+        if challenge is not None:
+            # RFC 8737 §3: the handshake is the whole answer; no data follows it.
+            log.info("acme: tls-alpn-01 challenge certificate presented for %s, client: %s", challenge, client)
+            transport.close()
             return None
         return transport  # type: ignore[return-value]
 

@@ -11,7 +11,7 @@ import html
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from frontd import SERVER_SOFTWARE
@@ -87,7 +87,10 @@ def _backend_json(backend: BackendView, routes: list[str]) -> dict[str, Any]:
     }
 
 
-def _certificate_json(cert: CertificateStatus) -> dict[str, Any]:
+AcmeStates = Mapping[str, dict[str, Any]]  # certs/acme.py status(): by the vhost's first name
+
+
+def _certificate_json(cert: CertificateStatus, acme: AcmeStates) -> dict[str, Any]:
     found = cert.facts
     return {
         "vhost": cert.source.label,
@@ -97,11 +100,12 @@ def _certificate_json(cert: CertificateStatus) -> dict[str, Any]:
         "issuer": found.issuer if found else None,
         "not_after": found.not_after if found else None,
         "error": cert.error,
+        "acme": acme.get(cert.source.label) if cert.source.source == "acme" else None,
     }
 
 
 def to_dict(snap: Snapshot, routes: dict[str, list[str]],
-            certificates: Sequence[CertificateStatus] = ()) -> dict[str, Any]:
+            certificates: Sequence[CertificateStatus] = (), acme: AcmeStates | None = None) -> dict[str, Any]:
     """The JSON document as Python values (schema: docs/status.md)."""
     return {
         "version": JSON_VERSION,
@@ -121,13 +125,13 @@ def to_dict(snap: Snapshot, routes: dict[str, list[str]],
             for w in snap.workers
         ],
         "backends": [_backend_json(b, routes.get(b.address, [])) for b in snap.backends],
-        "certificates": [_certificate_json(c) for c in certificates],
+        "certificates": [_certificate_json(c, acme or {}) for c in certificates],
     }
 
 
 def render_json(snap: Snapshot, routes: dict[str, list[str]],
-                certificates: Sequence[CertificateStatus] = ()) -> bytes:
-    return json.dumps(to_dict(snap, routes, certificates), separators=(",", ":")).encode() + b"\n"
+                certificates: Sequence[CertificateStatus] = (), acme: AcmeStates | None = None) -> bytes:
+    return json.dumps(to_dict(snap, routes, certificates, acme), separators=(",", ":")).encode() + b"\n"
 
 
 # -- Prometheus text exposition format 0.0.4 ------------------------------------------------------
@@ -181,7 +185,7 @@ class _Exposition:
 
 
 def render_prometheus(snap: Snapshot, routes: dict[str, list[str]],
-                      certificates: Sequence[CertificateStatus] = ()) -> bytes:
+                      certificates: Sequence[CertificateStatus] = (), acme: AcmeStates | None = None) -> bytes:
     out = _Exposition()
     out.family("frontd_start_time_seconds", "gauge", "When the master process started, in seconds since the epoch.",
                [([], snap.started)])
@@ -238,6 +242,14 @@ def render_prometheus(snap: Snapshot, routes: dict[str, list[str]],
                "When the vhost's certificate expires, in seconds since the epoch.",
                [([("vhost", c.source.label), ("source", c.source.source)], c.facts.not_after)
                 for c in certificates if c.facts is not None])
+    states = [([("vhost", name)], state) for name, state in (acme or {}).items()]
+    out.family("frontd_acme_failures", "gauge",
+               "Consecutive failed attempts to obtain or renew the vhost's ACME certificate (0 after a success).",
+               [(labels, state["failures"]) for labels, state in states])
+    out.family("frontd_acme_next_attempt_timestamp_seconds", "gauge",
+               "When the vhost's ACME certificate is next renewed or retried, in seconds since the epoch.",
+               [(labels, state["retry_at"] or state["renew_at"]) for labels, state in states
+                if state["retry_at"] or state["renew_at"]])
     return out.text()
 
 
@@ -341,7 +353,21 @@ def _backend_table(b: BackendView, routes: list[str], now: float) -> str:
             f"<thead>{_head(heads)}</thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def _certificate_table(certificates: Sequence[CertificateStatus], now: float) -> str:
+def _acme_cell(state: dict[str, Any] | None) -> str:
+    """A tls = "acme" certificate's state, next attempt and last error."""
+    if state is None:
+        return ""
+    text = f'<span class="err">{_e(state["state"])}</span>' if state["state"] == "failed" else _e(state["state"])
+    due = state["retry_at"] or state["renew_at"]
+    if due:
+        text += f", next attempt {_e(_when(due))}"
+    if state["last_error"]:
+        text += (f'<br><span class="err">{_e(state["last_error"])}</span>'
+                 f' ({_e(_when(state["last_error_at"] or 0))}, {state["failures"]} failed in a row)')
+    return text
+
+
+def _certificate_table(certificates: Sequence[CertificateStatus], now: float, acme: AcmeStates) -> str:
     rows = []
     for cert in certificates:
         found = cert.facts
@@ -356,13 +382,14 @@ def _certificate_table(certificates: Sequence[CertificateStatus], now: float) ->
                       else f'<span class="err">{when} (expired)</span>')
             names, issuer = _e(", ".join(found.names)), _e(found.issuer)
         rows.append(_row([_e(cert.source.label), names, issuer, expiry, _e(cert.source.source),
-                          _e(cert.source.cert_path)]))
-    heads = ["vhost", "names", "issuer", "expires", "source", "file"]
+                          _e(cert.source.cert_path),
+                          _acme_cell(acme.get(cert.source.label) if cert.source.source == "acme" else None)]))
+    heads = ["vhost", "names", "issuer", "expires", "source", "file", "ACME"]
     return f'<table id="certificates"><thead>{_head(heads)}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def render_html(snap: Snapshot, routes: dict[str, list[str]],
-                certificates: Sequence[CertificateStatus] = ()) -> bytes:
+                certificates: Sequence[CertificateStatus] = (), acme: AcmeStates | None = None) -> bytes:
     meta = (f"{_e(SERVER_SOFTWARE)} &middot; master {snap.master_pid} &middot; up {human_duration(snap.uptime)}"
             f" &middot; configuration generation {snap.generation}, loaded {_e(_when(snap.config_loaded))}"
             f" &middot; answered by worker {snap.answered_by} at {_e(_when(snap.now))}"
@@ -393,6 +420,6 @@ def render_html(snap: Snapshot, routes: dict[str, list[str]],
     else:
         parts.append('<p class="dim">No backends.</p>')
     if certificates:
-        parts.extend(["<h2>Certificates</h2>", _certificate_table(certificates, snap.now)])
+        parts.extend(["<h2>Certificates</h2>", _certificate_table(certificates, snap.now, acme or {})])
     parts.append("</body></html>")
     return "\n".join(parts).encode() + b"\n"

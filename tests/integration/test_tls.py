@@ -301,6 +301,18 @@ def client_hello(sni: str) -> bytes:
     return outgoing.read()
 
 
+def halfway_handshakes(port: int, hello: bytes, count: int) -> None:
+    """`count` handshakes that stop halfway: every other one inside the ClientHello, the others
+    after the whole ClientHello and the start of the server's answer."""
+    for i in range(count):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            if i % 2:
+                sock.sendall(hello)
+                sock.recv(1)  # the server's flight has started
+            else:
+                sock.sendall(hello[: len(hello) // 2])
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -319,13 +331,7 @@ def test_failed_handshakes_leak_nothing(frontd: Start, site: Path, pki: Pki) -> 
 
     def run(count: int) -> None:
         try:
-            for i in range(count):
-                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                    if i % 2:
-                        sock.sendall(hello)
-                        sock.recv(1)  # the server's flight has started
-                    else:
-                        sock.sendall(hello[: len(hello) // 2])
+            halfway_handshakes(port, hello, count)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

@@ -140,6 +140,25 @@ def test_acme_storage_only(site: Path) -> None:
     assert config.acme == AcmeConfig(storage=str(site / "state"))
 
 
+ACME_VHOST = '[[vhost]]\nnames = ["example.test"]\nroot = "www"\ntls = "acme"\n'
+
+
+@pytest.mark.parametrize("listen, challenge, expected", [
+    ('listen = ["127.0.0.1:8080"]\n', "tls-alpn-01", 'acme.challenge: "tls-alpn-01" is answered on a TLS listener'),
+    ('listen = [{ address = "127.0.0.1:8443", tls = true }]\n', "http-01",
+     'acme.challenge: "http-01" is answered on a plain-HTTP listener'),
+    ('listen = ["unix:/tmp/frontd-test.sock", { address = "127.0.0.1:8443", tls = true }]\n', "http-01",
+     'acme.challenge: "http-01" is answered on a plain-HTTP listener'),
+])
+def test_acme_challenge_needs_its_listener(site: Path, listen: str, challenge: str, expected: str) -> None:
+    assert error(site, f'{listen}[acme]\nchallenge = "{challenge}"\n{ACME_VHOST}').startswith(expected)
+
+
+def test_acme_challenge_listeners_ok(site: Path) -> None:
+    assert load(site, f'{TLS_LISTEN}[acme]\nchallenge = "tls-alpn-01"\n{ACME_VHOST}').acme is not None
+    assert load(site, f'{TLS_LISTEN}{ACME_VHOST}').acme is not None
+
+
 def test_proxy_protocol_listener_and_trusted_proxies(site: Path) -> None:
     config = load(site, 'listen = ["127.0.0.1:8080", { address = "127.0.0.1:8443", tls = true, proxy_protocol = true }]\n'
                   'trusted_proxies = ["10.0.0.0/8"]\n' + CERT_VHOST)
