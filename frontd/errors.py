@@ -91,6 +91,10 @@ class MisdirectedRequest(HTTPError):
     status, reason = 421, "Misdirected Request"
 
 
+class TooManyRequests(HTTPError):
+    status, reason = 429, "Too Many Requests"
+
+
 class HTTPVersionNotSupported(HTTPError):
     status, reason = 505, "HTTP Version Not Supported"
 

@@ -52,8 +52,8 @@ class Request:
     http_version: str  # "1.0" or "1.1"
     headers: list[tuple[bytes, bytes]]  # lower-case names, in order received
     host: str  # Host (or absolute-form target) name: lower case, no port, no trailing dot
-    client_addr: str
-    client_port: int
+    client_addr: str  # the client: the peer, or whom its PROXY header or a trusted proxy names
+    client_port: int  # 0 when a trusted proxy named the client without a port
     server_addr: str
     server_port: int
     body: RequestBody = EMPTY_BODY
@@ -67,6 +67,8 @@ class Request:
     # REMOTE_USER, and the `Variable-NAME` values of a FastCGI authorizer's 200.
     remote_user: str | None = None
     auth_variables: tuple[tuple[str, str], ...] = ()
+    # The trusted proxy whose Forwarded / X-Forwarded-For named `client_addr`; "" when none did.
+    peer_addr: str = ""
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (name in lower case), or None."""

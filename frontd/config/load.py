@@ -12,6 +12,7 @@ import grp
 import hashlib
 import importlib.util
 import ipaddress
+import math
 import os
 import pwd
 import re
@@ -64,8 +65,10 @@ from frontd.config.permissions import (
 )
 from frontd.config.units import (
     format_duration,
+    format_rate,
     format_size,
     parse_duration,
+    parse_rate,
     parse_size,
     show,
 )
@@ -80,7 +83,7 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
 TOP_KEYS: tuple[str, ...] = (
     "listen", "workers", "pid_file", "error_log", "access_log", "log_level", "user", "group",
-    "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme", "access_log_format",
+    "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme", "access_log_format", "trusted_proxies",
 )
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
 # Access rules (docs/access.md): on a vhost, and on a route of any kind, where they replace the vhost's.
@@ -416,6 +419,7 @@ class _Loader:
         acme = self.acme(data.get("acme"), vhosts)
         self.check_tls(listeners, vhosts)
         self.check_acme_challenge(listeners, vhosts, acme)
+        trusted_proxies = self.trusted_proxies(data["trusted_proxies"]) if "trusted_proxies" in data else ()
         return Config(
             path=self.path,
             listen=listen,
@@ -435,6 +439,7 @@ class _Loader:
             listeners=listeners,
             tls=tls,
             acme=acme,
+            trusted_proxies=trusted_proxies,
         )
 
     def listen(self, value: object) -> tuple[Listener, ...]:
@@ -465,12 +470,10 @@ class _Loader:
     def listener_table(self, table: dict[str, object], key: str) -> tuple[object, str, dict[str, Any]]:
         """`{ address = "...", tls = true, http2 = false }`: the address, its key path, the options."""
         self.check_keys(table, LISTENER_KEYS, key)
-        if "proxy_protocol" in table:
-            self.fail(f"{key}.proxy_protocol", "not supported yet (the PROXY protocol comes in a later version)")
         if "address" not in table:
             self.fail(key, 'missing key "address"')
         options: dict[str, Any] = {}
-        for name in ("tls", "http2"):
+        for name in ("tls", "http2", "proxy_protocol"):
             if name in table:
                 options[name] = self.boolean(table[name], f"{key}.{name}")
         return table["address"], f"{key}.address", options
@@ -628,6 +631,8 @@ class _Loader:
         values: dict[str, Any] = {}
         for name, item in table.items():
             key = f"limits.{name}"
+            if name in ("client_connections", "client_rate", "client_burst"):
+                continue  # client_limits() below
             if name == "max_connections":
                 values[name] = self.integer(item, key, 1)
             elif name == "max_body_size":
@@ -636,7 +641,23 @@ class _Loader:
                 values[name] = self.size(item, key, positive=True)
             else:  # keepalive_timeout = 0 turns keep-alive off, as in nginx
                 values[name] = self.duration(item, key, positive=name != "keepalive_timeout")
+        values.update(self.client_limits(table))
         return Limits(**values)
+
+    def client_limits(self, table: dict[str, object]) -> dict[str, Any]:
+        """`client_connections`, `client_rate` and `client_burst` of `[limits]`."""
+        values: dict[str, Any] = {}
+        if "client_connections" in table:
+            values["client_connections"] = self.integer(table["client_connections"], "limits.client_connections", 1)
+        if "client_rate" in table:
+            rate = parse_rate(table["client_rate"], self.where("limits.client_rate"))
+            values["client_rate"] = rate
+            values["client_burst"] = max(1, math.ceil(rate))  # one second's worth
+        if "client_burst" in table:
+            if "client_rate" not in table:
+                self.fail("limits.client_burst", 'only with "client_rate" (the bucket refills at that rate)')
+            values["client_burst"] = self.integer(table["client_burst"], "limits.client_burst", 1)
+        return values
 
     # -- virtual hosts -------------------------------------------------------------------------
 
@@ -1045,6 +1066,13 @@ class _Loader:
                 self.fail(f"{key}[{i}]", f"expected an IP address or network, got {show(text)}")
             networks.append(str(network))
         return tuple(networks)
+
+    def trusted_proxies(self, value: object) -> tuple[str, ...]:
+        """Addresses and networks, and "unix:" for every client of a Unix-socket listener."""
+        if isinstance(value, list) and "unix:" in value:
+            rest = [item for item in value if item != "unix:"]
+            return self.networks(rest, "trusted_proxies") + ("unix:",)
+        return self.networks(value, "trusted_proxies")
 
     def names(
         self, value: object, key: str, vhost: str, owners: dict[str, str]
@@ -1463,6 +1491,8 @@ def summary(config: Config) -> str:
     if config.group is not None:
         lines.append(f"group {config.group}")
     lines.append(f"shutdown_timeout {format_duration(config.shutdown_timeout)}")
+    if config.trusted_proxies:
+        lines.append(f"trusted_proxies {' '.join(config.trusted_proxies)}")
     if config.tls_listeners():
         lines.append(f"tls min_version={config.tls.min_version} alpn=http/1.1 "
                      f"session_tickets={'on' if config.tls.session_tickets else 'off'}")
@@ -1534,12 +1564,15 @@ def summary(config: Config) -> str:
 
 
 def _describe_listener(listener: Listener) -> str:
-    return f"{listener.address} (tls)" if listener.tls else str(listener.address)
+    options = [name for name, on in (("tls", listener.tls), ("proxy_protocol", listener.proxy_protocol)) if on]
+    return f"{listener.address} ({', '.join(options)})" if options else str(listener.address)
 
 
 def _format_limit(name: str, value: int | float) -> str:
-    if name == "max_connections":
-        return str(value)
+    if name in ("max_connections", "client_connections", "client_burst"):
+        return str(value) if value else "off"
+    if name == "client_rate":
+        return format_rate(value) if value else "off"
     if name.startswith("max_"):
         return format_size(int(value))
     return format_duration(float(value))

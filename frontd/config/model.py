@@ -47,6 +47,8 @@ class Listener:
     tls: bool = False
     # HTTP/2 is not offered yet; None follows `[tls] http2` (kept so configs written for it load).
     http2: bool | None = None
+    # Every connection starts with HAProxy's PROXY header (v1 or v2), before TLS (proxy_header.py).
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,10 @@ class Limits:
     body_timeout: float = 60.0
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
+    # Per client address, across all workers (frontd/rules/limits.py); 0 = no limit.
+    client_connections: int = 0  # open connections; beyond -> 429 and close
+    client_rate: float = 0.0  # requests per second refilling the bucket; beyond -> 429
+    client_burst: int = 0  # the bucket's size; load.py sets one second's worth when left out
 
 
 # `compress` default types: text, scripts, data and fonts that are not compressed already.
@@ -249,6 +255,8 @@ class Config:
     listeners: tuple[Listener, ...] = ()
     tls: TLSSettings = field(default_factory=TLSSettings)
     acme: AcmeConfig | None = None
+    # Peers (normalised networks) whose Forwarded / X-Forwarded-For / PROXY header names the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     def listener_options(self) -> tuple[Listener, ...]:
         """One Listener per entry of `listen` (plain ones when only addresses were given)."""

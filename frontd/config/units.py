@@ -123,3 +123,30 @@ def format_duration(seconds: float) -> str:
     if 0 < seconds < 1:
         return f"{seconds * 1000:g}ms"
     return f"{seconds:g}s"
+
+
+_RATE_RE = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?) ?/ ?(s|m|h)")
+_RATE_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(value: object, where: str) -> float:
+    """Events per second from a positive number (per second) or a string such as "50/s", "600/m"
+    or "100/h"; ConfigError otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        rate = float(value)
+    elif isinstance(value, str) and (match := _RATE_RE.fullmatch(value)) is not None:
+        rate = float(match.group(1)) / _RATE_UNITS[match.group(2)]
+    else:
+        raise ConfigError(f'{where}: expected a rate such as "50/s", "600/m" or "100/h", got {show(value)}')
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ConfigError(f"{where}: a rate must be more than 0, got {show(value)}")
+    return rate
+
+
+def format_rate(rate: float) -> str:
+    """A rate as written in frontd.conf: 50.0 -> "50/s", 0.5 -> "30/m"."""
+    for unit in ("s", "m", "h"):
+        count = rate * _RATE_UNITS[unit]
+        if count >= 1 and abs(count - round(count)) < 1e-9:
+            return f"{round(count)}/{unit}"
+    return f"{rate:g}/s"

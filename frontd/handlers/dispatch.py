@@ -16,12 +16,14 @@ from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
 from frontd.handlers.status import StatusHandler
+from frontd.http.forwarded import TrustedProxies
 from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
 from frontd.response import LocalRedirect, ResponseSink
 from frontd.routing import Router
 from frontd.rules.access import ACME_CHALLENGE_PREFIX, Access
 from frontd.rules.error_pages import ErrorPages
+from frontd.rules.limits import ClientLimits
 from frontd.rules.redirect import RedirectHandler, send_redirect
 from frontd.rules.rewrite import Rewrites
 from frontd.rules.try_files import TryFiles
@@ -43,6 +45,10 @@ class Dispatcher:
         self.https_port = https_port
         self.has_certificate = has_certificate or (lambda vhost: True)
         self.router = Router(config)
+        # Compiled once: connections from these peers read the client from Forwarded / X-Forwarded-For.
+        self.trusted_proxies = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
+        self.client_limits = ClientLimits.build(config.limits)
+        self.rate_limit = self.client_limits if self.client_limits is not None and self.client_limits.rate else None
         self.access = Access(config)
         static = StaticHandler(config)
         self.handlers: dict[str, Handler] = {"static": static.handle}
@@ -147,6 +153,7 @@ class Dispatcher:
         request.redirects += 1
 
     async def route_and_serve(self, request: Request, sink: ResponseSink) -> None:
+        rated = False  # client_rate counts a request once, whatever internal redirects follow
         while True:
             vhost = self.router.vhost(request.host)
             if self.acme_challenge.claims(vhost, request.path):
@@ -176,6 +183,9 @@ class Dispatcher:
                   and self.has_certificate(vhost)):
                 await self.redirect_https(request, vhost, sink)
                 return
+            if self.rate_limit is not None and not rated:
+                rated = True
+                self.rate_limit.check_rate(request.client_addr)
             gate = self.access.gate_for(vhost, route)  # allow/deny, auth, authorizer
             if gate is not None and await gate.check(request, sink):
                 return

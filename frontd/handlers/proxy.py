@@ -137,7 +137,7 @@ class ProxyHandler:
             headers = request_headers(
                 request.headers, host=host, client_addr=request.client_addr, scheme=request.scheme,
                 client_host=client_host, http_version=request.http_version,
-                body_length=request.body.length, upgrade=upgrade,
+                body_length=request.body.length, upgrade=upgrade, peer_addr=request.peer_addr,
             )
             if route.authorizer:
                 headers = proxy_fields(headers, request.auth_variables)

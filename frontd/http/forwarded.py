@@ -5,6 +5,10 @@ the Connection field names, stay behind; §7.6.3: an HTTP-to-HTTP gateway adds V
 inbound request. RFC 7239 `Forwarded` and the de-facto `X-Forwarded-For`/`-Proto`/`-Host` tell
 the backend who the client was. `backend_target` rewrites the path the way nginx's `proxy_pass`
 does when its URL has a path.
+
+The other way round, `real_client` reads those fields from a trusted proxy (`trusted_proxies`) to
+find the client it forwards for: the rightmost address that is not itself trusted, as nginx's
+`real_ip_recursive on` does.
 """
 
 from __future__ import annotations
@@ -36,6 +40,15 @@ _DROPPED_RESPONSE_FIELDS: frozenset[bytes] = frozenset({b"date", b"server"})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # RFC 3986 §3.3 pchar plus "/": what may stay unencoded in a path.
 _PATH_SAFE = "/:@!$&'()*+,;=~"
+# RFC 7239 §4: one forwarded-pair, its value a token or a quoted-string, then the separator
+# that follows it (";" inside an element, "," between elements) or the end.
+_PAIR = re.compile(r'[ \t]*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)=(?:([!#$%&\'*+.^_`|~0-9A-Za-z-]+)|"((?:[^"\\]|\\.)*)")'
+                   r'[ \t]*([;,]|$)')
+# An X-Forwarded-For entry or RFC 7239 §6 node: an address, IPv6 possibly bracketed, with an
+# optional port.
+_NODE = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?|([0-9.]+)(?::([0-9]{1,5}))?|([0-9A-Fa-f:.]+)")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def forwarded_node(address: str) -> str:
@@ -68,6 +81,96 @@ def forwarded_element(client_addr: str, proto: str, host: str) -> bytes:
     return ";".join(pairs).encode("latin-1")
 
 
+class TrustedProxies:
+    """`trusted_proxies`, compiled once at load: which peers may name the client."""
+
+    __slots__ = ("networks", "unix")
+
+    def __init__(self, networks: Sequence[str]) -> None:
+        """`networks` as config/load.py normalised them; "unix:" trusts Unix-socket clients."""
+        self.networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in networks if n != "unix:")
+        self.unix = "unix:" in networks
+
+    def __contains__(self, address: str) -> bool:
+        if address == "unix:":
+            return self.unix
+        ip = _ip(address)
+        return ip is not None and any(ip in network for network in self.networks)
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a client is compared: IPv4-mapped IPv6 as IPv4; None if it is none."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
+        return ip.ipv4_mapped  # type: ignore[union-attr]
+    return ip
+
+
+def _node(text: str) -> tuple[str, int] | None:
+    """An address and port (0 when none was given) from an X-Forwarded-For entry or an RFC 7239 §6
+    node ("192.0.2.43:47011", "[2001:db8::17]:4711", "2001:db8::17"); None for "unknown", an
+    obfuscated node or anything else that is not an address."""
+    m = _NODE.fullmatch(text.strip(" \t"))
+    if m is None:
+        return None
+    address = m.group(1) or m.group(3) or m.group(5)
+    port = m.group(2) or m.group(4)
+    ip = _ip(address)
+    if ip is None or (port is not None and not 0 < int(port) < 65536):
+        return None
+    return str(ip), int(port) if port else 0
+
+
+def forwarded_for(value: str) -> list[str] | None:
+    """The `for=` values of a Forwarded field (RFC 7239 §4), one per element ("" where an element
+    has none), in order; None when the field is malformed."""
+    found: list[str] = []
+    current = ""
+    pos = 0
+    while pos < len(value):
+        m = _PAIR.match(value, pos)
+        if m is None or m.end() == pos:
+            return None
+        name, token, quoted, separator = m.groups()
+        if name.lower() == "for":
+            current = token if token is not None else re.sub(r"\\(.)", r"\1", quoted)
+        if separator != ";":
+            found.append(current)
+            current = ""
+        pos = m.end()
+    return found
+
+
+def real_client(headers: Headers, trusted: TrustedProxies) -> tuple[str, int] | None:
+    """The client a trusted peer forwards for, or None to keep the peer.
+
+    RFC 7239 `Forwarded` when present, else `X-Forwarded-For` (X-Real-IP is not read). The list is
+    walked from the right, past every trusted address; the first untrusted one is the client (all
+    trusted: the leftmost). A malformed field, or an entry there that is no address ("unknown", an
+    obfuscated node), leaves the peer as the client: nothing a trusted proxy did not vouch for is
+    believed.
+    """
+    forwarded = get_all(headers, b"forwarded")
+    if forwarded:
+        nodes = forwarded_for(", ".join(v.decode("latin-1") for v in forwarded))
+        if nodes is None:
+            return None
+    else:
+        nodes = [entry.decode("latin-1") for value in get_all(headers, b"x-forwarded-for")
+                 for entry in value.split(b",") if entry.strip(b" \t")]
+    found: tuple[str, int] | None = None
+    for text in reversed(nodes):
+        found = _node(text)
+        if found is None:
+            return None
+        if found[0] not in trusted:
+            return found
+    return found
+
+
 def _append(headers: Headers, name: bytes, value: bytes) -> bytes:
     """`value` appended to the list in every `name` field of `headers` (RFC 9110 §5.3)."""
     values = [v for v in get_all(headers, name) if v.strip(b" \t")]
@@ -97,6 +200,7 @@ def request_headers(
     http_version: str,
     body_length: int | None,
     upgrade: bytes | None = None,
+    peer_addr: str = "",
 ) -> list[tuple[bytes, bytes]]:
     """The fields sent to the backend for a request that arrived with `headers`.
 
@@ -105,6 +209,10 @@ def request_headers(
     chunked (the client's chunked body, re-framed), 0 sends no framing field unless the client
     gave Content-Length: 0. `upgrade` (the value from `upgrade_requested`) keeps Upgrade and asks
     the backend for the same protocol switch; without it Upgrade is dropped.
+
+    `peer_addr` is the trusted proxy that named `client_addr` ("" when there was none): the chain
+    it sent already ends at the client, so frontd appends the proxy, the hop it received from
+    (and the client first, where that proxy's chain was in the other field).
     """
     drop = HOP_BY_HOP | connection_tokens(headers) | _REWRITTEN_REQUEST_FIELDS
     out: list[tuple[bytes, bytes]] = [(b"host", host)]  # RFC 9112 §3.2: Host goes first
@@ -127,12 +235,19 @@ def request_headers(
         out.append((b"connection", b", ".join(options)))
     # RFC 9110 §7.6.3: received-protocol is the version of the request frontd received.
     out.append((b"via", _append(headers, b"via", f"{http_version} frontd".encode())))
-    out.append((b"x-forwarded-for", _append(headers, b"x-forwarded-for", client_addr.encode("latin-1"))))
+    hop = peer_addr or client_addr
+    xff = _append(headers, b"x-forwarded-for", hop.encode("latin-1"))
+    if peer_addr and xff == hop.encode("latin-1"):
+        xff = client_addr.encode("latin-1") + b", " + xff
+    out.append((b"x-forwarded-for", xff))
     out.append((b"x-forwarded-proto", scheme.encode("latin-1")))
     if client_host:
         out.append((b"x-forwarded-host", client_host))
-    element = forwarded_element(client_addr, scheme, client_host.decode("latin-1"))
-    out.append((b"forwarded", _append(headers, b"forwarded", element)))
+    element = forwarded_element(hop, scheme, client_host.decode("latin-1"))
+    forwarded = _append(headers, b"forwarded", element)
+    if peer_addr and forwarded == element:
+        forwarded = f"for={forwarded_value(forwarded_node(client_addr))}, ".encode("latin-1") + forwarded
+    out.append((b"forwarded", forwarded))
     return out
 
 

@@ -34,6 +34,7 @@ from frontd.errors import (
 from frontd.handlers.dispatch import Dispatcher
 from frontd.handlers.error_page import error_body, error_headers
 from frontd.http.dates import http_date
+from frontd.http.forwarded import TrustedProxies, real_client
 from frontd.http.target import host_from_header, parse_target
 from frontd.request import EMPTY_BODY, Request, TLSInfo
 from frontd.server.logs import AccessLogs
@@ -289,7 +290,10 @@ class Connection:
     """Serves requests on one accepted connection until either side closes or a limit ends it."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 dispatcher: Dispatcher, limits: Limits, access_log: AccessLogs, tls: TLSInfo | None = None) -> None:
+                 dispatcher: Dispatcher, limits: Limits, access_log: AccessLogs, tls: TLSInfo | None = None,
+                 *, peer: tuple[str, int] | None = None, refused: HTTPError | None = None) -> None:
+        """`peer`: the client a PROXY header named (None: the socket's peer). `refused`: the answer
+        to the first request, after which the connection closes (a client over its connections)."""
         self.reader = reader
         self.writer = writer
         self.dispatcher = dispatcher
@@ -300,12 +304,17 @@ class Connection:
         self.idle = True  # no request in progress: graceful shutdown may close it
         self.started = time.monotonic()  # the current request's first byte (status page latency)
         sock = writer.get_extra_info("socket")
-        peer = writer.get_extra_info("peername")
         local = writer.get_extra_info("sockname")
+        if peer is None:
+            peer = writer.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client_addr, self.client_port = str(peer[0]), int(peer[1])
         else:  # Unix socket listener
             self.client_addr, self.client_port = "unix:", 0
+        # Only a trusted peer's Forwarded / X-Forwarded-For is read; other connections pay nothing.
+        trusted = dispatcher.trusted_proxies
+        self.trusted: TrustedProxies | None = trusted if trusted is not None and self.client_addr in trusted else None
+        self.refused = refused
         if isinstance(local, tuple):
             self.server_addr, self.server_port = str(local[0]), int(local[1])
         else:
@@ -548,14 +557,21 @@ class Connection:
             scheme=self.scheme,
             tls=self.tls,
         )
+        if self.trusted is not None:
+            found = real_client(headers, self.trusted)
+            if found is not None:
+                request.peer_addr = self.client_addr
+                request.client_addr, request.client_port = found
         return request, body
 
     async def _serve(self, h: h11.Connection, request: Request, body: Body | None) -> bool:
         # keepalive_timeout = 0 turns keep-alive off: say so rather than announce it and close.
-        keep_alive = self.limits.keepalive_timeout > 0 and _keep_alive(request)
+        keep_alive = self.limits.keepalive_timeout > 0 and _keep_alive(request) and self.refused is None
         sink = Sink(self, h, request.method == "HEAD", keep_alive=keep_alive,
                     http10=request.http_version == "1.0")
         try:
+            if self.refused is not None:
+                raise self.refused
             await self.dispatcher.handle(request, sink)
             if sink.detached:
                 # Raw output (NPH, tunnels): the handler may have set the status it relayed.

@@ -40,12 +40,13 @@ import socket
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from frontd.certs.files import CertificateProblem, check_certificates
 from frontd.certs.internal import ensure_internal_certificates
 from frontd.config.load import ConfigError, load_config
-from frontd.config.model import Address, Config
+from frontd.config.model import Address, Config, Listener
 from frontd.server import pidfile
 from frontd.server.acme import AcmeRunner
 from frontd.server.child import drop_privileges
@@ -54,6 +55,7 @@ from frontd.server.logs import fork, log_files, reopen_error_log, setup_error_lo
 from frontd.server.spawn import SpawnError, Supervisor
 from frontd.protocol.tls import Certificates
 from frontd.server.worker import READY, run_worker
+from frontd.rules import limits
 from frontd.status import metrics
 
 log = logging.getLogger("frontd")
@@ -77,6 +79,7 @@ class _Launch:
     sockets: list[socket.socket]
     tls_sockets: frozenset[int]
     certificates: Certificates | None
+    proxy_sockets: frozenset[int] = frozenset()  # listeners whose connections start with a PROXY header
 
 
 @dataclass
@@ -128,6 +131,7 @@ class Master:
         self.acme = AcmeRunner()  # the process that talks to the ACME CA (server/acme.py)
         # Shared with every worker forked from now on: the status page's counters.
         self.stats = metrics.create(config)
+        limits.create()  # per-client counts, shared by the workers of every generation
         self.certificates: Certificates | None = None  # TLS contexts, loaded before workers fork
 
     # -- listeners ----------------------------------------------------------------------------
@@ -175,8 +179,19 @@ class Master:
 
     def tls_sockets(self, config: Config | None = None,
                     listeners: dict[str, list[socket.socket]] | None = None) -> frozenset[int]:
-        """The file descriptors of TLS listeners: `listen` entries matched to sockets in the order
-        `bind_listeners` gave them out (the running ones, or a reload's before it is committed)."""
+        """The file descriptors of TLS listeners."""
+        return self.sockets_of(lambda listener: listener.tls, config, listeners)
+
+    def proxy_sockets(self, config: Config | None = None,
+                      listeners: dict[str, list[socket.socket]] | None = None) -> frozenset[int]:
+        """The file descriptors of listeners whose connections start with a PROXY header."""
+        return self.sockets_of(lambda listener: listener.proxy_protocol, config, listeners)
+
+    def sockets_of(self, wanted: Callable[[Listener], bool], config: Config | None = None,
+                   listeners: dict[str, list[socket.socket]] | None = None) -> frozenset[int]:
+        """The file descriptors of the `wanted` listeners: `listen` entries matched to sockets in
+        the order `bind_listeners` gave them out (the running ones, or a reload's before it is
+        committed)."""
         config = config if config is not None else self.config
         available = {key: list(socks) for key, socks in (listeners if listeners is not None else self.listeners).items()}
         found: set[int] = set()
@@ -184,7 +199,7 @@ class Master:
             socks = available.get(str(listener.address))
             if socks:
                 sock = socks.pop(0)
-                if listener.tls:
+                if wanted(listener):
                     found.add(sock.fileno())
         return frozenset(found)
 
@@ -308,7 +323,7 @@ class Master:
 
     def launch(self) -> _Launch:
         """What workers of the running configuration are forked with."""
-        return _Launch(self.config, self.sockets(), self.tls_sockets(), self.certificates)
+        return _Launch(self.config, self.sockets(), self.tls_sockets(), self.certificates, self.proxy_sockets())
 
     def spawn(self, slot: _Slot, launch: _Launch | None = None, workers: dict[int, _Slot] | None = None) -> int | None:
         """Fork a worker for `slot` (of the running configuration, unless `launch` is a reload's).
@@ -353,7 +368,8 @@ class Master:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             if account is not None:
                 drop_privileges(*account)
-            run_worker(launch.config, launch.sockets, self.pid, launch.tls_sockets, launch.certificates, ready)
+            run_worker(launch.config, launch.sockets, self.pid, launch.tls_sockets, launch.certificates, ready,
+                       proxy_sockets=launch.proxy_sockets)
         except OSError as exc:
             # A file the worker opens at start (the access log): one line says which and why.
             log.error("worker cannot start: %s", exc)
@@ -456,6 +472,8 @@ class Master:
             how = exit_description(status)
             if self.supervisor.reaped(pid, how) or self.acme.reaped(pid, how):
                 continue  # a spawned backend's process or the ACME process, not a worker
+            if os.WIFSIGNALED(status):
+                limits.worker_killed()  # its client_connections counts were never released
             if pid in self.retiring:
                 self.retiring.discard(pid)
                 log.info("worker %d %s", pid, how)
@@ -546,7 +564,7 @@ class Master:
         self.prepare_log_files(config)
         # The new generation proves it can serve before anything of the old one is let go.
         launch = _Launch(config, [s for socks in listeners.values() for s in socks],
-                         self.tls_sockets(config, listeners), certificates)
+                         self.tls_sockets(config, listeners), certificates, self.proxy_sockets(config, listeners))
         slots, workers, failure = self.start_generation(launch)
         if failure is not None:
             self._close_new_listeners(listeners, config)

@@ -18,11 +18,14 @@ import socket
 import ssl
 
 from frontd.config.model import Config
+from frontd.errors import HTTPError
 from frontd.handlers.dispatch import Dispatcher
+from frontd.protocol.proxy_header import V1_MAX_LENGTH, header_length, parse
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.protocol.tls_alpn01 import AlpnChallenges
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLogs, reopen_error_log
+from frontd.wire.errors import WireError
 
 log = logging.getLogger("frontd")
 STREAM_LIMIT = 1 << 16
@@ -40,13 +43,15 @@ class Worker:
 
     def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None,
                  tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
-                 ready: int | None = None) -> None:
+                 ready: int | None = None, proxy_sockets: frozenset[int] = frozenset()) -> None:
         """`tls_sockets`: the file descriptors among `sockets` of TLS listeners, served with
         `certificates` (loaded by the master before the fork). `ready`: the readiness pipe's write
-        end, from a master that waits for READY."""
+        end, from a master that waits for READY. `proxy_sockets`: the listeners whose connections
+        start with a PROXY header."""
         self.config = config
         self.sockets = sockets
         self.tls_sockets = tls_sockets
+        self.proxy_sockets = proxy_sockets
         self.certificates = certificates
         self.alpn_challenges = AlpnChallenges(config)  # ACME tls-alpn-01 (RFC 8737)
         self.master_pid = master_pid
@@ -189,13 +194,26 @@ class Worker:
         if self.active >= self.config.limits.max_connections:
             # Past max_connections the worker stops accepting until a connection ends.
             self._listen(False)
-        task = asyncio.create_task(self._serve(sock, listener.fileno() in self.tls_sockets))
+        fd = listener.fileno()
+        task = asyncio.create_task(self._serve(sock, fd in self.tls_sockets, fd in self.proxy_sockets))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _serve(self, sock: socket.socket, tls: bool = False) -> None:
+    async def _serve(self, sock: socket.socket, tls: bool = False, proxy: bool = False) -> None:
         loop = asyncio.get_running_loop()
         try:
+            peer: tuple[str, int] | None = None
+            if proxy:
+                # The PROXY header comes before anything else, TLS included.
+                try:
+                    found = await self._proxy_header(sock)
+                except asyncio.CancelledError:  # a fast stop while the header is awaited
+                    sock.close()
+                    raise
+                if found is False:
+                    sock.close()
+                    return
+                peer = found if isinstance(found, tuple) else None
             if sock.family != socket.AF_UNIX:
                 # asyncio sets TCP_NODELAY only when sock.proto is IPPROTO_TCP, and accepted
                 # sockets report 0: without it a response's last small write waits for the
@@ -212,12 +230,19 @@ class Worker:
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             ssl_object = writer.get_extra_info("ssl_object")
             info = Certificates.info(ssl_object) if ssl_object is not None else None
-            conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info)
-            self.connections.add(conn)
+            limits = self.dispatcher.client_limits
+            counted, refused = self._count_connection(sock, peer)
             try:
-                await conn.run()
+                conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info,
+                                  peer=peer, refused=refused)
+                self.connections.add(conn)
+                try:
+                    await conn.run()
+                finally:
+                    self.connections.discard(conn)
             finally:
-                self.connections.discard(conn)
+                if counted is not None and limits is not None:
+                    limits.close(counted)
         except OSError:
             sock.close()
         finally:
@@ -225,15 +250,59 @@ class Worker:
             self._resume()
 
 
+    def _count_connection(self, sock: socket.socket, peer: tuple[str, int] | None) -> tuple[str | None, HTTPError | None]:
+        """client_connections: the client counted for this connection (None: not counted), and
+        the 429 its first request gets when it is over the limit.
+
+        A trusted proxy's connections are not counted (the clients it forwards for share them);
+        the client a PROXY header names is. The limit answers 429 after the first request head
+        rather than closing at accept: a browser that opened one connection too many sees a
+        status, and the refused connection is bounded by header_timeout like any other.
+        """
+        limits = self.dispatcher.client_limits
+        if limits is None or not limits.connections:
+            return None, None
+        if peer is None and sock.family == socket.AF_UNIX:
+            return None, None  # no address to count by
+        client = peer[0] if peer is not None else _peer_name(sock)
+        trusted = self.dispatcher.trusted_proxies
+        if trusted is not None and client in trusted:
+            return None, None
+        if limits.open(client):
+            return client, None
+        return None, limits.refusal(client)
+
+    async def _proxy_header(self, sock: socket.socket) -> tuple[str, int] | bool:
+        """Read the PROXY header off the raw socket within header_timeout, and not one byte past
+        it: the client it names, True to keep the socket's peer (LOCAL, UNKNOWN, or a peer not
+        in trusted_proxies), False when there is no valid header (one log line; close)."""
+        client = _peer_name(sock)
+        try:
+            async with asyncio.timeout(self.config.limits.header_timeout):
+                header = parse(await _read_header(sock))
+        except WireError as exc:
+            log.info("PROXY header refused: %s, client: %s", exc, client)
+            return False
+        except TimeoutError:
+            log.info("PROXY header not complete within header_timeout (%gs), client: %s",
+                     self.config.limits.header_timeout, client)
+            return False
+        except (OSError, EOFError):
+            log.info("PROXY header: the client closed the connection, client: %s", client)
+            return False
+        if header.source is None:
+            return True
+        trusted = self.dispatcher.trusted_proxies
+        if trusted is not None and client not in trusted:
+            log.info("PROXY header from %s not believed: not in trusted_proxies", client)
+            return True
+        return header.source
+
     async def _handshake(self, sock: socket.socket, protocol: asyncio.StreamReaderProtocol) -> asyncio.Transport | None:
         """The TLS handshake, within header_timeout; a failure costs one info line and the socket."""
         assert self.certificates is not None
         loop = asyncio.get_running_loop()
-        try:
-            peer = sock.getpeername()
-            client = str(peer[0]) if isinstance(peer, tuple) else "unix:"
-        except OSError:
-            client = "?"
+        client = _peer_name(sock)
         context, challenge = self.certificates.context, None
         timeout = self.config.limits.header_timeout
         try:
@@ -269,6 +338,48 @@ class Worker:
         return str(exc) or type(exc).__name__
 
 
+def _peer_name(sock: socket.socket) -> str:
+    """The peer's address for a log line: "unix:" on Unix sockets, "?" once it is gone."""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return "?"
+    return str(peer[0]) if isinstance(peer, tuple) else "unix:"
+
+
+async def _readable(sock: socket.socket) -> None:
+    """Wait until the socket has bytes to read (or an end of file)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def _read_header(sock: socket.socket) -> bytes:
+    """The PROXY header at the start of the socket's stream, exactly: bytes are peeked at and only
+    those known to belong to the header are consumed, so the TLS handshake or the HTTP request
+    after it finds its first byte in the socket. Raises WireError, EOFError or OSError."""
+    buf = b""
+    while True:
+        length = header_length(buf)
+        if length is not None and len(buf) >= length:
+            return buf
+        want = V1_MAX_LENGTH if length is None else length - len(buf)
+        try:
+            peeked = sock.recv(want, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            await _readable(sock)
+            continue
+        if not peeked:
+            raise EOFError("end of stream inside the PROXY header")
+        whole = header_length(buf + peeked)
+        take = len(peeked) if whole is None else min(len(peeked), whole - len(buf))
+        buf += sock.recv(take)
+
+
 def _set_parent_death_signal(signum: int) -> bool:
     """Ask Linux to send `signum` when the parent dies (prctl PR_SET_PDEATHSIG); False elsewhere.
 
@@ -284,7 +395,7 @@ def _set_parent_death_signal(signum: int) -> bool:
 
 def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None,
                tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
-               ready: int | None = None) -> None:
+               ready: int | None = None, proxy_sockets: frozenset[int] = frozenset()) -> None:
     """Serve until told to stop; with `master_pid`, also stop when that master dies; with `ready`,
     write READY on that descriptor once serving."""
-    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, ready).run())
+    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, ready, proxy_sockets).run())

@@ -137,6 +137,15 @@ MISTAKES: list[tuple[str, str, str]] = [
         "limits.body_timeout: duration must not be negative, got -5",
     ),
     ("duration-zero", VHOST + '[limits]\nsend_timeout = "0s"\n', "limits.send_timeout: must be greater than 0"),
+    ("client-rate-unit", VHOST + '[limits]\nclient_rate = "50/d"\n',
+     'limits.client_rate: expected a rate such as "50/s", "600/m" or "100/h", got "50/d"'),
+    ("client-rate-zero", VHOST + "[limits]\nclient_rate = 0\n", "limits.client_rate: a rate must be more than 0, got 0"),
+    ("client-burst-alone", VHOST + "[limits]\nclient_burst = 10\n",
+     'limits.client_burst: only with "client_rate" (the bucket refills at that rate)'),
+    ("client-connections-zero", VHOST + "[limits]\nclient_connections = 0\n",
+     "limits.client_connections: must be at least 1, got 0"),
+    ("trusted-proxies-bad", 'trusted_proxies = ["10.0.0.1/8"]\n' + VHOST,
+     'trusted_proxies[0]: "10.0.0.1/8" has host bits set (did you mean "10.0.0.0/8"?)'),
     (
         "route-timeout-zero",
         route('prefix = "/c/"\ncgi = "cgi-bin"\ntimeout = 0'),
@@ -529,6 +538,18 @@ def test_units(site: Path) -> None:
         send_timeout=2.5,
         keepalive_timeout=0.0,
     )
+
+
+def test_client_limits(site: Path) -> None:
+    config = load(site, 'trusted_proxies = ["::1", "10.0.0.0/8"]\n' + VHOST
+                  + '[limits]\nclient_connections = 64\nclient_rate = "600/m"\n')
+    assert config.trusted_proxies == ("::1/128", "10.0.0.0/8")
+    assert load(site, 'trusted_proxies = ["unix:", "127.0.0.1"]\n' + VHOST).trusted_proxies == ("127.0.0.1/32", "unix:")
+    # client_burst left out: one second's worth.
+    assert (config.limits.client_connections, config.limits.client_rate, config.limits.client_burst) == (64, 10.0, 10)
+    config = load(site, VHOST + '[limits]\nclient_rate = "50/s"\nclient_burst = 100\n')
+    assert (config.limits.client_rate, config.limits.client_burst) == (50.0, 100)
+    assert load(site, VHOST + '[limits]\nclient_rate = "1/h"\n').limits.client_burst == 1
 
 
 def test_relative_paths_resolve_against_config_dir(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:

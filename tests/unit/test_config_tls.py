@@ -38,8 +38,8 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("listener-no-address", "listen = [{ tls = true }]\n" + CERT_VHOST, 'listen[0]: missing key "address"'),
     ("listener-tls-type", 'listen = [{ address = "127.0.0.1:1", tls = "yes" }]\n' + CERT_VHOST,
      'listen[0].tls: expected true or false, got "yes"'),
-    ("listener-proxy-protocol", 'listen = [{ address = "127.0.0.1:1", proxy_protocol = true }]\n' + CERT_VHOST,
-     "listen[0].proxy_protocol: not supported yet (the PROXY protocol comes in a later version)"),
+    ("listener-proxy-protocol", 'listen = [{ address = "127.0.0.1:1", proxy_protocol = 1 }]\n' + CERT_VHOST,
+     "listen[0].proxy_protocol: expected true or false, got 1"),
     ("listener-bad-address", 'listen = [{ address = 8443, tls = true }]\n' + CERT_VHOST,
      'listen[0].address: expected an address ("host:port", "[v6]:port", ":port" or "unix:/path") '
      'or a table { address = "...", tls = true }, got 8443'),
@@ -157,3 +157,13 @@ def test_acme_challenge_needs_its_listener(site: Path, listen: str, challenge: s
 def test_acme_challenge_listeners_ok(site: Path) -> None:
     assert load(site, f'{TLS_LISTEN}[acme]\nchallenge = "tls-alpn-01"\n{ACME_VHOST}').acme is not None
     assert load(site, f'{TLS_LISTEN}{ACME_VHOST}').acme is not None
+
+
+def test_proxy_protocol_listener_and_trusted_proxies(site: Path) -> None:
+    config = load(site, 'listen = ["127.0.0.1:8080", { address = "127.0.0.1:8443", tls = true, proxy_protocol = true }]\n'
+                  'trusted_proxies = ["10.0.0.0/8"]\n' + CERT_VHOST)
+    assert config.listeners[1] == Listener(config.listen[1], tls=True, proxy_protocol=True)
+    assert not config.listeners[0].proxy_protocol
+    text = summary(config)
+    assert "listen 127.0.0.1:8080, 127.0.0.1:8443 (tls, proxy_protocol)" in text
+    assert "trusted_proxies 10.0.0.0/8" in text

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from frontd.http.forwarded import (
+    TrustedProxies,
     backend_target,
     forwarded_element,
+    forwarded_for,
     forwarded_node,
     forwarded_value,
+    real_client,
     request_headers,
     response_headers,
     upgrade_requested,
@@ -158,3 +161,63 @@ def test_response_headers() -> None:
 def test_backend_target(raw_path: str, query: str, path: str, prefix: str, replacement: str | None,
                         expected: str) -> None:
     assert backend_target(raw_path, query, path, prefix, replacement) == expected
+
+
+# -- the client a trusted proxy names -----------------------------------------------------------
+
+
+TRUSTED = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "2001:db8:ffff::/48"])
+
+
+def test_trusted_proxies_compare_ipv4_mapped_as_ipv4() -> None:
+    assert "10.9.8.7" in TRUSTED and "::ffff:10.9.8.7" in TRUSTED and "2001:db8:ffff::1" in TRUSTED
+    assert "192.0.2.1" not in TRUSTED and "unix:" not in TRUSTED and "" not in TRUSTED
+    assert "unix:" in TrustedProxies(["unix:"]) and "127.0.0.1" not in TrustedProxies(["unix:"])
+
+
+@pytest.mark.parametrize(("fields", "client"), [
+    ([(b"x-forwarded-for", b"203.0.113.7")], ("203.0.113.7", 0)),
+    # Rightmost untrusted, trusted hops skipped; what lies left of it is the client's own word.
+    ([(b"x-forwarded-for", b"198.51.100.1, 203.0.113.7, 10.0.0.2, 127.0.0.1")], ("203.0.113.7", 0)),
+    ([(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-for", b"10.0.0.2,")], ("203.0.113.7", 0)),
+    ([(b"x-forwarded-for", b"203.0.113.7:5555")], ("203.0.113.7", 5555)),
+    ([(b"x-forwarded-for", b"[2001:db8::7]:5555")], ("2001:db8::7", 5555)),
+    ([(b"x-forwarded-for", b"2001:db8::7")], ("2001:db8::7", 0)),
+    ([(b"x-forwarded-for", b"::ffff:203.0.113.7")], ("203.0.113.7", 0)),
+    # All trusted: the leftmost.
+    ([(b"x-forwarded-for", b"10.0.0.1, 10.0.0.2")], ("10.0.0.1", 0)),
+    # Not an address where the walk stops: the peer stays the client.
+    ([(b"x-forwarded-for", b"unknown, 10.0.0.2")], None),
+    ([(b"x-forwarded-for", b"203.0.113.7:99999")], None),
+    ([(b"x-forwarded-for", b"example.test")], None),
+    ([], None),
+    # RFC 7239 §7.1 examples; Forwarded wins over X-Forwarded-For.
+    ([(b"forwarded", b'for="_gazonk"')], None),
+    ([(b"forwarded", b'For="[2001:db8:cafe::17]:4711"')], ("2001:db8:cafe::17", 4711)),
+    ([(b"forwarded", b"for=192.0.2.60;proto=http;by=203.0.113.43"), (b"x-forwarded-for", b"198.51.100.1")],
+     ("192.0.2.60", 0)),
+    ([(b"forwarded", b"for=192.0.2.43, for=198.51.100.17")], ("198.51.100.17", 0)),
+    ([(b"forwarded", b"for=192.0.2.43, for=10.0.0.3;by=x"), (b"forwarded", b"for=127.0.0.1")], ("192.0.2.43", 0)),
+    ([(b"forwarded", b"for=unknown")], None),
+    ([(b"forwarded", b"proto=https")], None),
+    ([(b"forwarded", b"for=192.0.2.43 junk")], None),
+    ([(b"forwarded", b'for="192.0.2.43')], None),
+])
+def test_real_client(fields: list[tuple[bytes, bytes]], client: tuple[str, int] | None) -> None:
+    assert real_client(fields, TRUSTED) == client
+
+
+def test_forwarded_for_values() -> None:
+    assert forwarded_for('for=192.0.2.43,for="[2001:db8:cafe::17]";proto=https, by=x') == [
+        "192.0.2.43", "[2001:db8:cafe::17]", ""]
+    assert forwarded_for('for="a\\"b"') == ['a"b']
+    assert forwarded_for("for") is None
+
+
+def test_hop_appended_after_a_trusted_chain() -> None:
+    got = forward([(b"x-forwarded-for", b"203.0.113.7")], client_addr="203.0.113.7", peer_addr="10.0.0.1")
+    assert field(got, b"x-forwarded-for") == b"203.0.113.7, 10.0.0.1"
+    assert field(got, b"forwarded") == b"for=203.0.113.7, for=10.0.0.1;proto=http;host=example.test"
+    got = forward([(b"forwarded", b"for=203.0.113.7")], client_addr="203.0.113.7", peer_addr="10.0.0.1")
+    assert field(got, b"x-forwarded-for") == b"203.0.113.7, 10.0.0.1"
+    assert field(got, b"forwarded") == b"for=203.0.113.7, for=10.0.0.1;proto=http;host=example.test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from frontd.config.model import ConfigError
-from frontd.config.units import format_duration, format_size, parse_duration, parse_size, show
+from frontd.config.units import format_duration, format_rate, format_size, parse_duration, parse_rate, parse_size, show
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,21 @@ def test_show() -> None:
     assert show(3) == "3"
     assert show([1]) == "an array"
     assert show({"a": 1}) == "a table"
+
+
+@pytest.mark.parametrize(("value", "rate"), [
+    ("50/s", 50.0), ("600/m", 10.0), ("1/h", 1 / 3600), ("0.5/s", 0.5), ("30 / m", 0.5), (20, 20.0), (2.5, 2.5),
+])
+def test_rates(value: object, rate: float) -> None:
+    assert parse_rate(value, "limits.client_rate") == pytest.approx(rate)
+
+
+@pytest.mark.parametrize("value", ["50", "50/d", "-1/s", "/s", "1e3/s", True, 0, -2.0, float("inf")])
+def test_bad_rates(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^limits\.client_rate: "):
+        parse_rate(value, "limits.client_rate")
+
+
+@pytest.mark.parametrize(("rate", "text"), [(50.0, "50/s"), (0.5, "30/m"), (1 / 3600, "1/h"), (2.5, "150/m")])
+def test_format_rate(rate: float, text: str) -> None:
+    assert format_rate(rate) == text
