@@ -168,7 +168,8 @@ class Dispatcher:
                 if rewritten is not None:
                     rule, target = rewritten
                     if rule.status is not None:
-                        await send_redirect(sink, rule.status, target)
+                        await send_redirect(sink, rule.status, target,
+                                            lambda headers: self.rule_headers(request, headers))
                         return
                     self.internal_redirect(request, target, f"rewrite {rule.key}")
                     continue

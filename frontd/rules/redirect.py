@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import urllib.parse
+from collections.abc import Callable
 
 from frontd.errors import BadRequest
 from frontd.request import Request
@@ -22,11 +23,14 @@ HOST_VARIABLE = "$host"
 _URL_SAFE = "/!$&'()*+,;=:@-._~"
 
 
-async def send_redirect(sink: ResponseSink, status: int, location: str) -> None:
-    """A redirect response with a small HTML body naming the new place."""
+async def send_redirect(sink: ResponseSink, status: int, location: str,
+                        fields: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]] | None = None) -> None:
+    """A redirect response with a small HTML body naming the new place; `fields` adds the
+    configured `headers` when the response does not go through a route's output rules."""
     body = f'<html><body><a href="{html.escape(location)}">moved here</a></body></html>\n'.encode()
-    await sink.start(status, [(b"location", location.encode("ascii")), (b"content-type", b"text/html"),
-                              (b"content-length", b"%d" % len(body))])
+    headers = [(b"location", location.encode("ascii")), (b"content-type", b"text/html"),
+               (b"content-length", b"%d" % len(body))]
+    await sink.start(status, fields(headers) if fields is not None else headers)
     await sink.write(body)
 
 

@@ -534,3 +534,30 @@ compress = ["gzip"]
     assert status == 404 and fields["x-frame-options"] == "DENY"
     assert fields["content-encoding"] == "gzip" and gzip.decompress(body) == page
     assert "etag" not in fields  # the page file's validators are not the missing resource's
+
+
+def test_headers_on_rewrite_redirects_and_auth_refusals(frontd: Start, tmp_path: Path) -> None:
+    """Responses frontd makes before any route runs (a rewrite's external redirect, a 401 from
+    auth) carry the vhost's headers as errors do."""
+    root = make_site(tmp_path)
+    (tmp_path / "htpasswd").write_text("")
+    server = frontd(f"""
+[[vhost]]
+names = ["example.test"]
+root = "{root}"
+headers = {{ "X-Frame-Options" = "DENY" }}
+  [[vhost.rewrite]]
+  match = '^/old/(.*)$'
+  to = "/new/$1"
+  status = 301
+  [[vhost.route]]
+  prefix = "/private/"
+  static = "{root}"
+  auth = {{ realm = "Staff", htpasswd = "{tmp_path / 'htpasswd'}" }}
+""")
+    status, fields, _, _ = fetch(server, "/old/page")
+    assert status == 301 and fields["location"] == "/new/page"
+    assert fields["x-frame-options"] == "DENY"
+    status, fields, _, _ = fetch(server, "/private/index.html")
+    assert status == 401 and fields["x-frame-options"] == "DENY"
+    assert fields["www-authenticate"].startswith('Basic realm="Staff"')
