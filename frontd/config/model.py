@@ -246,10 +246,10 @@ class Config:
     group: str | None = None
     shutdown_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
-    run_dir: str = ""  # where spawned backends' default Unix sockets live (see config/load.py)
+    run_dir: str = ""  # where spawned backends' default Unix sockets live (see config/spawn.py)
     # Names ending in these (lower case, compared case-insensitively) are never served as static
     # files: the `extensions` of every script-mode route in the file and the CGI `interpreters`
-    # extensions (see `script_extensions` in config/load.py).
+    # extensions (see `script_extensions` in config/routes.py).
     script_extensions: tuple[str, ...] = ()
     # `listen` as written: the same addresses in the same order, with their options (TLS).
     listeners: tuple[Listener, ...] = ()

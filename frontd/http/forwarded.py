@@ -87,7 +87,7 @@ class TrustedProxies:
     __slots__ = ("networks", "unix")
 
     def __init__(self, networks: Sequence[str]) -> None:
-        """`networks` as config/load.py normalised them; "unix:" trusts Unix-socket clients."""
+        """`networks` as config/values.py normalised them; "unix:" trusts Unix-socket clients."""
         self.networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in networks if n != "unix:")
         self.unix = "unix:" in networks
 

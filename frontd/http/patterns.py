@@ -1,6 +1,6 @@
 """The syntax of rewrite rules: a regex on the decoded path and a replacement, checked at load.
 
-Pure functions: config/load.py checks each rule with `check_rule` (a bad regex or an unknown group
+Pure functions: config/rules.py checks each rule with `check_rule` (a bad regex or an unknown group
 is a `-t` error naming the rule); frontd/rules/rewrite.py compiles the rules once per worker and
 runs them per request.
 
@@ -47,7 +47,7 @@ Part = tuple[str, "int | str | None", bool]
 
 
 class RuleError(ValueError):
-    """What is wrong with a rule, for config/load.py to report with the rule's key."""
+    """What is wrong with a rule, for config/rules.py to report with the rule's key."""
 
 
 def _nested_repeat(items: sre_parse.SubPattern | list[tuple[object, object]], inside: bool) -> bool:

@@ -1,7 +1,7 @@
 """`compress`: responses of compressible types encoded on the fly (gzip, zstd, br).
 
 gzip comes from the standard library's zlib and is always there; zstd (`zstandard`) and br
-(`brotli`) are optional (`pip install frontd[compress]`), and config/load.py refuses a list that
+(`brotli`) are optional (`pip install frontd[compress]`), and config/rules.py refuses a list that
 names one whose library is missing. Levels are chosen for speed at a ratio close to the best
 (see docs/rules.md for the figures): gzip 5, zstd 3, br 4.
 

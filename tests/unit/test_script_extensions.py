@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from frontd.config.load import ConfigError, index_extensions, load_config, summary
+from frontd.config.load import ConfigError, load_config, summary
 from frontd.config.model import Config, Route
+from frontd.config.routes import index_extensions
 from frontd.errors import Forbidden, NotFound
 from frontd.handlers.gateway import NotAScript, find_script
 
