@@ -18,13 +18,10 @@ import re
 import tomllib
 from typing import Any
 
-from frontd.config.access import AccessSection
 from frontd.config.limits import LimitsSection
 from frontd.config.listeners import ListenersSection
 from frontd.config.model import ACCESS_LOG_FORMATS, Config, ConfigError, Limits, TLSSettings
-from frontd.config.routes import RoutesSection, script_extensions
-from frontd.config.rules import RulesSection
-from frontd.config.spawn import SpawnSection
+from frontd.config.routes import script_extensions
 from frontd.config.summary import summary
 from frontd.config.tls import TLSSection
 from frontd.config.units import show
@@ -77,11 +74,9 @@ def _toml_error(message: str) -> str:
     return f"line {line}, column {column}: invalid TOML: {what}"
 
 
-class _Loader(
-    ListenersSection, LimitsSection, TLSSection, VHostsSection,
-    AccessSection, RulesSection, RoutesSection, SpawnSection,
-):
-    """One pass over one file's data: the core (`ValueReader`) with every section of the file."""
+class _Loader(VHostsSection, ListenersSection, LimitsSection, TLSSection):
+    """One pass over one file's data: every section of the file (VHostsSection brings with it
+    routes, access, rules, spawn and the core, ValueReader)."""
 
     def config(self, data: dict[str, object]) -> Config:
         self.check_keys(data, TOP_KEYS, "")

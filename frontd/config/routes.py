@@ -8,10 +8,12 @@ import shutil
 from typing import Any
 
 from frontd.config.access import ACCESS_KEYS
-from frontd.config.address import parse_address, parse_proxy_url
-from frontd.config.model import GATEWAY_KINDS, ROUTE_KINDS, Address, ErrorPages, ProxyTarget, Route, VHost
+from frontd.config.address import parse_proxy_url
+from frontd.config.model import GATEWAY_KINDS, ROUTE_KINDS, ErrorPages, ProxyTarget, Route, VHost
+from frontd.config.rules import RulesSection
+from frontd.config.spawn import SpawnSection
 from frontd.config.units import show
-from frontd.config.values import EXTENSION_RE, ValueReader, words
+from frontd.config.values import EXTENSION_RE, words
 
 DEFAULT_PROXY_KEEPALIVE = 8
 # Which kinds of route each option applies to; an option on any other kind is an error.
@@ -52,7 +54,6 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
 KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static", "redirect")
 ROUTE_KEYS: tuple[str, ...] = ("prefix", *ROUTE_KINDS, *ROUTE_OPTIONS, *ACCESS_KEYS, "authorizer")
 _ROUTE_DEFAULTS = Route(prefix="/", kind="static")
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOST_HEADER_RE = re.compile(r"[A-Za-z0-9._~\-\[\]:]+")
 
 
@@ -80,7 +81,7 @@ def index_extensions(index: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(found)
 
 
-class RoutesSection(ValueReader):
+class RoutesSection(RulesSection, SpawnSection):
     """`[[vhost.route]]`: one route of any kind and the options that apply to it."""
 
     def route(
@@ -215,21 +216,6 @@ class RoutesSection(ValueReader):
             self.fail(key, f'must not contain empty, "." or ".." segments, got {show(value)}')
         return prefix
 
-    def backends(self, value: object, key: str) -> tuple[Address, ...]:
-        backends: list[Address] = []
-        for item, item_key in self.one_or_more(value, key, "a backend address", "backend addresses"):
-            if not isinstance(item, str):
-                self.fail(
-                    item_key,
-                    f'expected a backend address ("host:port", "[v6]:port" or "unix:/path"), '
-                    f"got {show(item)}",
-                )
-            address = parse_address(item, self.where(item_key), listener=False, base_dir=self.base_dir)
-            if address in backends:
-                self.fail(item_key, f'"{address}" is listed twice')
-            backends.append(address)
-        return tuple(backends)
-
     def proxy(self, value: object, key: str) -> tuple[ProxyTarget, ...]:
         targets: list[ProxyTarget] = []
         for item, item_key in self.one_or_more(value, key, "an http:// URL", "http:// URLs"):
@@ -245,19 +231,6 @@ class RoutesSection(ValueReader):
                 )
             targets.append(target)
         return tuple(targets)
-
-    def env(self, value: object, key: str) -> tuple[tuple[str, str], ...]:
-        table = self.table(value, key)
-        pairs: list[tuple[str, str]] = []
-        for name, item in table.items():
-            if not _ENV_NAME_RE.fullmatch(name):
-                self.fail(key, f"bad variable name {show(name)} (letters, digits and _)")
-            if not isinstance(item, str):
-                self.fail(f"{key}.{name}", f"expected a string, got {show(item)}")
-            if "\0" in item:
-                self.fail(f"{key}.{name}", "contains a NUL character")
-            pairs.append((name, item))
-        return tuple(pairs)
 
     def interpreters(self, value: object, key: str, search_path: str) -> tuple[tuple[str, str], ...]:
         """Extension -> interpreter; a bare program name is looked up in the route's PATH now."""

@@ -12,16 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from frontd.config.address import MAX_UNIX_PATH, parse_address
+from frontd.config.listeners import ListenersSection
 from frontd.config.model import Address, ProxyTarget
 from frontd.config.permissions import EXECUTE, READ, Identity, interpreter, may, unreachable
 from frontd.config.units import show
-from frontd.config.values import ValueReader
 
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 _SOCKET_NAME_RE = re.compile(r"[^A-Za-z0-9.-]+")
 
 
-class SpawnSection(ValueReader):
+class SpawnSection(ListenersSection):
     """`spawn` on a route, the socket frontd creates for it, and `run_dir`."""
 
     def run_dir(self, value: object, pid_file: str | None) -> str:

@@ -1,9 +1,10 @@
 """The loader's core: where a key is, how a mistake is reported, and the typed values every
-section reads (strings, numbers, sizes, durations, tables, paths, networks).
+section reads (strings, numbers, sizes, durations, tables, paths, networks, backend
+addresses, environment tables).
 
-Each section of `frontd.conf` is a mixin over `ValueReader` (frontd/config/listeners.py,
-limits.py, tls.py, vhosts.py, access.py, rules.py, routes.py, spawn.py); `load.py` combines them
-into the one loader that reads a file.
+Each section of `frontd.conf` is a class over `ValueReader` that inherits the sections it reads
+with (vhosts.py reads routes, access and tls; routes.py reads rules and spawn; spawn.py reads
+listeners); `load.py` combines them into the one loader that reads a file.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import os
 import re
 from typing import NoReturn
 
+from frontd.config.address import parse_address
 from frontd.config.model import Address, ConfigError
 from frontd.config.permissions import EXECUTE, WRITE, Identity, may, unreachable
 from frontd.config.units import parse_duration, parse_size, show
 
 EXTENSION_RE = re.compile(r"\.[^/\0]+")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def words(items: tuple[str, ...] | list[str]) -> str:
@@ -238,3 +241,31 @@ class ValueReader:
                 self.fail(f"{key}[{i}]", f"expected an IP address or network, got {show(text)}")
             networks.append(str(network))
         return tuple(networks)
+
+    def backends(self, value: object, key: str) -> tuple[Address, ...]:
+        backends: list[Address] = []
+        for item, item_key in self.one_or_more(value, key, "a backend address", "backend addresses"):
+            if not isinstance(item, str):
+                self.fail(
+                    item_key,
+                    f'expected a backend address ("host:port", "[v6]:port" or "unix:/path"), '
+                    f"got {show(item)}",
+                )
+            address = parse_address(item, self.where(item_key), listener=False, base_dir=self.base_dir)
+            if address in backends:
+                self.fail(item_key, f'"{address}" is listed twice')
+            backends.append(address)
+        return tuple(backends)
+
+    def env(self, value: object, key: str) -> tuple[tuple[str, str], ...]:
+        table = self.table(value, key)
+        pairs: list[tuple[str, str]] = []
+        for name, item in table.items():
+            if not _ENV_NAME_RE.fullmatch(name):
+                self.fail(key, f"bad variable name {show(name)} (letters, digits and _)")
+            if not isinstance(item, str):
+                self.fail(f"{key}.{name}", f"expected a string, got {show(item)}")
+            if "\0" in item:
+                self.fail(f"{key}.{name}", "contains a NUL character")
+            pairs.append((name, item))
+        return tuple(pairs)

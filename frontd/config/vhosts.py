@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from frontd.config.access import ACCESS_KEYS
+from frontd.config.access import ACCESS_KEYS, AccessSection
 from frontd.config.address import parse_hostname
 from frontd.config.model import ACCESS_LOG_FORMATS, Route, VHost
+from frontd.config.routes import RoutesSection
+from frontd.config.tls import TLSSection
 from frontd.config.units import show
-from frontd.config.values import ValueReader
 
 VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex", "route", "status", "status_allow",
                                "tls_certificate", "tls_key", "tls", "redirect_https", "rewrite", "try_files",
@@ -19,7 +20,7 @@ VHOST_KEYS: tuple[str, ...] = ("names", "default", "root", "index", "autoindex",
 _VHOST_DEFAULTS = VHost(names=())
 
 
-class VHostsSection(ValueReader):
+class VHostsSection(RoutesSection, AccessSection, TLSSection):
     """`[[vhost]]`: each table, its names, and its routes read in order."""
 
     def vhosts(self, value: object) -> tuple[VHost, ...]:
