@@ -167,6 +167,24 @@ def test_request_headers_added_and_removed(frontd: Start, backends: Backends) ->
     assert got["forwarded"] == 'for=198.51.100.7, for=127.0.0.1;proto=http;host="example.test:8080"'
 
 
+def test_header_names_with_underscores_never_reach_the_backend(frontd: Start, backends: Backends) -> None:
+    """Issue 13 §5: `X_Forwarded_For` must not pose as `X-Forwarded-For` at a backend that folds
+    "_" and "-"; such fields are dropped, as CGI drops them."""
+    backend = backends.start()
+    server = frontd(route(backend.url))
+    request = ("GET /u HTTP/1.1\r\nHost: example.test\r\nX_Forwarded_For: 203.0.113.66\r\n"
+               "Client_IP: 203.0.113.66\r\nX-Kept-Dash: yes\r\nConnection: close\r\n\r\n")
+    with server.connect() as sock:
+        sock.sendall(request.encode())
+        answer = RawClient(sock).read()
+    assert answer.status == 200
+    names = [name for name, _ in json.loads(answer.body)["headers"]]
+    assert not [name for name in names if "_" in name], names
+    got = headers_of(json.loads(answer.body))
+    assert got["x-kept-dash"] == "yes"
+    assert got["x-forwarded-for"] == "127.0.0.1"
+
+
 def test_host_option_and_http10_client(frontd: Start, backends: Backends) -> None:
     backend = backends.start()
     server = frontd(route(backend.url, prefix="/set/", extra='  host = "internal.example"\n')
