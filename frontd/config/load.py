@@ -118,6 +118,8 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "try_files": ("static", *GATEWAY_KINDS),  # gateway routes in script mode (with root)
     "error_pages": ROUTE_KINDS,
     "intercept_errors": ("cgi", *GATEWAY_KINDS, "proxy"),
+    # Issue 13 §1: the whole request body received before a process or backend is involved.
+    "request_buffering": ("cgi", *GATEWAY_KINDS, "proxy"),
 }
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
@@ -1017,6 +1019,8 @@ class _Loader:
         if "error_pages" in table or vhost_pages:
             own = self.error_pages(table["error_pages"], key("error_pages")) if "error_pages" in table else ()
             values["error_pages"] = tuple(sorted({**dict(vhost_pages), **dict(own)}.items()))
+        if "request_buffering" in table:
+            values["request_buffering"] = self.boolean(table["request_buffering"], key("request_buffering"))
         if "intercept_errors" in table:
             values["intercept_errors"] = self.boolean(table["intercept_errors"], key("intercept_errors"))
             if values["intercept_errors"] and not values.get("error_pages"):
@@ -1410,6 +1414,8 @@ def _describe_route(route: Route) -> str:
         options.append(f"timeout={format_duration(route.timeout)}")
     if route.kind != "static" and route.kind != "cgi":
         options.append(f"connect_timeout={format_duration(route.connect_timeout)}")
+    if route.kind in ROUTE_OPTIONS["request_buffering"]:
+        options.append(f"request_buffering={'on' if route.request_buffering else 'off'}")
     if route.kind in ("fastcgi", "proxy"):
         options.append(f"keepalive={route.keepalive}")
         options.append(f"keepalive_timeout={format_duration(route.keepalive_timeout)}")

@@ -1,11 +1,18 @@
-"""Request bodies as a gateway takes them: streamed when their length is known, spooled when not.
+"""Request bodies as a gateway or proxy takes them: received whole first (request buffering),
+or streamed as they arrive.
 
-RFC 3875 §4.2 wants CONTENT_LENGTH on the script's side and no transfer-coding on its input,
-and the SCGI and uwsgi heads carry the length before the body. A chunked body's length is only
-known at its end, so `open_body` reads it whole into a `Spool` first: memory up to
-`max_memory` bytes, then an unlinked temporary file, never more than `max_body_size` bytes
-(413 beyond). A body with a Content-Length is not held at all: `StreamedBody` passes the
-client's chunks on as the gateway takes them, so backpressure reaches the client.
+By default (`request_buffering = true` on the route) `open_body` reads the whole body into a
+`Spool` before the exchange starts: memory up to `max_memory` bytes, then an unlinked temporary
+file, never more than `max_body_size` bytes (413 beyond). No CGI process, FastCGI child or
+backend connection then waits on a slow client (issue 13 §1: 128 slow uploads held every CGI
+slot), the application gets CONTENT_LENGTH / Content-Length whatever the client's framing, and
+a body that fails (bad chunk, 413, 408) never reaches it.
+
+With `request_buffering = false`, a body with a Content-Length is not held at all:
+`StreamedBody` passes the client's chunks on as the gateway takes them, so backpressure reaches
+the client. A chunked body is still spooled: RFC 3875 §4.2 wants CONTENT_LENGTH on the
+script's side and no transfer-coding on its input, and the SCGI and uwsgi heads carry the
+length before the body.
 
 Whoever opens a body closes it (`close()` in a `finally`): the temporary file goes with it.
 """
@@ -90,7 +97,7 @@ class Spool:
         assert self.length is not None
         size = self.length + len(data)
         if size > self.max_size:
-            raise ContentTooLarge(f"chunked request body over max_body_size ({self.max_size})")
+            raise ContentTooLarge(f"request body over max_body_size ({self.max_size})")
         self.length = size
         if self._file is None and size <= self.max_memory:
             self._memory += data
@@ -139,15 +146,17 @@ async def spool(body: RequestBody, max_size: int, max_memory: int = DEFAULT_MAX_
     return held
 
 
-async def open_body(request: Request, max_body_size: int, max_memory: int = DEFAULT_MAX_MEMORY) -> BodySource:
-    """The request's body as a gateway takes it; spooled first when it is chunked (RFC 3875 §4.2).
+async def open_body(request: Request, max_body_size: int, max_memory: int = DEFAULT_MAX_MEMORY, *,
+                    buffering: bool = True) -> BodySource:
+    """The request's body as a gateway takes it: spooled whole first with `buffering`, or when
+    it is chunked (RFC 3875 §4.2); else streamed.
 
     A request with `Content-Length: 0` has a body, of no bytes (CONTENT_LENGTH=0); one with
     neither Content-Length nor Transfer-Encoding has none.
     """
     body = request.body
     length = body.length
-    if length is None:
+    if length is None or (length > 0 and buffering):
         return await spool(body, max_body_size, max_memory)
     if length > 0:
         return StreamedBody(body, length)

@@ -110,10 +110,18 @@ def test_open_body_chooses() -> None:
     source = asyncio.run(open_body(request_with(Chunks([b"ab", b"cd"], length=None)), 100))
     assert isinstance(source, Spool) and source.length == 4
     assert asyncio.run(read_all(source)) == b"abcd"
-    # Content-Length: streamed, nothing read ahead.
-    body = Chunks([b"abcd"], length=4)
+    # Content-Length, request buffering (the default): received whole before the exchange.
+    body = Chunks([b"ab", b"cd"], length=4)
     source = asyncio.run(open_body(request_with(body), 100))
+    assert isinstance(source, Spool) and source.length == 4 and body.reads == 3
+    assert asyncio.run(read_all(source)) == b"abcd"
+    # Content-Length without buffering: streamed, nothing read ahead.
+    body = Chunks([b"abcd"], length=4)
+    source = asyncio.run(open_body(request_with(body), 100, buffering=False))
     assert isinstance(source, StreamedBody) and source.length == 4 and body.reads == 0
+    # Chunked without buffering: still spooled (RFC 3875 §4.2, CONTENT_LENGTH).
+    source = asyncio.run(open_body(request_with(Chunks([b"ab"], length=None)), 100, buffering=False))
+    assert isinstance(source, Spool) and source.length == 2
     # "Content-Length: 0": a body of no bytes; no header at all: no body.
     zero = asyncio.run(open_body(request_with(Chunks([], length=0), [(b"content-length", b"0")]), 100))
     assert zero.length == 0

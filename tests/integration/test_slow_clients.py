@@ -1,0 +1,106 @@
+"""Slow clients against a CGI route with few process slots, with slowhttptest (issue 13 §1).
+
+Before request buffering, 128 slow uploads (slowhttptest -B) each held a CGI process that
+waited for its body, so every slot of the route was taken and other visitors got 503 for as
+long as the attack lasted. With request buffering (the default) a body is received whole before
+the script is spawned: the slow uploads hold only their connections and a spool, and a normal
+client's requests keep succeeding throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Frontd, stop_process, wait_for
+
+Start = Callable[..., Frontd]
+
+SLOW_CONNECTIONS = 100  # of slowhttptest; at most 128, as the brief for these tests says
+ATTACK_SECONDS = 8  # slowhttptest's own bound (-l); it is stopped by PID at the end anyway
+NORMAL_REQUESTS = 40
+
+pytestmark = pytest.mark.skipif(shutil.which("slowhttptest") is None, reason="slowhttptest not installed")
+
+
+def site(tmp_path: Path, extra: str = "") -> str:
+    scripts = tmp_path / "cgi-bin"
+    scripts.mkdir()
+    for name, text in {
+        # A form handler: it reads its whole body, as scripts do.
+        "read.sh": "#!/bin/sh\ncat >/dev/null\nprintf 'Content-Type: text/plain\\n\\nread\\n'\n",
+        "hello.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello\\n'\n",
+    }.items():
+        (scripts / name).write_text(text)
+        (scripts / name).chmod(0o755)
+    return (f'workers = 1\n[[vhost]]\nnames = ["localhost"]\ndefault = true\n'
+            f'  [[vhost.route]]\n  prefix = "/cgi-bin/"\n  cgi = "{scripts}"\n  max_processes = 4\n'
+            f"{extra}\n")
+
+
+def open_sockets(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
+def worker_of(server: Frontd) -> int:
+    return int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
+
+
+def normal_client_during_slow_body(server: Frontd, tmp_path: Path) -> tuple[int, int, int]:
+    """Run slowhttptest -B at the route and a normal client beside it; return the normal
+    client's successes, its requests, and the slow connections the worker held at the end."""
+    worker = worker_of(server)
+    idle_sockets = open_sockets(worker)
+    attacker = subprocess.Popen(
+        ["slowhttptest", "-B", "-c", str(SLOW_CONNECTIONS), "-r", str(SLOW_CONNECTIONS), "-i", "1",
+         "-s", "65536", "-x", "10", "-l", str(ATTACK_SECONDS), "-p", "2",
+         "-u", server.url("/cgi-bin/read.sh")],
+        stdin=subprocess.DEVNULL, stdout=open(tmp_path / "slowhttptest.out", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        # The attack is on: its uploads are connected (they wait for their bodies), or the
+        # route refuses them for want of a process slot.
+        wait_for(lambda: open_sockets(attacker.pid) >= SLOW_CONNECTIONS * 3 // 4
+                 or server.access().count('POST /cgi-bin/read.sh HTTP/1.1" 503') >= SLOW_CONNECTIONS // 4,
+                 10, "slowhttptest's connections")
+        ok = 0
+        for n in range(NORMAL_REQUESTS):
+            if n % 2:
+                response = requests.get(server.url("/cgi-bin/hello.sh"), timeout=5)
+                ok += response.status_code == 200 and response.text == "hello\n"
+            else:
+                response = requests.post(server.url("/cgi-bin/read.sh"), data=b"a=1" * 100, timeout=5)
+                ok += response.status_code == 200 and response.text == "read\n"
+        held = open_sockets(worker) - idle_sockets
+    finally:
+        attacker.terminate()
+        try:
+            attacker.wait(5)
+        except subprocess.TimeoutExpired:
+            attacker.kill()
+            attacker.wait()
+    return ok, NORMAL_REQUESTS, held
+
+
+def test_slow_uploads_hold_no_cgi_process(frontd: Start, tmp_path: Path) -> None:
+    server = frontd(site(tmp_path))
+    started = time.monotonic()
+    ok, total, held = normal_client_during_slow_body(server, tmp_path)
+    assert time.monotonic() - started < ATTACK_SECONDS + 15
+    assert ok == total, f"{ok}/{total} normal CGI requests succeeded during the slow-body attack"
+    # The attack was still on when the normal client finished: its uploads were connected.
+    assert held >= SLOW_CONNECTIONS // 2, held
+    assert "max_processes (4) reached" not in server.errors()
