@@ -216,7 +216,8 @@ class StreamTransport(Transport):
 class _Exchange:
     """The state of one `exchange()` call: the transport, the body pump, the timeouts."""
 
-    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure")
+    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure", "deadline",
+                 "waiting_on_client")
 
     def __init__(self, request: Request, sink: ResponseSink, transport: Transport,
                  timeout: float, send_timeout: float) -> None:
@@ -227,18 +228,37 @@ class _Exchange:
         self.send_timeout = send_timeout
         # What stopped the body pump (a client error: 400, 408, 413, or the client gone).
         self.failure: BaseException | None = None
+        # The silence timeout of the read in progress. `timeout` measures the application's
+        # silence: body bytes it accepts restart it, and time spent waiting for the client's
+        # body does not count (issue 13 §1: a 5 s upload to a script reading as it came got a
+        # 504 at a 3 s timeout).
+        self.deadline: asyncio.Timeout | None = None
+        self.waiting_on_client = False
+
+    def _waiting_on_client(self, waiting: bool) -> None:
+        """The pump waits for the client's body (no timeout), or has just moved body bytes
+        (the timeout starts again)."""
+        self.waiting_on_client = waiting
+        deadline = self.deadline
+        if deadline is not None and not deadline.expired():
+            deadline.reschedule(None if waiting else asyncio.get_running_loop().time() + self.timeout)
 
     async def pump(self, body: BodySource) -> None:
         """Copy the body to the transport; on a client-side failure, abort the exchange."""
         transport = self.transport
         try:
             while True:
-                data = await body.read()
+                self._waiting_on_client(True)
+                try:
+                    data = await body.read()
+                finally:
+                    self._waiting_on_client(False)
                 try:
                     if not data:
                         await transport.end_body()
                         return
                     await transport.write(data)
+                    self._waiting_on_client(False)  # accepted: the application is not silent
                 except OSError:
                     # The application stopped reading its input (it may answer without it), or
                     # its connection failed (the response read reports that): not the client's
@@ -254,7 +274,8 @@ class _Exchange:
         """The transport's next bytes; 504 after `timeout` seconds of silence, 502 when the
         application's connection fails."""
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(None if self.waiting_on_client else self.timeout) as deadline:
+                self.deadline = deadline
                 try:
                     data = await self.transport.read()
                 except OSError as exc:
@@ -263,6 +284,8 @@ class _Exchange:
                     if self.failure is not None:
                         raise self.failure from None
                     raise connection_lost(self.transport.name, exc) from None
+                finally:
+                    self.deadline = None
         except TimeoutError:
             if self.failure is not None:
                 raise self.failure from None

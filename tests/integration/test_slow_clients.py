@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Frontd, stop_process, wait_for
+from tests.conftest import Frontd, wait_for
+from tests.http_client import RawClient
 
 Start = Callable[..., Frontd]
 
@@ -104,3 +105,20 @@ def test_slow_uploads_hold_no_cgi_process(frontd: Start, tmp_path: Path) -> None
     # The attack was still on when the normal client finished: its uploads were connected.
     assert held >= SLOW_CONNECTIONS // 2, held
     assert "max_processes (4) reached" not in server.errors()
+
+
+@pytest.mark.parametrize("buffering", ["true", "false"])
+def test_timeout_is_the_scripts_silence_not_the_upload(frontd: Start, tmp_path: Path, buffering: str) -> None:
+    """Issue 13 §1: a 2 s upload to a script that reads as it comes, on a route with a 1 s
+    timeout, got a 504 when streamed: the time spent waiting for the client counted as the
+    script's silence. Buffered, the script starts once the body is here."""
+    server = frontd(site(tmp_path, f'  timeout = "1s"\n  request_buffering = {buffering}'))
+    pieces = 8
+    with server.connect() as sock:
+        sock.sendall(b"POST /cgi-bin/read.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (pieces * 1000))
+        for _ in range(pieces):
+            time.sleep(0.25)  # the slow client itself, not a wait for the server
+            sock.sendall(b"a" * 1000)
+        answer = RawClient(sock).read()
+    assert (answer.status, answer.body) == (200, b"read\n"), server.errors()[-2000:]
