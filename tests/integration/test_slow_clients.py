@@ -60,31 +60,35 @@ def worker_of(server: Frontd) -> int:
     return int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
 
 
-def normal_client_during_slow_body(server: Frontd, tmp_path: Path) -> tuple[int, int, int]:
-    """Run slowhttptest -B at the route and a normal client beside it; return the normal
-    client's successes, its requests, and the slow connections the worker held at the end."""
+def normal_client_during_slow_body(server: Frontd, tmp_path: Path, read: str = "/cgi-bin/read.sh",
+                                   hello: str = "/cgi-bin/hello.sh") -> tuple[int, int, int]:
+    """Run slowhttptest -B at `read` (a script that reads its body, then answers "read") and a
+    normal client beside it, at `read` and `hello` (answers "hello"); return the normal client's
+    successes, its requests, and the slow connections the worker held at the end."""
     worker = worker_of(server)
     idle_sockets = open_sockets(worker)
-    attacker = subprocess.Popen(
-        ["slowhttptest", "-B", "-c", str(SLOW_CONNECTIONS), "-r", str(SLOW_CONNECTIONS), "-i", "1",
-         "-s", "65536", "-x", "10", "-l", str(ATTACK_SECONDS), "-p", "2",
-         "-u", server.url("/cgi-bin/read.sh")],
-        stdin=subprocess.DEVNULL, stdout=open(tmp_path / "slowhttptest.out", "wb"), stderr=subprocess.STDOUT,
-        start_new_session=True)
+    with open(tmp_path / "slowhttptest.out", "wb") as out:
+        attacker = subprocess.Popen(
+            ["slowhttptest", "-B", "-c", str(SLOW_CONNECTIONS), "-r", str(SLOW_CONNECTIONS), "-i", "1",
+             "-s", "65536", "-x", "10", "-l", str(ATTACK_SECONDS), "-p", "2", "-u", server.url(read)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # The attack is on: its uploads are connected (they wait for their bodies), or the
         # route refuses them for want of a process slot.
         wait_for(lambda: open_sockets(attacker.pid) >= SLOW_CONNECTIONS * 3 // 4
-                 or server.access().count('POST /cgi-bin/read.sh HTTP/1.1" 503') >= SLOW_CONNECTIONS // 4,
+                 or server.access().count(f'POST {read} HTTP/1.1" 503') >= SLOW_CONNECTIONS // 4,
                  10, "slowhttptest's connections")
         ok = 0
         for n in range(NORMAL_REQUESTS):
-            if n % 2:
-                response = requests.get(server.url("/cgi-bin/hello.sh"), timeout=5)
-                ok += response.status_code == 200 and response.text == "hello\n"
-            else:
-                response = requests.post(server.url("/cgi-bin/read.sh"), data=b"a=1" * 100, timeout=5)
-                ok += response.status_code == 200 and response.text == "read\n"
+            try:
+                if n % 2:
+                    response = requests.get(server.url(hello), timeout=5)
+                    ok += response.status_code == 200 and response.text == "hello\n"
+                else:
+                    response = requests.post(server.url(read), data=b"a=1" * 100, timeout=5)
+                    ok += response.status_code == 200 and response.text == "read\n"
+            except requests.RequestException:
+                pass  # no answer within 5 s: a failure, counted as such
         held = open_sockets(worker) - idle_sockets
     finally:
         attacker.terminate()
