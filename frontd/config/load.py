@@ -120,6 +120,8 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "intercept_errors": ("cgi", *GATEWAY_KINDS, "proxy"),
     # Issue 13 §1: the whole request body received before a process or backend is involved.
     "request_buffering": ("cgi", *GATEWAY_KINDS, "proxy"),
+    # ... and the application's output read as fast as it comes (never for NPH scripts).
+    "response_buffering": ("cgi", *GATEWAY_KINDS),
 }
 SPAWN_ONLY: tuple[str, ...] = ("processes", "cwd", "user", "socket")
 # The order in which messages list the kinds.
@@ -1021,6 +1023,8 @@ class _Loader:
             values["error_pages"] = tuple(sorted({**dict(vhost_pages), **dict(own)}.items()))
         if "request_buffering" in table:
             values["request_buffering"] = self.boolean(table["request_buffering"], key("request_buffering"))
+        if "response_buffering" in table:
+            values["response_buffering"] = self.boolean(table["response_buffering"], key("response_buffering"))
         if "intercept_errors" in table:
             values["intercept_errors"] = self.boolean(table["intercept_errors"], key("intercept_errors"))
             if values["intercept_errors"] and not values.get("error_pages"):
@@ -1416,6 +1420,8 @@ def _describe_route(route: Route) -> str:
         options.append(f"connect_timeout={format_duration(route.connect_timeout)}")
     if route.kind in ROUTE_OPTIONS["request_buffering"]:
         options.append(f"request_buffering={'on' if route.request_buffering else 'off'}")
+    if route.kind in ROUTE_OPTIONS["response_buffering"]:
+        options.append(f"response_buffering={'on' if route.response_buffering else 'off'}")
     if route.kind in ("fastcgi", "proxy"):
         options.append(f"keepalive={route.keepalive}")
         options.append(f"keepalive_timeout={format_duration(route.keepalive_timeout)}")

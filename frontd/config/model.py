@@ -166,6 +166,9 @@ class Route:
     # gateway and proxy routes: receive the whole request body (memory, then a temporary file)
     # before a process is spawned or a backend connected; False streams it as it arrives.
     request_buffering: bool = True
+    # gateway routes: read the application's output as fast as it comes (memory, then a
+    # temporary file up to 1 GiB) while the client takes it; False relays at the client's pace.
+    response_buffering: bool = True
 
 
 @dataclass(frozen=True, slots=True)

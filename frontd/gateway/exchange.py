@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from frontd.errors import BadGateway, GatewayTimeout, HTTPError
-from frontd.gateway.spool import BodySource
+from frontd.gateway.spool import BodySource, ResponseBuffer
 from frontd.http.headers import HOP_BY_HOP
 from frontd.http.target import parse_target
 from frontd.request import Request
@@ -217,7 +217,7 @@ class _Exchange:
     """The state of one `exchange()` call: the transport, the body pump, the timeouts."""
 
     __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure", "deadline",
-                 "waiting_on_client")
+                 "waiting_on_client", "body_done", "closed")
 
     def __init__(self, request: Request, sink: ResponseSink, transport: Transport,
                  timeout: float, send_timeout: float) -> None:
@@ -234,6 +234,8 @@ class _Exchange:
         # 504 at a 3 s timeout).
         self.deadline: asyncio.Timeout | None = None
         self.waiting_on_client = False
+        self.body_done = False  # the whole request body went to the transport (or there was none)
+        self.closed = False  # the transport was closed early, its response read whole
 
     def _waiting_on_client(self, waiting: bool) -> None:
         """The pump waits for the client's body (no timeout), or has just moved body bytes
@@ -256,6 +258,7 @@ class _Exchange:
                 try:
                     if not data:
                         await transport.end_body()
+                        self.body_done = True
                         return
                     await transport.write(data)
                     self._waiting_on_client(False)  # accepted: the application is not silent
@@ -304,8 +307,9 @@ class _Exchange:
             if head is not None:
                 return head
 
-    async def relay(self, head: ResponseHead) -> None:
-        """Send a document or client-redirect response: status, fields, then the body."""
+    async def relay(self, head: ResponseHead, buffered: bool = False) -> None:
+        """Send a document or client-redirect response: status, fields, then the body
+        (through a `ResponseBuffer` when `buffered`)."""
         sink = self.sink
         headers: list[tuple[bytes, bytes]] = []
         declared: int | None = None
@@ -323,8 +327,16 @@ class _Exchange:
             headers = [(k, v) for k, v in headers if k != b"content-length"]
             declared = None
         await sink.start(head.status, headers, head.reason)
+        if buffered:
+            await self._relay_buffered(head.body_start, declared, no_content)
+        else:
+            await self._body(head.body_start, declared, no_content, sink.write)
+        await sink.end()
+
+    async def _body(self, data: bytes, declared: int | None, no_content: bool,
+                    out: Callable[[bytes], Awaitable[None]]) -> None:
+        """Read the response body to its end (or its Content-Length), each chunk to `out`."""
         left = declared
-        data = head.body_start
         while True:
             if data and not no_content:
                 if left is not None:
@@ -335,7 +347,7 @@ class _Exchange:
                                     self.transport.name, declared, self.request.log_context())
                         data = data[:left]
                     left -= len(data)
-                await sink.write(data)
+                await out(data)
             if left == 0:
                 break
             data = await self.read()
@@ -343,7 +355,33 @@ class _Exchange:
                 break
         if left:
             raise BadGateway(f"{self.transport.name}: output ended {left} bytes short of its Content-Length")
-        await sink.end()
+
+    async def _relay_buffered(self, first: bytes, declared: int | None, no_content: bool) -> None:
+        """Response buffering (issue 13 §1): the application's output is read as fast as it
+        comes, into a `ResponseBuffer`, while the client takes it at its own pace; once it has
+        all been read the transport is closed, so a CGI script exits and a backend connection is
+        free while a slow client is still reading."""
+        buffer = ResponseBuffer()
+
+        async def fill() -> None:
+            try:
+                await self._body(first, declared, no_content, buffer.put)
+                if self.body_done:
+                    await self.transport.close()
+                    self.closed = True
+            finally:
+                buffer.finish()
+
+        reader = asyncio.create_task(fill())
+        try:
+            while data := await buffer.get():
+                await self.sink.write(data)
+            await reader  # its failure, once what came before it was sent: a cut response
+        finally:
+            if not reader.done():
+                reader.cancel()
+            await asyncio.wait((reader,))
+            buffer.close()
 
     async def relay_nph(self) -> None:
         """Non-parsed-header output (RFC 3875 §5): to the client unchanged and unbuffered."""
@@ -372,12 +410,15 @@ async def exchange(
     send_timeout: float = 60.0,
     nph: bool = False,
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+    buffer_response: bool = False,
 ) -> LocalRedirect | None:
     """Run one request through `transport` and answer it on `sink` (RFC 3875 §6).
 
     Returns a LocalRedirect when the application asked for one (the dispatcher serves it as a
     GET, §6.2.2), else None once the response is sent. `timeout` bounds each silence of the
-    application (→ 504); `send_timeout` a client that stops reading raw NPH output. The
+    application (→ 504); `send_timeout` a client that stops reading raw NPH output.
+    `buffer_response` reads a document's body as fast as the application writes it (see
+    `_Exchange._relay_buffered`); NPH output is never buffered. The
     transport is closed when the response ended, aborted on every other way out (a failed
     `open` included, so `abort` must cope with a transport that never started).
     """
@@ -396,6 +437,7 @@ async def exchange(
         else:
             try:
                 await transport.end_body()
+                state.body_done = True
             except OSError:
                 pass  # as in `pump`: the application stopped reading; its response tells
         result: LocalRedirect | None = None
@@ -418,7 +460,7 @@ async def exchange(
                     raise BadGateway(f"{transport.name}: bad local redirect: {exc.detail}") from None
                 result = LocalRedirect(head.location.decode("latin-1"))
             else:
-                await state.relay(head)
+                await state.relay(head, buffered=buffer_response)
         complete = True
     except WireError as exc:
         raise BadGateway(f"{transport.name}: {exc}") from None
@@ -429,7 +471,8 @@ async def exchange(
             # Wait for it: the connection reads what is left of the body once we return, and
             # two readers on one stream would collide.
             await asyncio.wait((pump,))
-        if not complete:
+        if not complete and not state.closed:
             transport.abort()
-    await transport.close()
+    if not state.closed:
+        await transport.close()
     return result

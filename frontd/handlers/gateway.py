@@ -262,6 +262,7 @@ class GatewayHandler:
             environ = build_environ(request, paths, content_length=body.length,
                                     pass_authorization=route.pass_authorization, extra=setup.extra)
             return await exchange(request, sink, transport, environ, body, timeout=route.timeout,
-                                  send_timeout=self.limits.send_timeout, nph=nph)
+                                  send_timeout=self.limits.send_timeout, nph=nph,
+                                  buffer_response=route.response_buffering)
         finally:
             body.close()

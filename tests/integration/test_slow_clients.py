@@ -38,6 +38,9 @@ def site(tmp_path: Path, extra: str = "") -> str:
         # A form handler: it reads its whole body, as scripts do.
         "read.sh": "#!/bin/sh\ncat >/dev/null\nprintf 'Content-Type: text/plain\\n\\nread\\n'\n",
         "hello.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello\\n'\n",
+        # 32 MiB of output, far more than the pipes and socket buffers hold.
+        "big.sh": "#!/bin/sh\necho $$ > big.pid\nprintf 'Content-Type: application/octet-stream\\n\\n'\n"
+                  "exec head -c 33554432 /dev/zero\n",
     }.items():
         (scripts / name).write_text(text)
         (scripts / name).chmod(0o755)
@@ -126,3 +129,32 @@ def test_timeout_is_the_scripts_silence_not_the_upload(frontd: Start, tmp_path: 
             sock.sendall(b"a" * 1000)
         answer = RawClient(sock).read()
     assert (answer.status, answer.body) == (200, b"read\n"), server.errors()[-2000:]
+
+
+def gone(pid: int) -> bool:
+    """Exited and reaped (frontd reaps its scripts): no /proc entry at all."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+@pytest.mark.parametrize("buffering", ["true", "false"])
+def test_a_slow_reader_does_not_hold_the_script(frontd: Start, tmp_path: Path, buffering: str) -> None:
+    """Issue 13 §1 (response buffering): a client that reads nothing held the CGI process (and
+    its max_processes slot) until it read the output. Buffered, the script's output is read as
+    fast as it comes, the script exits and is reaped while the client has read nothing, and
+    the client then gets the whole body."""
+    server = frontd(site(tmp_path, f"  response_buffering = {buffering}"))
+    pid_file = tmp_path / "cgi-bin" / "big.pid"
+    with server.connect() as sock:
+        sock.sendall(b"GET /cgi-bin/big.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "big.sh to start")
+        pid = int(pid_file.read_text())
+        if buffering == "true":
+            wait_for(lambda: gone(pid), 10, f"big.sh ({pid}) to exit before its client read anything")
+        else:
+            # Streamed: the script is blocked on its full stdout pipe, its slot held.
+            wait_for(lambda: "pipe" in Path(f"/proc/{pid}/wchan").read_text(), 10,
+                     "big.sh to block writing its output")
+            assert not gone(pid)
+        answer = RawClient(sock).read()
+    assert answer.status == 200 and answer.body == bytes(32 << 20)
+    wait_for(lambda: gone(pid), 10, f"big.sh ({pid}) to be reaped")
