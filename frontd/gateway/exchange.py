@@ -51,6 +51,9 @@ _NOT_RELAYED: Final = HOP_BY_HOP | {b"server", b"date"}
 _DIGITS: Final = re.compile(rb"[0-9]{1,18}")
 # RFC 9110 §6.4.1: these responses have no content, whatever the application wrote.
 _NO_CONTENT: Final = frozenset({204, 304})
+# Response buffering: a chunk up to this size before any other is written to the client
+# directly; the socket's buffer takes it without waiting for the client.
+_DIRECT_WRITE: Final = 16 * 1024
 
 
 def connection_lost(name: str, exc: OSError) -> BadGateway:
@@ -358,30 +361,53 @@ class _Exchange:
 
     async def _relay_buffered(self, first: bytes, declared: int | None, no_content: bool) -> None:
         """Response buffering (issue 13 §1): the application's output is read as fast as it
-        comes, into a `ResponseBuffer`, while the client takes it at its own pace; once it has
-        all been read the transport is closed, so a CGI script exits and a backend connection is
-        free while a slow client is still reading."""
-        buffer = ResponseBuffer()
+        comes while the client takes it at its own pace; once it has all been read the
+        transport is closed, so a CGI script exits and a backend connection is free while a
+        slow client is still reading.
 
-        async def fill() -> None:
+        A small first chunk goes straight to the sink; only what follows it goes through a
+        `ResponseBuffer` (memory, then a temporary file) and a task that sends it. Most
+        responses end with their first chunk and cost neither.
+        """
+        sink = self.sink
+        buffer: ResponseBuffer | None = None
+        sender: asyncio.Task[None] | None = None
+
+        async def send(into: ResponseBuffer) -> None:
+            while data := await into.get():
+                await sink.write(data)
+
+        async def out(data: bytes) -> None:
+            nonlocal buffer, sender
+            if buffer is None:
+                if len(data) <= _DIRECT_WRITE:
+                    await sink.write(data)  # queued on the socket: no wait for the client
+                    return
+                buffer = ResponseBuffer()
+                sender = asyncio.create_task(send(buffer))
+            assert sender is not None
+            if sender.done():
+                sender.result()  # the client is gone: stop reading
+            await buffer.put(data)
+
+        try:
             try:
-                await self._body(first, declared, no_content, buffer.put)
+                await self._body(first, declared, no_content, out)
                 if self.body_done:
                     await self.transport.close()
                     self.closed = True
             finally:
-                buffer.finish()
-
-        reader = asyncio.create_task(fill())
-        try:
-            while data := await buffer.get():
-                await self.sink.write(data)
-            await reader  # its failure, once what came before it was sent: a cut response
+                if buffer is not None:
+                    buffer.finish()
+            if sender is not None:
+                await sender
         finally:
-            if not reader.done():
-                reader.cancel()
-            await asyncio.wait((reader,))
-            buffer.close()
+            if sender is not None:
+                if not sender.done():
+                    sender.cancel()
+                await asyncio.wait((sender,))
+            if buffer is not None:
+                buffer.close()
 
     async def relay_nph(self) -> None:
         """Non-parsed-header output (RFC 3875 §5): to the client unchanged and unbuffered."""
