@@ -194,6 +194,12 @@ class Route:
     # The vhost's table with the route's own entries over it (resolved at load).
     error_pages: ErrorPages = ()
     intercept_errors: bool = False  # a backend's own 4xx/5xx responses use error_pages too
+    # gateway and proxy routes: receive the whole request body (memory, then a temporary file)
+    # before a process is spawned or a backend connected; False streams it as it arrives.
+    request_buffering: bool = True
+    # gateway routes: read the application's output as fast as it comes (memory, then a
+    # temporary file up to 1 GiB) while the client takes it; False relays at the client's pace.
+    response_buffering: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,10 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "try_files": ("static", *GATEWAY_KINDS),  # gateway routes in script mode (with root)
     "error_pages": ROUTE_KINDS,
     "intercept_errors": ("cgi", *GATEWAY_KINDS, "proxy"),
+    # Issue 13 §1: the whole request body received before a process or backend is involved.
+    "request_buffering": ("cgi", *GATEWAY_KINDS, "proxy"),
+    # ... and the application's output read as fast as it comes (never for NPH scripts).
+    "response_buffering": ("cgi", *GATEWAY_KINDS),
 }
 # The order in which messages list the kinds.
 KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static", "redirect")
@@ -189,6 +193,10 @@ class RoutesSection(RulesSection, SpawnSection):
         if "error_pages" in table or vhost_pages:
             own = self.error_pages(table["error_pages"], key("error_pages")) if "error_pages" in table else ()
             values["error_pages"] = tuple(sorted({**dict(vhost_pages), **dict(own)}.items()))
+        if "request_buffering" in table:
+            values["request_buffering"] = self.boolean(table["request_buffering"], key("request_buffering"))
+        if "response_buffering" in table:
+            values["response_buffering"] = self.boolean(table["response_buffering"], key("response_buffering"))
         if "intercept_errors" in table:
             values["intercept_errors"] = self.boolean(table["intercept_errors"], key("intercept_errors"))
             if values["intercept_errors"] and not values.get("error_pages"):

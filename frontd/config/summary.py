@@ -6,6 +6,7 @@ import shlex
 from dataclasses import fields
 
 from frontd.config.model import GATEWAY_KINDS, Config, Limits, Listener, ProxyTarget, Route, VHost
+from frontd.config.routes import ROUTE_OPTIONS
 from frontd.config.units import format_duration, format_rate, format_size, show
 
 
@@ -145,6 +146,10 @@ def _describe_route(route: Route) -> str:
         options.append(f"timeout={format_duration(route.timeout)}")
     if route.kind != "static" and route.kind != "cgi":
         options.append(f"connect_timeout={format_duration(route.connect_timeout)}")
+    if route.kind in ROUTE_OPTIONS["request_buffering"]:
+        options.append(f"request_buffering={'on' if route.request_buffering else 'off'}")
+    if route.kind in ROUTE_OPTIONS["response_buffering"]:
+        options.append(f"response_buffering={'on' if route.response_buffering else 'off'}")
     if route.kind in ("fastcgi", "proxy"):
         options.append(f"keepalive={route.keepalive}")
         options.append(f"keepalive_timeout={format_duration(route.keepalive_timeout)}")

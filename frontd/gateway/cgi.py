@@ -44,6 +44,9 @@ log = logging.getLogger("frontd")
 KILL_GRACE: Final = 1.0  # seconds between SIGTERM and SIGKILL for the script's group
 READ_SIZE: Final = 65536
 MAX_STDERR_LINE: Final = 4096  # longer stderr lines are logged in pieces of this size
+# After the script is reaped, its stderr is read this long more, then closed: a job it left
+# in a session of its own (setsid) may hold the pipe for hours (issue 13 §4).
+STDERR_DRAIN: Final = 1.0
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _dev_null = -1
@@ -162,6 +165,7 @@ class CGITransport(Transport):
         self._stdin_ready: _Readiness | None = None
         self._stdout_ready: _Readiness | None = None
         self._stderr_partial = b""
+        self._stderr_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._exited = False  # the leader has exited (not reaped yet)
         self._released = False  # close() or abort(): the exchange is done with the process
@@ -385,6 +389,11 @@ class CGITransport(Transport):
         if status:
             how = f"signal {-status}" if status < 0 else f"status {status}"
             log.info("%s exited with %s%s", self.name, how, self.log_context)
+        if self._stderr >= 0 and self._stderr_timer is None:
+            # Whatever still holds the pipe is outside the group just killed (setsid): what it
+            # writes soon is logged, then the pipe and its loop reader go.
+            assert self._loop is not None
+            self._stderr_timer = self._loop.call_later(STDERR_DRAIN, self._close_stderr)
 
     # -- pipes ----------------------------------------------------------------------------------
 
@@ -411,13 +420,7 @@ class CGITransport(Transport):
         except OSError:
             data = b""
         if not data:
-            assert self._loop is not None
-            self._loop.remove_reader(fd)
-            os.close(fd)
-            self._stderr = -1
-            if self._stderr_partial:
-                self._log_stderr(self._stderr_partial)
-                self._stderr_partial = b""
+            self._close_stderr()
             return
         lines = (self._stderr_partial + data).split(b"\n")
         partial = lines.pop()
@@ -427,6 +430,22 @@ class CGITransport(Transport):
             self._log_stderr(partial[:MAX_STDERR_LINE])
             partial = partial[MAX_STDERR_LINE:]
         self._stderr_partial = partial
+
+    def _close_stderr(self) -> None:
+        """At EOF on stderr, or when the drain after the reap is over: close and log the rest."""
+        if self._stderr_timer is not None:
+            self._stderr_timer.cancel()
+            self._stderr_timer = None
+        fd = self._stderr
+        if fd < 0:
+            return
+        assert self._loop is not None
+        self._loop.remove_reader(fd)
+        os.close(fd)
+        self._stderr = -1
+        if self._stderr_partial:
+            self._log_stderr(self._stderr_partial)
+            self._stderr_partial = b""
 
     def _log_stderr(self, line: bytes) -> None:
         if line.endswith(b"\r"):

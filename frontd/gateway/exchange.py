@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from frontd.errors import BadGateway, GatewayTimeout, HTTPError
-from frontd.gateway.spool import BodySource
+from frontd.gateway.spool import BodySource, ResponseBuffer
 from frontd.http.headers import HOP_BY_HOP
 from frontd.http.target import parse_target
 from frontd.request import Request
@@ -51,6 +51,9 @@ _NOT_RELAYED: Final = HOP_BY_HOP | {b"server", b"date"}
 _DIGITS: Final = re.compile(rb"[0-9]{1,18}")
 # RFC 9110 §6.4.1: these responses have no content, whatever the application wrote.
 _NO_CONTENT: Final = frozenset({204, 304})
+# Response buffering: a chunk up to this size before any other is written to the client
+# directly; the socket's buffer takes it without waiting for the client.
+_DIRECT_WRITE: Final = 16 * 1024
 
 
 def connection_lost(name: str, exc: OSError) -> BadGateway:
@@ -216,7 +219,8 @@ class StreamTransport(Transport):
 class _Exchange:
     """The state of one `exchange()` call: the transport, the body pump, the timeouts."""
 
-    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure")
+    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure", "deadline",
+                 "waiting_on_client", "body_done", "closed")
 
     def __init__(self, request: Request, sink: ResponseSink, transport: Transport,
                  timeout: float, send_timeout: float) -> None:
@@ -227,18 +231,40 @@ class _Exchange:
         self.send_timeout = send_timeout
         # What stopped the body pump (a client error: 400, 408, 413, or the client gone).
         self.failure: BaseException | None = None
+        # The silence timeout of the read in progress. `timeout` measures the application's
+        # silence: body bytes it accepts restart it, and time spent waiting for the client's
+        # body does not count (issue 13 §1: a 5 s upload to a script reading as it came got a
+        # 504 at a 3 s timeout).
+        self.deadline: asyncio.Timeout | None = None
+        self.waiting_on_client = False
+        self.body_done = False  # the whole request body went to the transport (or there was none)
+        self.closed = False  # the transport was closed early, its response read whole
+
+    def _waiting_on_client(self, waiting: bool) -> None:
+        """The pump waits for the client's body (no timeout), or has just moved body bytes
+        (the timeout starts again)."""
+        self.waiting_on_client = waiting
+        deadline = self.deadline
+        if deadline is not None and not deadline.expired():
+            deadline.reschedule(None if waiting else asyncio.get_running_loop().time() + self.timeout)
 
     async def pump(self, body: BodySource) -> None:
         """Copy the body to the transport; on a client-side failure, abort the exchange."""
         transport = self.transport
         try:
             while True:
-                data = await body.read()
+                self._waiting_on_client(True)
+                try:
+                    data = await body.read()
+                finally:
+                    self._waiting_on_client(False)
                 try:
                     if not data:
                         await transport.end_body()
+                        self.body_done = True
                         return
                     await transport.write(data)
+                    self._waiting_on_client(False)  # accepted: the application is not silent
                 except OSError:
                     # The application stopped reading its input (it may answer without it), or
                     # its connection failed (the response read reports that): not the client's
@@ -254,7 +280,8 @@ class _Exchange:
         """The transport's next bytes; 504 after `timeout` seconds of silence, 502 when the
         application's connection fails."""
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(None if self.waiting_on_client else self.timeout) as deadline:
+                self.deadline = deadline
                 try:
                     data = await self.transport.read()
                 except OSError as exc:
@@ -263,6 +290,8 @@ class _Exchange:
                     if self.failure is not None:
                         raise self.failure from None
                     raise connection_lost(self.transport.name, exc) from None
+                finally:
+                    self.deadline = None
         except TimeoutError:
             if self.failure is not None:
                 raise self.failure from None
@@ -281,8 +310,9 @@ class _Exchange:
             if head is not None:
                 return head
 
-    async def relay(self, head: ResponseHead) -> None:
-        """Send a document or client-redirect response: status, fields, then the body."""
+    async def relay(self, head: ResponseHead, buffered: bool = False) -> None:
+        """Send a document or client-redirect response: status, fields, then the body
+        (through a `ResponseBuffer` when `buffered`)."""
         sink = self.sink
         headers: list[tuple[bytes, bytes]] = []
         declared: int | None = None
@@ -300,8 +330,16 @@ class _Exchange:
             headers = [(k, v) for k, v in headers if k != b"content-length"]
             declared = None
         await sink.start(head.status, headers, head.reason)
+        if buffered:
+            await self._relay_buffered(head.body_start, declared, no_content)
+        else:
+            await self._body(head.body_start, declared, no_content, sink.write)
+        await sink.end()
+
+    async def _body(self, data: bytes, declared: int | None, no_content: bool,
+                    out: Callable[[bytes], Awaitable[None]]) -> None:
+        """Read the response body to its end (or its Content-Length), each chunk to `out`."""
         left = declared
-        data = head.body_start
         while True:
             if data and not no_content:
                 if left is not None:
@@ -312,7 +350,7 @@ class _Exchange:
                                     self.transport.name, declared, self.request.log_context())
                         data = data[:left]
                     left -= len(data)
-                await sink.write(data)
+                await out(data)
             if left == 0:
                 break
             data = await self.read()
@@ -320,7 +358,56 @@ class _Exchange:
                 break
         if left:
             raise BadGateway(f"{self.transport.name}: output ended {left} bytes short of its Content-Length")
-        await sink.end()
+
+    async def _relay_buffered(self, first: bytes, declared: int | None, no_content: bool) -> None:
+        """Response buffering (issue 13 §1): the application's output is read as fast as it
+        comes while the client takes it at its own pace; once it has all been read the
+        transport is closed, so a CGI script exits and a backend connection is free while a
+        slow client is still reading.
+
+        A small first chunk goes straight to the sink; only what follows it goes through a
+        `ResponseBuffer` (memory, then a temporary file) and a task that sends it. Most
+        responses end with their first chunk and cost neither.
+        """
+        sink = self.sink
+        buffer: ResponseBuffer | None = None
+        sender: asyncio.Task[None] | None = None
+
+        async def send(into: ResponseBuffer) -> None:
+            while data := await into.get():
+                await sink.write(data)
+
+        async def out(data: bytes) -> None:
+            nonlocal buffer, sender
+            if buffer is None:
+                if len(data) <= _DIRECT_WRITE:
+                    await sink.write(data)  # queued on the socket: no wait for the client
+                    return
+                buffer = ResponseBuffer()
+                sender = asyncio.create_task(send(buffer))
+            assert sender is not None
+            if sender.done():
+                sender.result()  # the client is gone: stop reading
+            await buffer.put(data)
+
+        try:
+            try:
+                await self._body(first, declared, no_content, out)
+                if self.body_done:
+                    await self.transport.close()
+                    self.closed = True
+            finally:
+                if buffer is not None:
+                    buffer.finish()
+            if sender is not None:
+                await sender
+        finally:
+            if sender is not None:
+                if not sender.done():
+                    sender.cancel()
+                await asyncio.wait((sender,))
+            if buffer is not None:
+                buffer.close()
 
     async def relay_nph(self) -> None:
         """Non-parsed-header output (RFC 3875 §5): to the client unchanged and unbuffered."""
@@ -349,12 +436,15 @@ async def exchange(
     send_timeout: float = 60.0,
     nph: bool = False,
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+    buffer_response: bool = False,
 ) -> LocalRedirect | None:
     """Run one request through `transport` and answer it on `sink` (RFC 3875 §6).
 
     Returns a LocalRedirect when the application asked for one (the dispatcher serves it as a
     GET, §6.2.2), else None once the response is sent. `timeout` bounds each silence of the
-    application (→ 504); `send_timeout` a client that stops reading raw NPH output. The
+    application (→ 504); `send_timeout` a client that stops reading raw NPH output.
+    `buffer_response` reads a document's body as fast as the application writes it (see
+    `_Exchange._relay_buffered`); NPH output is never buffered. The
     transport is closed when the response ended, aborted on every other way out (a failed
     `open` included, so `abort` must cope with a transport that never started).
     """
@@ -373,6 +463,7 @@ async def exchange(
         else:
             try:
                 await transport.end_body()
+                state.body_done = True
             except OSError:
                 pass  # as in `pump`: the application stopped reading; its response tells
         result: LocalRedirect | None = None
@@ -395,7 +486,7 @@ async def exchange(
                     raise BadGateway(f"{transport.name}: bad local redirect: {exc.detail}") from None
                 result = LocalRedirect(head.location.decode("latin-1"))
             else:
-                await state.relay(head)
+                await state.relay(head, buffered=buffer_response)
         complete = True
     except WireError as exc:
         raise BadGateway(f"{transport.name}: {exc}") from None
@@ -406,7 +497,8 @@ async def exchange(
             # Wait for it: the connection reads what is left of the body once we return, and
             # two readers on one stream would collide.
             await asyncio.wait((pump,))
-        if not complete:
+        if not complete and not state.closed:
             transport.abort()
-    await transport.close()
+    if not state.closed:
+        await transport.close()
     return result

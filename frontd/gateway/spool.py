@@ -1,18 +1,28 @@
-"""Request bodies as a gateway takes them: streamed when their length is known, spooled when not.
+"""Request bodies as a gateway or proxy takes them: received whole first (request buffering),
+or streamed as they arrive.
 
-RFC 3875 §4.2 wants CONTENT_LENGTH on the script's side and no transfer-coding on its input,
-and the SCGI and uwsgi heads carry the length before the body. A chunked body's length is only
-known at its end, so `open_body` reads it whole into a `Spool` first: memory up to
-`max_memory` bytes, then an unlinked temporary file, never more than `max_body_size` bytes
-(413 beyond). A body with a Content-Length is not held at all: `StreamedBody` passes the
-client's chunks on as the gateway takes them, so backpressure reaches the client.
+By default (`request_buffering = true` on the route) `open_body` reads the whole body into a
+`Spool` before the exchange starts: memory up to `max_memory` bytes, then an unlinked temporary
+file, never more than `max_body_size` bytes (413 beyond). No CGI process, FastCGI child or
+backend connection then waits on a slow client (issue 13 §1: 128 slow uploads held every CGI
+slot), the application gets CONTENT_LENGTH / Content-Length whatever the client's framing, and
+a body that fails (bad chunk, 413, 408) never reaches it.
+
+With `request_buffering = false`, a body with a Content-Length is not held at all:
+`StreamedBody` passes the client's chunks on as the gateway takes them, so backpressure reaches
+the client. A chunked body is still spooled: RFC 3875 §4.2 wants CONTENT_LENGTH on the
+script's side and no transfer-coding on its input, and the SCGI and uwsgi heads carry the
+length before the body.
 
 Whoever opens a body closes it (`close()` in a `finally`): the temporary file goes with it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import tempfile
+from collections import deque
 from typing import BinaryIO, Final, Protocol
 
 from frontd.errors import ContentTooLarge
@@ -90,7 +100,7 @@ class Spool:
         assert self.length is not None
         size = self.length + len(data)
         if size > self.max_size:
-            raise ContentTooLarge(f"chunked request body over max_body_size ({self.max_size})")
+            raise ContentTooLarge(f"request body over max_body_size ({self.max_size})")
         self.length = size
         if self._file is None and size <= self.max_memory:
             self._memory += data
@@ -139,15 +149,17 @@ async def spool(body: RequestBody, max_size: int, max_memory: int = DEFAULT_MAX_
     return held
 
 
-async def open_body(request: Request, max_body_size: int, max_memory: int = DEFAULT_MAX_MEMORY) -> BodySource:
-    """The request's body as a gateway takes it; spooled first when it is chunked (RFC 3875 §4.2).
+async def open_body(request: Request, max_body_size: int, max_memory: int = DEFAULT_MAX_MEMORY, *,
+                    buffering: bool = True) -> BodySource:
+    """The request's body as a gateway takes it: spooled whole first with `buffering`, or when
+    it is chunked (RFC 3875 §4.2); else streamed.
 
     A request with `Content-Length: 0` has a body, of no bytes (CONTENT_LENGTH=0); one with
     neither Content-Length nor Transfer-Encoding has none.
     """
     body = request.body
     length = body.length
-    if length is None:
+    if length is None or (length > 0 and buffering):
         return await spool(body, max_body_size, max_memory)
     if length > 0:
         return StreamedBody(body, length)
@@ -156,3 +168,77 @@ async def open_body(request: Request, max_body_size: int, max_memory: int = DEFA
         empty.length = 0
         return empty
     return NoBody()
+
+
+DEFAULT_MAX_RESPONSE_FILE: Final = 1 << 30  # nginx's proxy_max_temp_file_size
+
+
+class ResponseBuffer:
+    """An application's output between the reader that takes it as fast as it comes and the
+    writer that sends it as fast as the client takes it (response buffering, issue 13 §1).
+
+    Chunks stay in memory, as they came (no copy), up to `max_memory` bytes; past that they go
+    to an unlinked temporary file of at most `max_file` bytes, beyond which `put` waits until the
+    writer has drained it (backpressure, as without buffering). `get` returns chunks in order, b"" once `finish`
+    was called and everything was taken.
+    """
+
+    __slots__ = ("max_memory", "max_file", "_chunks", "_memory", "_file", "_written", "_read",
+                 "_finished", "_changed")
+
+    def __init__(self, max_memory: int = DEFAULT_MAX_MEMORY, max_file: int = DEFAULT_MAX_RESPONSE_FILE) -> None:
+        self.max_memory = max_memory
+        self.max_file = max_file
+        self._chunks: deque[bytes] = deque()
+        self._memory = 0
+        self._file: BinaryIO | None = None
+        self._written = 0  # bytes written to the file
+        self._read = 0  # bytes of the file taken by `get`
+        self._finished = False
+        self._changed = asyncio.Event()
+
+    async def put(self, data: bytes) -> None:
+        # Order: once a chunk went to the file, the following go there too until it is drained.
+        if self._memory + len(data) <= self.max_memory and self._read == self._written:
+            self._chunks.append(data)
+            self._memory += len(data)
+        else:
+            # The file's size is the bound: it starts again from offset 0 once drained.
+            while self._written + len(data) > self.max_file and self._written > 0:
+                self._changed.clear()
+                await self._changed.wait()
+            if self._file is None:
+                self._file = tempfile.TemporaryFile()
+            os.pwrite(self._file.fileno(), data, self._written)
+            self._written += len(data)
+        self._changed.set()
+
+    def finish(self) -> None:
+        self._finished = True
+        self._changed.set()
+
+    async def get(self) -> bytes:
+        while True:
+            if self._chunks:
+                data = self._chunks.popleft()
+                self._memory -= len(data)
+                self._changed.set()
+                return data
+            if self._read < self._written:
+                assert self._file is not None
+                data = os.pread(self._file.fileno(), min(CHUNK_SIZE, self._written - self._read), self._read)
+                self._read += len(data)
+                if self._read == self._written:  # drained: the file starts again from its start
+                    self._read = self._written = 0
+                self._changed.set()
+                return data
+            if self._finished:
+                return b""
+            self._changed.clear()
+            await self._changed.wait()
+
+    def close(self) -> None:
+        self._chunks.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -255,11 +255,14 @@ class GatewayHandler:
 
     async def _run(self, request: Request, sink: ResponseSink, route: Route, setup: _RouteSetup,
                    paths: ScriptPaths, transport: Transport, *, nph: bool = False) -> LocalRedirect | None:
-        body = await open_body(request, self.limits.max_body_size)
+        # Before the exchange: with request buffering (the default) no process is spawned and
+        # no backend connected until the whole body is here (issue 13 §1).
+        body = await open_body(request, self.limits.max_body_size, buffering=route.request_buffering)
         try:
             environ = build_environ(request, paths, content_length=body.length,
                                     pass_authorization=route.pass_authorization, extra=setup.extra)
             return await exchange(request, sink, transport, environ, body, timeout=route.timeout,
-                                  send_timeout=self.limits.send_timeout, nph=nph)
+                                  send_timeout=self.limits.send_timeout, nph=nph,
+                                  buffer_response=route.response_buffering)
         finally:
             body.close()

@@ -1,10 +1,15 @@
 """HTTP reverse proxy routes: requests forwarded to HTTP/1.1 backends over TCP or Unix sockets.
 
 Each request runs on a connection from the route's `BackendSet` (round-robin, passive health,
-keep-alive pool) with a fresh h11 client state machine. The request body is pumped to the backend
-by a task of its own while the response is awaited, so a backend that answers before it has read
-the whole upload is heard, and both bodies stream with backpressure: one chunk in flight each way,
-never a whole body in memory. Headers change as RFC 9110 §7.6 asks (see `frontd.http.forwarded`).
+keep-alive pool) with a fresh h11 client state machine. With `request_buffering` (the default)
+the whole request body is received first, into a `Spool` (memory, then an unlinked temporary
+file, bounded by `max_body_size`), before a backend connection is taken: a slow upload never
+holds a backend, the backend gets a Content-Length body whatever the client's framing (a chunked
+upload included), and a body that fails (bad chunk, 413, 408) never reaches it. The body is
+pumped to the backend by a task of its own while the response is awaited, so a backend that
+answers before it has read the whole upload is heard; with `request_buffering = false` the
+client's body streams with backpressure: one chunk in flight each way, never a whole body in
+memory. Headers change as RFC 9110 §7.6 asks (see `frontd.http.forwarded`).
 
 Failures carry their status: connect failures 502/503 (from `BackendSet`), a backend silent for
 the route's `timeout` 504, a malformed, contradictory or truncated response 502 (or the client
@@ -30,6 +35,7 @@ from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, BadRequest, GatewayTimeout
 from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
 from frontd.gateway.exchange import connection_lost
+from frontd.gateway.spool import Spool, spool
 from frontd.http.forwarded import (
     IDEMPOTENT_METHODS,
     backend_target,
@@ -58,8 +64,9 @@ class _Stale(Exception):
 class _BodySource:
     """The client's request body as the attempts to forward it read it, with a replay buffer."""
 
-    def __init__(self, body: RequestBody) -> None:
+    def __init__(self, body: RequestBody, spooled: Spool | None = None) -> None:
         self.body = body
+        self.spooled = spooled  # a buffered body: read again from its start for a replay
         self.ended = body.length == 0
         self.kept: list[bytes] = []
         self.replayable = True  # every chunk read so far is in `kept`
@@ -69,9 +76,14 @@ class _BodySource:
     def rewind(self) -> None:
         """Start again from the first chunk (only meaningful while `replayable`)."""
         self._pos = 0
+        if self.spooled is not None:
+            self.spooled.rewind()
+            self.ended = False
 
     async def next(self) -> bytes:
         """The next chunk of the body, b"" at its end."""
+        if self.spooled is not None:
+            return await self.spooled.read()
         if self._pos < len(self.kept):
             self._pos += 1
             return self.kept[self._pos - 1]
@@ -98,6 +110,7 @@ class ProxyHandler:
 
     def __init__(self, config: Config, pool: ConnectionPool | None = None) -> None:
         self.pool = pool if pool is not None else ConnectionPool()
+        self.max_body_size = config.limits.max_body_size
         self._backends: dict[int, BackendSet] = {}
         for vhost in config.vhosts:
             for route in vhost.routes:
@@ -129,7 +142,23 @@ class ProxyHandler:
         target = backend_target(request.raw_path, request.query, request.path, route.prefix,
                                 route.proxy[0].path)
         client_host = _client_host(request)
-        source = _BodySource(request.body)
+        spooled: Spool | None = None
+        body_length = request.body.length
+        if route.request_buffering and body_length != 0:
+            # Issue 13 §1: the whole body before any backend connection is taken.
+            spooled = await spool(request.body, self.max_body_size)
+            body_length = spooled.length
+        source = _BodySource(request.body if spooled is None else spooled, spooled)
+        try:
+            await self._forward(request, sink, route, backends, upgrade, target, client_host,
+                                source, body_length)
+        finally:
+            if spooled is not None:
+                spooled.close()
+
+    async def _forward(self, request: Request, sink: ResponseSink, route: Route, backends: BackendSet,
+                       upgrade: bytes | None, target: str, client_host: bytes, source: _BodySource,
+                       body_length: int | None) -> None:
         for attempt in range(2):
             conn = await backends.acquire(fresh=attempt > 0)
             request.notes["upstream"] = str(conn.address)  # the access log's "upstream"
@@ -137,7 +166,7 @@ class ProxyHandler:
             headers = request_headers(
                 request.headers, host=host, client_addr=request.client_addr, scheme=request.scheme,
                 client_host=client_host, http_version=request.http_version,
-                body_length=request.body.length, upgrade=upgrade, peer_addr=request.peer_addr,
+                body_length=body_length, upgrade=upgrade, peer_addr=request.peer_addr,
             )
             if route.authorizer:
                 headers = proxy_fields(headers, request.auth_variables)

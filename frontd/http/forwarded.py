@@ -213,10 +213,15 @@ def request_headers(
     `peer_addr` is the trusted proxy that named `client_addr` ("" when there was none): the chain
     it sent already ends at the client, so frontd appends the proxy, the hop it received from
     (and the client first, where that proxy's chain was in the other field).
+
+    Field names containing "_" are never forwarded (issue 13 §5): a backend that folds "_" and
+    "-" together (CGI-style environments, many frameworks) would take `X_Forwarded_For` for
+    the `X-Forwarded-For` frontd sets. nginx drops them by default too; frontd's CGI side does.
     """
     drop = HOP_BY_HOP | connection_tokens(headers) | _REWRITTEN_REQUEST_FIELDS
     out: list[tuple[bytes, bytes]] = [(b"host", host)]  # RFC 9112 §3.2: Host goes first
-    out.extend((name, value) for name, value in headers if name.lower() not in drop)
+    out.extend((name, value) for name, value in headers
+               if name.lower() not in drop and b"_" not in name)
     if body_length is None:
         out.append((b"transfer-encoding", b"chunked"))
     elif body_length > 0 or get_all(headers, b"content-length"):

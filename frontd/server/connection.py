@@ -366,7 +366,12 @@ class Connection:
             while offset < end:
                 n = min(SENDFILE_CHUNK, end - offset)
                 async with asyncio.timeout(self.limits.send_timeout):
-                    sent = await loop.sendfile(transport, file, offset, n)
+                    # fallback=False (issue 13 §4): asyncio takes a sendfile(2) that fails at
+                    # the start of a chunk (the client reset the connection) for "sendfile not
+                    # available" and would read the file in a thread pool, whose module a
+                    # worker that dropped privileges may not be able to import. Here it raises
+                    # SendfileNotAvailableError, a RuntimeError: the client is gone.
+                    sent = await loop.sendfile(transport, file, offset, n, fallback=False)
                 if sent <= 0:
                     raise _ClientGone("file shrank while being sent")
                 offset += sent

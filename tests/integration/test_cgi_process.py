@@ -37,6 +37,13 @@ EXTRA = {
     # A background child that holds stdout: the output never ends, the timeout kills the group.
     "bg-holding.sh": "#!/bin/sh\nsleep 20 &\necho $! > \"$STATE_DIR/bg-holding.pid\"\n"
                      "printf 'Content-Type: text/plain\\n\\nstarted\\n'\n",
+    # docs/cgi.md's advice for work that outlives the request: setsid. This job lets go of stdout
+    # but keeps the script's stderr, the pipe to the worker.
+    "bg-setsid.sh": "#!/bin/sh\nsetsid sh -c 'echo $$ >> \"$STATE_DIR/bg-setsid.pids\"; "
+                    ": > \"$STATE_DIR/bg-setsid.$1\"; exec sleep 30' job $$ >/dev/null </dev/null &\n"
+                    # Answer once the job is in its own session, or the group's kill takes it.
+                    "while [ ! -e \"$STATE_DIR/bg-setsid.$$\" ]; do sleep 0.01; done\n"
+                    "printf 'Content-Type: text/plain\\n\\nstarted\\n'\n",
     "stream.sh": "#!/bin/sh\necho $$ > \"$STATE_DIR/stream.pid\"\nprintf 'Content-Type: text/plain\\n\\n'\n"
                  "while :; do echo tick; sleep 0.02; done\n",
     "hold.sh": "#!/bin/sh\necho $$ > \"$STATE_DIR/hold.pid\"\n"
@@ -173,6 +180,34 @@ def test_background_child_that_let_go_of_stdout_dies_with_the_group(proc: tuple[
     assert answer.status == 200 and answer.body == b"started\n"
     pid = pid_from(site, "bg-detached")
     wait_for(lambda: dead(pid, server), 5, f"the background sleep ({pid}) to be killed")
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_setsid_job_holding_stderr_leaves_no_fd_in_the_worker(proc: tuple[Frontd, Site]) -> None:
+    """Issue 13 §4: the stderr pipe and its loop reader were held for the job's lifetime
+    (+20 fds for 20 requests); now they are closed a short drain after the script exits."""
+    server, site = proc
+    [worker] = workers(server)
+    assert send(server, "/cgi-bin/env.sh").status == 200  # opens what a worker keeps (/dev/null)
+    before = fd_count(worker)
+    pids = site.state / "bg-setsid.pids"
+    try:
+        for _ in range(20):
+            answer = send(server, "/cgi-bin/bg-setsid.sh")
+            assert answer.status == 200 and answer.body == b"started\n"
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 20, 10, "20 setsid jobs")
+        jobs = [int(p) for p in pids.read_text().split()]
+        assert all(alive(pid) for pid in jobs)  # they outlive the request, as setsid asks
+        wait_for(lambda: fd_count(worker) <= before, 10, f"the worker's fds back to {before}")
+    finally:
+        for pid in (int(p) for p in pids.read_text().split()) if pids.exists() else ():
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
 
 
 def test_background_child_holding_stdout_is_killed_at_the_timeout(proc: tuple[Frontd, Site]) -> None:

@@ -167,6 +167,24 @@ def test_request_headers_added_and_removed(frontd: Start, backends: Backends) ->
     assert got["forwarded"] == 'for=198.51.100.7, for=127.0.0.1;proto=http;host="example.test:8080"'
 
 
+def test_header_names_with_underscores_never_reach_the_backend(frontd: Start, backends: Backends) -> None:
+    """Issue 13 §5: `X_Forwarded_For` must not pose as `X-Forwarded-For` at a backend that folds
+    "_" and "-"; such fields are dropped, as CGI drops them."""
+    backend = backends.start()
+    server = frontd(route(backend.url))
+    request = ("GET /u HTTP/1.1\r\nHost: example.test\r\nX_Forwarded_For: 203.0.113.66\r\n"
+               "Client_IP: 203.0.113.66\r\nX-Kept-Dash: yes\r\nConnection: close\r\n\r\n")
+    with server.connect() as sock:
+        sock.sendall(request.encode())
+        answer = RawClient(sock).read()
+    assert answer.status == 200
+    names = [name for name, _ in json.loads(answer.body)["headers"]]
+    assert not [name for name in names if "_" in name], names
+    got = headers_of(json.loads(answer.body))
+    assert got["x-kept-dash"] == "yes"
+    assert got["x-forwarded-for"] == "127.0.0.1"
+
+
 def test_host_option_and_http10_client(frontd: Start, backends: Backends) -> None:
     backend = backends.start()
     server = frontd(route(backend.url, prefix="/set/", extra='  host = "internal.example"\n')
@@ -254,9 +272,39 @@ def test_large_bodies_stream_in_flat_memory(frontd: Start, backends: Backends) -
     assert worker_peak_rss(server) - before < 16 * 1024  # KiB: a few buffers, not a body
 
 
-def test_chunked_upload_goes_out_chunked(frontd: Start, backends: Backends) -> None:
+def test_chunked_upload_reaches_the_backend_with_a_content_length(frontd: Start, backends: Backends) -> None:
+    """Issue 13 §1: with request buffering (the default) the body is received whole, then sent
+    with its length, so backends that cannot read chunked bodies (Python's http.server) get it."""
     backend = backends.start()
     server = frontd(route(backend.url))
+    pieces = [b"x" * 1000, b"y" * 70000, b"z"]
+    got = echo(requests.put(server.url("/up"), data=iter(pieces), timeout=10))
+    assert got["chunked"] is False
+    assert headers_of(got)["content-length"] == str(71001)
+    assert got["body_sha256"] == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+@pytest.mark.parametrize("body, status", [
+    (b"5\r\nabcde\r\nZZ\r\n", 400),  # a bad chunk size after a good chunk
+    (b"7\r\nabcdefg\r\n0\r\n\r\n", 413),  # over max_body_size
+])
+def test_a_body_that_fails_never_reaches_the_backend(frontd: Start, backends: Backends, body: bytes,
+                                                    status: int) -> None:
+    """Issue 13 §5: with request buffering the head of a chunked request no longer reaches the
+    backend before its body has been validated; the backend sees no connection at all."""
+    backend = backends.start()
+    server = frontd(route(backend.url), top="[limits]\nmax_body_size = 6\n")
+    with server.connect() as sock:
+        sock.sendall(b"POST /bad HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        assert RawClient(sock).read().status == status
+    assert echo(requests.get(server.url("/after"), timeout=10))["target"] == "/after"
+    assert backend.requests_to("/bad") == []
+    assert backend.accepted == 1  # the request after it, alone
+
+
+def test_chunked_upload_goes_out_chunked_without_buffering(frontd: Start, backends: Backends) -> None:
+    backend = backends.start()
+    server = frontd(route(backend.url, extra="  request_buffering = false"))
     pieces = [b"x" * 1000, b"y" * 70000, b"z"]
     got = echo(requests.put(server.url("/up"), data=iter(pieces), timeout=10))
     assert got["chunked"] is True

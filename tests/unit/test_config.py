@@ -777,3 +777,27 @@ def test_documented_example(tmp_path: Path) -> None:
     assert config.error_log == str(tmp_path / "run" / "error.log")
     assert [r.prefix for r in config.vhosts[0].routes] == ["/cgi-bin/", "/php/", "/quixote/", "/wsgi/", "/files/"]
     assert config.vhosts[1].routes[0].keepalive == 16
+
+
+def test_request_buffering(site: Path) -> None:
+    """Issue 13 §1: on by default on gateway and proxy routes; refused where there is no body to hold."""
+    config = load(site, route('prefix = "/cgi-bin/"\ncgi = "cgi-bin"'))
+    assert config.vhosts[0].routes[0].request_buffering is True
+    config = load(site, route('prefix = "/p/"\nproxy = "http://127.0.0.1:9"\nrequest_buffering = false'))
+    assert config.vhosts[0].routes[0].request_buffering is False
+    assert "request_buffering=off" in summary(config)
+    assert error(site, route('prefix = "/f/"\nstatic = "files"\nrequest_buffering = false')) == (
+        f"{site / 'frontd.conf'}: vhost[0].route[0].request_buffering: not an option of static routes "
+        "(only of cgi, fastcgi, scgi, uwsgi and proxy routes)")
+    assert "request_buffering: expected true or false" in error(
+        site, route('prefix = "/s/"\nscgi = "127.0.0.1:9"\nrequest_buffering = "no"'))
+
+
+def test_response_buffering(site: Path) -> None:
+    config = load(site, route('prefix = "/cgi-bin/"\ncgi = "cgi-bin"\nresponse_buffering = false'))
+    assert config.vhosts[0].routes[0].response_buffering is False
+    assert "response_buffering=off" in summary(config)
+    assert load(site, route('prefix = "/s/"\nscgi = "127.0.0.1:9"')).vhosts[0].routes[0].response_buffering
+    assert error(site, route('prefix = "/p/"\nproxy = "http://127.0.0.1:9"\nresponse_buffering = false')) == (
+        f"{site / 'frontd.conf'}: vhost[0].route[0].response_buffering: not an option of proxy routes "
+        "(only of cgi, fastcgi, scgi and uwsgi routes)")

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from frontd.errors import ContentTooLarge, RequestTimeout
-from frontd.gateway.spool import NoBody, Spool, StreamedBody, open_body, spool
+from frontd.gateway.spool import NoBody, ResponseBuffer, Spool, StreamedBody, open_body, spool
 from frontd.request import Request, RequestBody
 
 
@@ -110,10 +110,18 @@ def test_open_body_chooses() -> None:
     source = asyncio.run(open_body(request_with(Chunks([b"ab", b"cd"], length=None)), 100))
     assert isinstance(source, Spool) and source.length == 4
     assert asyncio.run(read_all(source)) == b"abcd"
-    # Content-Length: streamed, nothing read ahead.
-    body = Chunks([b"abcd"], length=4)
+    # Content-Length, request buffering (the default): received whole before the exchange.
+    body = Chunks([b"ab", b"cd"], length=4)
     source = asyncio.run(open_body(request_with(body), 100))
+    assert isinstance(source, Spool) and source.length == 4 and body.reads == 3
+    assert asyncio.run(read_all(source)) == b"abcd"
+    # Content-Length without buffering: streamed, nothing read ahead.
+    body = Chunks([b"abcd"], length=4)
+    source = asyncio.run(open_body(request_with(body), 100, buffering=False))
     assert isinstance(source, StreamedBody) and source.length == 4 and body.reads == 0
+    # Chunked without buffering: still spooled (RFC 3875 §4.2, CONTENT_LENGTH).
+    source = asyncio.run(open_body(request_with(Chunks([b"ab"], length=None)), 100, buffering=False))
+    assert isinstance(source, Spool) and source.length == 2
     # "Content-Length: 0": a body of no bytes; no header at all: no body.
     zero = asyncio.run(open_body(request_with(Chunks([], length=0), [(b"content-length", b"0")]), 100))
     assert zero.length == 0
@@ -124,3 +132,28 @@ def test_open_body_chooses() -> None:
 def test_open_body_chunked_over_limit() -> None:
     with pytest.raises(ContentTooLarge):
         asyncio.run(open_body(request_with(Chunks([b"x" * 11], length=None)), 10))
+
+
+def test_response_buffer_keeps_order_through_memory_and_file() -> None:
+    async def run() -> tuple[list[bytes], bool]:
+        buffer = ResponseBuffer(max_memory=4, max_file=10)
+        got: list[bytes] = []
+        await buffer.put(b"ab")  # memory
+        await buffer.put(b"cde")  # over max_memory: the file
+        await buffer.put(b"f")  # fits in memory, but the file is not drained: the file
+        got.append(await buffer.get())
+        # The file holds 4 of its 10 bytes; 7 more must wait until the writer drains it.
+        blocked = asyncio.create_task(buffer.put(b"g" * 7))
+        await asyncio.sleep(0)
+        waited = not blocked.done()
+        got.append(await buffer.get())  # the rest of the file: drained, the put goes on
+        await blocked
+        buffer.finish()
+        while data := await buffer.get():
+            got.append(data)
+        buffer.close()
+        return got, waited
+
+    got, waited = asyncio.run(run())
+    assert got[:2] == [b"ab", b"cdef"] and b"".join(got) == b"abcdef" + b"g" * 7
+    assert waited
