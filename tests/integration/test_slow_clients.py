@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ NORMAL_REQUESTS = 40
 pytestmark = pytest.mark.skipif(shutil.which("slowhttptest") is None, reason="slowhttptest not installed")
 
 
-def site(tmp_path: Path, extra: str = "") -> str:
+def site(tmp_path: Path, extra: str = "", max_processes: int = 4) -> str:
     scripts = tmp_path / "cgi-bin"
     scripts.mkdir()
     for name, text in {
@@ -41,11 +42,14 @@ def site(tmp_path: Path, extra: str = "") -> str:
         # 32 MiB of output, far more than the pipes and socket buffers hold.
         "big.sh": "#!/bin/sh\necho $$ > big.pid\nprintf 'Content-Type: application/octet-stream\\n\\n'\n"
                   "exec head -c 33554432 /dev/zero\n",
+        # 4 MiB, each run leaving a line in done.log once all of it was written.
+        "large.sh": "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\n\\n'\n"
+                    "head -c 4194304 /dev/zero\necho $$ >> done.log\n",
     }.items():
         (scripts / name).write_text(text)
         (scripts / name).chmod(0o755)
     return (f'workers = 1\n[[vhost]]\nnames = ["localhost"]\ndefault = true\n'
-            f'  [[vhost.route]]\n  prefix = "/cgi-bin/"\n  cgi = "{scripts}"\n  max_processes = 4\n'
+            f'  [[vhost.route]]\n  prefix = "/cgi-bin/"\n  cgi = "{scripts}"\n  max_processes = {max_processes}\n'
             f"{extra}\n")
 
 
@@ -68,19 +72,29 @@ def normal_client_during_slow_body(server: Frontd, tmp_path: Path, read: str = "
     """Run slowhttptest -B at `read` (a script that reads its body, then answers "read") and a
     normal client beside it, at `read` and `hello` (answers "hello"); return the normal client's
     successes, its requests, and the slow connections the worker held at the end."""
+    def on(attacker: int) -> bool:
+        # Its uploads are connected (they wait for their bodies), or the route refuses them for
+        # want of a process slot.
+        return (open_sockets(attacker) >= SLOW_CONNECTIONS * 3 // 4
+                or server.access().count(f'POST {read} HTTP/1.1" 503') >= SLOW_CONNECTIONS // 4)
+
+    return normal_client_during_attack(
+        server, tmp_path, ["-B", "-s", "65536", "-x", "10", "-u", server.url(read)], on, read, hello)
+
+
+def normal_client_during_attack(server: Frontd, tmp_path: Path, attack: list[str], on: Callable[[int], bool],
+                                read: str, hello: str) -> tuple[int, int, int]:
+    """Run slowhttptest with the mode arguments `attack` and, once `on(its PID)`, a normal client
+    beside it, at `read` and `hello` (see normal_client_during_slow_body)."""
     worker = worker_of(server)
     idle_sockets = open_sockets(worker)
     with open(tmp_path / "slowhttptest.out", "wb") as out:
         attacker = subprocess.Popen(
-            ["slowhttptest", "-B", "-c", str(SLOW_CONNECTIONS), "-r", str(SLOW_CONNECTIONS), "-i", "1",
-             "-s", "65536", "-x", "10", "-l", str(ATTACK_SECONDS), "-p", "2", "-u", server.url(read)],
+            ["slowhttptest", "-c", str(SLOW_CONNECTIONS), "-r", str(SLOW_CONNECTIONS), "-i", "1",
+             "-l", str(ATTACK_SECONDS), "-p", "2", *attack],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        # The attack is on: its uploads are connected (they wait for their bodies), or the
-        # route refuses them for want of a process slot.
-        wait_for(lambda: open_sockets(attacker.pid) >= SLOW_CONNECTIONS * 3 // 4
-                 or server.access().count(f'POST {read} HTTP/1.1" 503') >= SLOW_CONNECTIONS // 4,
-                 10, "slowhttptest's connections")
+        wait_for(lambda: on(attacker.pid), 10, "slowhttptest's connections")
         ok = 0
         for n in range(NORMAL_REQUESTS):
             try:
@@ -158,3 +172,78 @@ def test_a_slow_reader_does_not_hold_the_script(frontd: Start, tmp_path: Path, b
         answer = RawClient(sock).read()
     assert answer.status == 200 and answer.body == bytes(32 << 20)
     wait_for(lambda: gone(pid), 10, f"big.sh ({pid}) to be reaped")
+
+
+def test_slow_readers_hold_no_cgi_process(frontd: Start, tmp_path: Path) -> None:
+    """Issue 13 §1: slowhttptest -X (slow read, a tiny receive window) at a route's 4 MiB output.
+    Streamed, each slow reader held a CGI process until it had read the output, so four of them
+    took every slot and other visitors got 503; buffered, the scripts exit at once and the
+    output waits in a spool for the reader."""
+    server = frontd(site(tmp_path))
+    done = tmp_path / "cgi-bin" / "done.log"
+
+    def answered() -> int:
+        """The attack's requests whose script wrote all its output, or that were refused."""
+        return ((len(done.read_text().split()) if done.exists() else 0)
+                + server.access().count('GET /cgi-bin/large.sh HTTP/1.1" 503'))
+
+    def on(attacker: int) -> bool:
+        # The attack's first burst is over: every request was answered but for at most one
+        # per process slot, which may still hold it (streamed) or be about to exit (buffered).
+        if answered() < SLOW_CONNECTIONS - 4:
+            return False
+        try:
+            wait_for(lambda: answered() >= SLOW_CONNECTIONS, 2, "the last scripts of the burst")
+        except AssertionError:
+            pass  # streamed: four scripts wait for their readers
+        return True
+
+    started = time.monotonic()
+    ok, total, held = normal_client_during_attack(
+        server, tmp_path, ["-X", "-k", "1", "-w", "1", "-y", "512", "-n", "1", "-z", "32",
+                           "-u", server.url("/cgi-bin/large.sh")], on, "/cgi-bin/read.sh", "/cgi-bin/hello.sh")
+    assert time.monotonic() - started < ATTACK_SECONDS + 15
+    assert ok == total, f"{ok}/{total} normal CGI requests succeeded during the slow-read attack"
+    assert held >= SLOW_CONNECTIONS // 2, held
+
+
+MANY_READERS = 100
+LARGE = 4 << 20  # large.sh's output
+RSS_BOUND = 64 << 20  # growth of the worker's resident memory: a sixth of the output it holds
+
+
+def resident(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_many_slow_readers_spool_to_disk(frontd: Start, tmp_path: Path) -> None:
+    """Issue 13 §1 (memory): many clients that read nothing of a large CGI output. Buffered, every
+    script writes all its output and exits while its client reads nothing, and the worker keeps
+    it on disk: its resident memory grows by far less than the 400 MiB it holds. Streamed, the
+    scripts stay blocked on their pipes."""
+    server = frontd(site(tmp_path, max_processes=MANY_READERS))
+    worker = worker_of(server)
+    done = tmp_path / "cgi-bin" / "done.log"
+    before = resident(worker)
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(MANY_READERS):
+            sock = socket.socket()
+            sock.settimeout(30)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that takes little
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(b"GET /cgi-bin/large.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            clients.append(sock)
+        wait_for(lambda: done.exists() and len(done.read_text().split()) == MANY_READERS, 40,
+                 "every large.sh to write its whole output while its client reads nothing")
+        grown = resident(worker) - before
+        assert grown < RSS_BOUND, f"the worker's RSS grew by {grown >> 20} MiB"
+        # The spools are whole: a client reads the full body.
+        answer = RawClient(clients.pop()).read()
+        assert answer.status == 200 and answer.body == bytes(LARGE)
+    finally:
+        for sock in clients:
+            sock.close()
