@@ -52,7 +52,7 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     # Issue 13 §1: the whole request body received before a process or backend is involved.
     "request_buffering": ("cgi", *GATEWAY_KINDS, "proxy"),
     # ... and the application's output read as fast as it comes (never for NPH scripts).
-    "response_buffering": ("cgi", *GATEWAY_KINDS),
+    "response_buffering": ("cgi", *GATEWAY_KINDS, "proxy"),
 }
 # The order in which messages list the kinds.
 KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static", "redirect")

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from frontd.errors import BadGateway, GatewayTimeout, HTTPError
-from frontd.gateway.spool import BodySource, ResponseBuffer
+from frontd.gateway.spool import BodySource, BufferedWriter
 from frontd.http.headers import HOP_BY_HOP
 from frontd.http.target import parse_target
 from frontd.request import Request
@@ -51,9 +51,6 @@ _NOT_RELAYED: Final = HOP_BY_HOP | {b"server", b"date"}
 _DIGITS: Final = re.compile(rb"[0-9]{1,18}")
 # RFC 9110 §6.4.1: these responses have no content, whatever the application wrote.
 _NO_CONTENT: Final = frozenset({204, 304})
-# Response buffering: a chunk up to this size before any other is written to the client
-# directly; the socket's buffer takes it without waiting for the client.
-_DIRECT_WRITE: Final = 16 * 1024
 
 
 def connection_lost(name: str, exc: OSError) -> BadGateway:
@@ -365,49 +362,18 @@ class _Exchange:
         transport is closed, so a CGI script exits and a backend connection is free while a
         slow client is still reading.
 
-        A small first chunk goes straight to the sink; only what follows it goes through a
-        `ResponseBuffer` (memory, then a temporary file) and a task that sends it. Most
-        responses end with their first chunk and cost neither.
+        See `BufferedWriter`: most responses end with their first chunk, which goes straight
+        to the sink.
         """
-        sink = self.sink
-        buffer: ResponseBuffer | None = None
-        sender: asyncio.Task[None] | None = None
-
-        async def send(into: ResponseBuffer) -> None:
-            while data := await into.get():
-                await sink.write(data)
-
-        async def out(data: bytes) -> None:
-            nonlocal buffer, sender
-            if buffer is None:
-                if len(data) <= _DIRECT_WRITE:
-                    await sink.write(data)  # queued on the socket: no wait for the client
-                    return
-                buffer = ResponseBuffer()
-                sender = asyncio.create_task(send(buffer))
-            assert sender is not None
-            if sender.done():
-                sender.result()  # the client is gone: stop reading
-            await buffer.put(data)
-
+        writer = BufferedWriter(self.sink.write)
         try:
-            try:
-                await self._body(first, declared, no_content, out)
-                if self.body_done:
-                    await self.transport.close()
-                    self.closed = True
-            finally:
-                if buffer is not None:
-                    buffer.finish()
-            if sender is not None:
-                await sender
+            await self._body(first, declared, no_content, writer.write)
+            if self.body_done:
+                await self.transport.close()
+                self.closed = True
+            await writer.drain()
         finally:
-            if sender is not None:
-                if not sender.done():
-                    sender.cancel()
-                await asyncio.wait((sender,))
-            if buffer is not None:
-                buffer.close()
+            await writer.close()
 
     async def relay_nph(self) -> None:
         """Non-parsed-header output (RFC 3875 §5): to the client unchanged and unbuffered."""

@@ -23,6 +23,7 @@ import asyncio
 import os
 import tempfile
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import BinaryIO, Final, Protocol
 
 from frontd.errors import ContentTooLarge
@@ -242,3 +243,60 @@ class ResponseBuffer:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+# Response buffering: a chunk up to this size before any other is written to the client
+# directly; the socket's buffer takes it without waiting for the client.
+DIRECT_WRITE: Final = 16 * 1024
+
+
+class BufferedWriter:
+    """The response-buffering side of a relay (issue 13 §1): `write` takes an application's
+    output as fast as it comes, and a task sends it on through `send` at the client's pace.
+
+    A small first chunk goes straight to `send`; only what follows it goes through a
+    `ResponseBuffer` (memory, then a temporary file) and the sender task, so most responses
+    cost neither. Once the application's output has all been read, the caller releases the
+    application (a CGI process, a backend connection) and then awaits `drain`; `close` (in a
+    `finally`) stops the sender if it still runs and drops the buffer, so output cut by an error
+    stays cut.
+    """
+
+    __slots__ = ("_send", "_buffer", "_sender")
+
+    def __init__(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        self._send = send
+        self._buffer: ResponseBuffer | None = None
+        self._sender: asyncio.Task[None] | None = None
+
+    async def write(self, data: bytes) -> None:
+        if self._buffer is None:
+            if len(data) <= DIRECT_WRITE:
+                await self._send(data)  # queued on the socket: no wait for the client
+                return
+            self._buffer = ResponseBuffer()
+            self._sender = asyncio.create_task(self._pass_on(self._buffer))
+        assert self._sender is not None
+        if self._sender.done():
+            self._sender.result()  # the client is gone: stop reading
+        await self._buffer.put(data)
+
+    async def _pass_on(self, buffer: ResponseBuffer) -> None:
+        while data := await buffer.get():
+            await self._send(data)
+
+    async def drain(self) -> None:
+        """All the output was written: wait until the client has taken it."""
+        if self._buffer is not None:
+            self._buffer.finish()
+        if self._sender is not None:
+            await self._sender
+
+    async def close(self) -> None:
+        sender = self._sender
+        if sender is not None:
+            if not sender.done():
+                sender.cancel()
+            await asyncio.wait((sender,))
+        if self._buffer is not None:
+            self._buffer.close()

@@ -9,7 +9,11 @@ upload included), and a body that fails (bad chunk, 413, 408) never reaches it. 
 pumped to the backend by a task of its own while the response is awaited, so a backend that
 answers before it has read the whole upload is heard; with `request_buffering = false` the
 client's body streams with backpressure: one chunk in flight each way, never a whole body in
-memory. Headers change as RFC 9110 §7.6 asks (see `frontd.http.forwarded`).
+memory. With `response_buffering` (the default) the response body is read as fast as the
+backend sends it, through a `BufferedWriter` (memory, then a temporary file), and the connection
+is released (pooled or closed) before a slow client has taken it all; with
+`response_buffering = false` it is read at the client's pace. A tunnel is never buffered.
+Headers change as RFC 9110 §7.6 asks (see `frontd.http.forwarded`).
 
 Failures carry their status: connect failures 502/503 (from `BackendSet`), a backend silent for
 the route's `timeout` 504, a malformed, contradictory or truncated response 502 (or the client
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
@@ -35,7 +40,7 @@ from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, BadRequest, GatewayTimeout
 from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
 from frontd.gateway.exchange import connection_lost
-from frontd.gateway.spool import Spool, spool
+from frontd.gateway.spool import BufferedWriter, Spool, spool
 from frontd.http.forwarded import (
     IDEMPOTENT_METHODS,
     backend_target,
@@ -215,6 +220,8 @@ class _Exchange:
         self.upgrade = upgrade
         self.retry = retry
         self.timeout = route.timeout
+        self.buffered = route.response_buffering
+        self.released = False  # the connection went back to the pool or was closed
         self.h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
         self.where = f"proxy {conn.address}"
         self.pump: asyncio.Task[None] | None = None
@@ -245,11 +252,18 @@ class _Exchange:
                 return
             keep = await self._relay(response)
         finally:
-            await self._stop_pump()
-            if keep:
-                self.backends.release(conn, reusable=True)
-            else:
-                conn.close()
+            await self._release(keep)
+
+    async def _release(self, keep: bool) -> None:
+        """Stop the body pump and give the connection back to the pool (`keep`) or close it."""
+        if self.released:
+            return
+        self.released = True
+        await self._stop_pump()
+        if keep:
+            self.backends.release(self.conn, reusable=True)
+        else:
+            self.conn.close()
 
     # -- request body ----------------------------------------------------------------------
 
@@ -372,13 +386,31 @@ class _Exchange:
 
     async def _relay(self, response: h11.Response) -> bool:
         """Relay a final response; True when the backend connection can serve another request."""
-        h, sink = self.h, self.sink
+        sink = self.sink
         names = {name.lower() for name, _ in response.headers}
         if b"content-length" in names and b"transfer-encoding" in names:
             # RFC 9112 §6.1: the sign of a smuggling attempt or a broken backend; never relayed.
             raise BadGateway(f"{self.where}: response with both Content-Length and Transfer-Encoding")
         await sink.start(response.status_code, response_headers(response.headers),
                          reason=bytes(response.reason))
+        # Response buffering (issue 13 §1): the body is read as fast as the backend sends it and
+        # the connection released before a slow client has taken it all.
+        writer = BufferedWriter(sink.write) if self.buffered else None
+        write = sink.write if writer is None else writer.write
+        try:
+            await self._body(write)
+            keep = self._reusable()
+            if writer is not None:
+                await self._release(keep)
+                await writer.drain()
+            return keep
+        finally:
+            if writer is not None:
+                await writer.close()
+
+    async def _body(self, write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Read the response body to its end, handing each piece to `write`."""
+        h = self.h
         while True:
             try:
                 event = h.next_event()
@@ -387,10 +419,13 @@ class _Exchange:
             if event is h11.NEED_DATA:
                 h.receive_data(await self._receive())
             elif isinstance(event, h11.Data):
-                await sink.write(bytes(event.data))
+                await write(bytes(event.data))
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                break
-        pump = self.pump
+                return
+
+    def _reusable(self) -> bool:
+        """Whether the connection can serve another request once a response has ended."""
+        h, pump = self.h, self.pump
         if pump is not None and not pump.done():
             return False  # answered before the whole request body was sent
         return (self.send_error is None and h.our_state is h11.DONE and h.their_state is h11.DONE

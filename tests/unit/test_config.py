@@ -798,6 +798,8 @@ def test_response_buffering(site: Path) -> None:
     assert config.vhosts[0].routes[0].response_buffering is False
     assert "response_buffering=off" in summary(config)
     assert load(site, route('prefix = "/s/"\nscgi = "127.0.0.1:9"')).vhosts[0].routes[0].response_buffering
-    assert error(site, route('prefix = "/p/"\nproxy = "http://127.0.0.1:9"\nresponse_buffering = false')) == (
-        f"{site / 'frontd.conf'}: vhost[0].route[0].response_buffering: not an option of proxy routes "
-        "(only of cgi, fastcgi, scgi and uwsgi routes)")
+    assert load(site, route('prefix = "/p/"\nproxy = "http://127.0.0.1:9"')).vhosts[0].routes[0].response_buffering
+    proxied = load(site, route('prefix = "/p/"\nproxy = "http://127.0.0.1:9"\nresponse_buffering = false'))
+    assert proxied.vhosts[0].routes[0].response_buffering is False
+    assert error(site, route('prefix = "/f/"\nstatic = "www"\nresponse_buffering = false')).endswith(
+        "response_buffering: not an option of static routes (only of cgi, fastcgi, scgi, uwsgi and proxy routes)")
