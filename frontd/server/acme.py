@@ -19,9 +19,8 @@ from collections.abc import Callable
 from frontd.certs import acme
 from frontd.certs.store import ensure_dir
 from frontd.config.model import Config
-from frontd.server.child import run_child
+from frontd.server.child import restart_delay, run_child, set_parent_death_signal
 from frontd.server.logs import fork, reopen_error_log
-from frontd.server.worker import _set_parent_death_signal
 
 log = logging.getLogger("frontd")
 
@@ -98,7 +97,7 @@ class AcmeRunner:
         now = time.monotonic()
         if now - self.started >= STABLE_UPTIME:
             self.quick_deaths = 0
-        delay = min(MIN_RESTART_DELAY * 2 ** self.quick_deaths, MAX_RESTART_DELAY)
+        delay = restart_delay(self.quick_deaths, MIN_RESTART_DELAY, MAX_RESTART_DELAY)
         self.quick_deaths += 1
         self.restart_at = now + delay
         log.error("acme process %d %s; starting a new one in %gs", pid, how, delay)
@@ -154,7 +153,7 @@ class AcmeRunner:
                 ensure_dir(path)
                 os.chmod(path, 0o711)
             workers_gid = self.account[1]
-        _set_parent_death_signal(signal.SIGTERM)
+        set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != master:
             return  # the master is already gone
         signal.pthread_sigmask(signal.SIG_SETMASK, set())

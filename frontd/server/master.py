@@ -47,15 +47,15 @@ from frontd.certs.files import CertificateProblem, check_certificates
 from frontd.certs.internal import ensure_internal_certificates
 from frontd.config.load import ConfigError, load_config
 from frontd.config.model import Address, Config, Listener
+from frontd.protocol.tls import Certificates
+from frontd.rules import limits
 from frontd.server import pidfile
 from frontd.server.acme import AcmeRunner
-from frontd.server.child import drop_privileges
+from frontd.server.child import drop_privileges, restart_delay
 from frontd.server.listeners import ListenError, bind, describe
 from frontd.server.logs import fork, log_files, reopen_error_log, setup_error_log
 from frontd.server.spawn import SpawnError, Supervisor
-from frontd.protocol.tls import Certificates
 from frontd.server.worker import READY, run_worker
-from frontd.rules import limits
 from frontd.status import metrics
 
 log = logging.getLogger("frontd")
@@ -488,8 +488,9 @@ class Master:
             now = time.monotonic()
             if now - slot.started >= STABLE_UPTIME:
                 slot.quick_deaths = 0
-            delay = 0.0 if slot.quick_deaths == 0 else min(
-                MIN_RESTART_DELAY * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY)
+            # The first quick death restarts at once; the next ones back off.
+            delay = 0.0 if slot.quick_deaths == 0 else restart_delay(slot.quick_deaths - 1, MIN_RESTART_DELAY,
+                                                                      MAX_RESTART_DELAY)
             slot.quick_deaths += 1
             slot.restart_at = now + delay
             log.error("worker %d %s; starting a new one%s", pid, how,

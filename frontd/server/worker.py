@@ -9,8 +9,6 @@ A worker never outlives its master.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -23,6 +21,7 @@ from frontd.handlers.dispatch import Dispatcher
 from frontd.protocol.proxy_header import V1_MAX_LENGTH, header_length, parse
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.protocol.tls_alpn01 import AlpnChallenges
+from frontd.server.child import set_parent_death_signal
 from frontd.server.connection import Connection
 from frontd.server.logs import AccessLogs, reopen_error_log
 from frontd.wire.errors import WireError
@@ -30,7 +29,6 @@ from frontd.wire.errors import WireError
 log = logging.getLogger("frontd")
 STREAM_LIMIT = 1 << 16
 ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and the like: back off instead of spinning
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the master
 READY = b"R"  # written on the readiness pipe once the worker can serve (master.py waits for it)
 # Closing a TLS connection sends close_notify and waits this long for the client's (asyncio's
@@ -116,7 +114,7 @@ class Worker:
     async def _watch_master(self) -> None:
         """Exit when the master dies, so that no orphan keeps serving an old configuration."""
         assert self.master_pid is not None
-        if _set_parent_death_signal(signal.SIGTERM):
+        if set_parent_death_signal(signal.SIGTERM):
             # The master may have died before the request took effect.
             if os.getppid() != self.master_pid:
                 self._stop(False)
@@ -380,17 +378,6 @@ async def _read_header(sock: socket.socket) -> bytes:
         buf += sock.recv(take)
 
 
-def _set_parent_death_signal(signum: int) -> bool:
-    """Ask Linux to send `signum` when the parent dies (prctl PR_SET_PDEATHSIG); False elsewhere.
-
-    Must run after any setuid/setgid: the kernel clears the setting when credentials change.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        return bool(libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
 
 
 def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None,

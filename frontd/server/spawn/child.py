@@ -11,9 +11,9 @@ import signal
 import socket
 from collections.abc import Callable
 
+from frontd.server.child import PR_SET_PDEATHSIG
 from frontd.server.spawn.spec import SD_LISTEN_FDS_START, Account, AppSpec
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Variables of frontd's own environment that would mislead a child: they describe frontd's start.
 NOT_INHERITED = frozenset({"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
                            "FRONTD_SOCKET", "FRONTD_SOCKET_FD"})

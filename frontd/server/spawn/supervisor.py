@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from frontd.config.address import MAX_UNIX_PATH
 from frontd.config.model import Address, Config
+from frontd.server.child import restart_delay
 from frontd.server.logs import fork
 from frontd.server.spawn.child import NOT_INHERITED, exec_child, load_prctl
 from frontd.server.spawn.output import OutputRelay
@@ -289,8 +290,9 @@ class Supervisor:
                 return
         if now - process.started >= STABLE_UPTIME:
             slot.quick_deaths = 0
-        delay = 0.0 if slot.quick_deaths == 0 else min(
-            MIN_RESTART_DELAY * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY)
+        # The first quick death restarts at once; the next ones back off.
+        delay = 0.0 if slot.quick_deaths == 0 else restart_delay(slot.quick_deaths - 1, MIN_RESTART_DELAY,
+                                                                  MAX_RESTART_DELAY)
         slot.quick_deaths += 1
         slot.restart_at = now + delay
         log.error("%s: process %d %s; starting a new one%s", label, pid, how,
@@ -657,7 +659,7 @@ class Supervisor:
         return True
 
     def _start_failed(self, group: _Group, slot: _Slot, exc: OSError) -> None:
-        delay = min(MIN_RESTART_DELAY * 2 ** slot.quick_deaths, MAX_RESTART_DELAY)
+        delay = restart_delay(slot.quick_deaths, MIN_RESTART_DELAY, MAX_RESTART_DELAY)
         slot.quick_deaths += 1
         slot.restart_at = time.monotonic() + delay
         log.error("%s: cannot start a process: %s; trying again in %gs", group.spec.label,
