@@ -9,16 +9,15 @@ and how busy the server is.
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 
 from frontd.certs.acme import status as acme_status
 from frontd.certs.files import certificate_status
 from frontd.config.model import Config, VHost
 from frontd.errors import BadRequest, Forbidden, MethodNotAllowed
+from frontd.http.addresses import Network, client_allowed, compile_networks
 from frontd.request import Request
 from frontd.response import ResponseSink
-from frontd.rules.access import client_allowed
 from frontd.status import metrics
 from frontd.status.render import (
     PROMETHEUS_CONTENT_TYPE,
@@ -28,7 +27,6 @@ from frontd.status.render import (
     render_prometheus,
 )
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 FORMATS = {
     "html": (render_html, b"text/html; charset=utf-8"),
     "json": (render_json, b"application/json"),
@@ -52,7 +50,7 @@ class StatusHandler:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.allow: dict[int, tuple[Network, ...]] = {
-            id(vhost): tuple(ipaddress.ip_network(entry) for entry in vhost.status_allow)
+            id(vhost): compile_networks(vhost.status_allow)
             for vhost in config.vhosts if vhost.status is not None
         }
         self.routes = backend_routes(config)

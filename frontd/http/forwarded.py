@@ -18,6 +18,7 @@ import re
 import urllib.parse
 from collections.abc import Sequence
 
+from frontd.http.addresses import Network, client_ip
 from frontd.http.headers import HOP_BY_HOP, connection_tokens, get_all, parse_list
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -48,7 +49,6 @@ _PAIR = re.compile(r'[ \t]*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)=(?:([!#$%&\'*+.^_`|~0-
 # optional port.
 _NODE = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?|([0-9.]+)(?::([0-9]{1,5}))?|([0-9A-Fa-f:.]+)")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def forwarded_node(address: str) -> str:
@@ -94,19 +94,9 @@ class TrustedProxies:
     def __contains__(self, address: str) -> bool:
         if address == "unix:":
             return self.unix
-        ip = _ip(address)
+        ip = client_ip(address)
         return ip is not None and any(ip in network for network in self.networks)
 
-
-def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An address as a client is compared: IPv4-mapped IPv6 as IPv4; None if it is none."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
-        return ip.ipv4_mapped  # type: ignore[union-attr]
-    return ip
 
 
 def _node(text: str) -> tuple[str, int] | None:
@@ -118,7 +108,7 @@ def _node(text: str) -> tuple[str, int] | None:
         return None
     address = m.group(1) or m.group(3) or m.group(5)
     port = m.group(2) or m.group(4)
-    ip = _ip(address)
+    ip = client_ip(address)
     if ip is None or (port is not None and not 0 < int(port) < 65536):
         return None
     return str(ip), int(port) if port else 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import logging
 
 from frontd.config.model import BasicAuth, Config, Route, VHost
 from frontd.errors import Forbidden, InternalServerError, Unauthorized
+from frontd.http.addresses import client_allowed, compile_networks
 from frontd.request import Request
 from frontd.response import ResponseSink
 from frontd.rules.authorizer import Authorizer
@@ -23,32 +23,8 @@ from frontd.status import metrics
 
 log = logging.getLogger("frontd")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # RFC 8555 §8.3: the CA fetches http-01 answers without credentials; never behind auth.
 ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
-
-
-def client_ip(client: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """A client address as the connection reports it, IPv4-mapped IPv6 ("::ffff:10.0.0.1", an
-    IPv4 client of a dual-stack listener) as IPv4; None for Unix-socket clients ("unix:")."""
-    try:
-        address = ipaddress.ip_address(client.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def client_allowed(client: str, networks: tuple[Network, ...]) -> bool:
-    """Whether a client address lies in one of `networks`; a client without one never does."""
-    address = client_ip(client)
-    return address is not None and any(address in network for network in networks)
-
-
-def compile_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    """Networks as load.py normalised them ("10.0.0.0/8", "::1/128")."""
-    return tuple(ipaddress.ip_network(entry) for entry in entries)
 
 
 class BasicCheck:

@@ -22,11 +22,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from frontd.config.load import ConfigError, parse_config
 from frontd.config.model import Address, Config, ProxyTarget, Route, VHost
-from frontd.handlers.status import client_allowed, status_format
 from frontd.errors import BadRequest
+from frontd.handlers.status import status_format
+from frontd.http.addresses import client_allowed
 from frontd.status import metrics
 from frontd.status.metrics import LATENCY_BOUNDS, Area, WorkerStats, percentile
-from frontd.status.render import backend_routes, render_html, render_json, render_prometheus, to_dict
+from frontd.status.render import (
+    backend_routes,
+    render_html,
+    render_json,
+    render_prometheus,
+    to_dict,
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "status.md"
 PHP = Address("unix", path="/run/php.sock")
