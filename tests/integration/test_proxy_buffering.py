@@ -57,9 +57,15 @@ def test_a_slow_reader_does_not_hold_the_backend_connection(frontd: Start, backe
         # nothing: streamed, the backend stays blocked with most of it unsent.
         wait_for(done.is_set, 10, "the backend to write the whole body")
         wait_for(lambda: unread_by_peer(sent[0]) == 0, 10, "frontd to read the whole body")
-        # The connection went back to the pool: the next request reuses it.
-        data = echo(requests.get(server.url("/next"), headers={"Host": "example.test"}, timeout=5))
-        assert (data["connection"], backend.accepted) == (1, 1)
+        # The connection goes back to the pool while the client still reads: a later request
+        # reuses it. (frontd may not have handed the last bytes to its buffer yet when the first
+        # probe arrives, so that one can open a second connection; none needs a third.)
+        def reused() -> bool:
+            data = echo(requests.get(server.url("/next"), headers={"Host": "example.test"}, timeout=5))
+            return bool(data["connection"] == 1)
+
+        wait_for(reused, 10, "a request to reuse the connection that carried the large body")
+        assert backend.accepted <= 2
         answer = RawClient(slow).read()
     assert answer.status == 200 and answer.body == pattern(LARGE)
 
