@@ -1,6 +1,6 @@
 """The HTTPError family: every failure a request can meet, each carrying its status.
 
-`server/connection.py` turns an HTTPError into a response and one log line; any other
+`protocol/http1.py` turns an HTTPError into a response and one log line; any other
 exception is a 500 with the traceback in the error log only.
 """
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from frontd.request import Request
 
 
 class ResponseSink(Protocol):
@@ -33,6 +36,13 @@ class ResponseSink(Protocol):
         The connection is closed once the handler returns.
         """
         ...
+
+
+class AccessRecorder(Protocol):
+    """Where a connection reports each finished request (the worker's access logs)."""
+
+    def record(self, request: Request, status: int, size: int, duration: float = 0.0, *,
+               cut: bool = False) -> None: ...
 
 
 class LocalRedirect:

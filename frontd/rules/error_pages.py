@@ -36,7 +36,7 @@ PageServer = Callable[[Request, ResponseSink], Awaitable[object]]
 
 
 # After these the request stream cannot be trusted (or its body was left unread on purpose), so
-# the connection closes after the page, as server/connection.py closes it after a built-in page.
+# the connection closes after the page, as protocol/http1.py closes it after a built-in page.
 _CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 501, 505})
 # The page's validators describe the page file, not the resource that failed: a later conditional
 # request for that resource must not be matched against them.

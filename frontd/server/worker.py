@@ -18,11 +18,11 @@ import ssl
 from frontd.config.model import Config
 from frontd.errors import HTTPError
 from frontd.handlers.dispatch import Dispatcher
+from frontd.protocol.http1 import Connection
 from frontd.protocol.proxy_header import V1_MAX_LENGTH, header_length, parse
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.protocol.tls_alpn01 import AlpnChallenges
 from frontd.server.child import set_parent_death_signal
-from frontd.server.connection import Connection
 from frontd.server.logs import AccessLogs, reopen_error_log
 from frontd.wire.errors import WireError
 

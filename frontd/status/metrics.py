@@ -24,7 +24,7 @@ every slot ever used, so the totals never go back when a worker exits.
 A reader may see a counter one request behind; an aligned 8-byte store is never torn on the
 platforms frontd runs on (x86-64, arm64), so no value is ever half-written.
 
-Workers record through `STATS` (connection.py, gateway/backends.py); the spawn supervisor in the
+Workers record through `STATS` (protocol/http1.py, gateway/backends.py); the spawn supervisor in the
 master reports through `backend_processes`, `backend_stopped` and `backend_restarted`.
 """
 
@@ -460,7 +460,7 @@ def config_backends(config: Config) -> list[tuple[str, Address]]:
     return list(seen.values())
 
 
-# -- the worker's side: where connection.py and backends.py record -------------------------------
+# -- the worker's side: where protocol/http1.py and backends.py record -------------------------------
 
 # The backend the current request went to (set when a connection to it is handed out, read when
 # the request is logged): a context variable, because each connection is served by its own task.

@@ -37,7 +37,7 @@ from frontd.http.dates import http_date
 from frontd.http.forwarded import TrustedProxies, real_client
 from frontd.http.target import host_from_header, parse_target
 from frontd.request import EMPTY_BODY, Request, TLSInfo
-from frontd.server.logs import AccessLogs
+from frontd.response import AccessRecorder
 from frontd.status.metrics import STATS
 
 log = logging.getLogger("frontd")
@@ -290,7 +290,7 @@ class Connection:
     """Serves requests on one accepted connection until either side closes or a limit ends it."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 dispatcher: Dispatcher, limits: Limits, access_log: AccessLogs, tls: TLSInfo | None = None,
+                 dispatcher: Dispatcher, limits: Limits, access_log: AccessRecorder, tls: TLSInfo | None = None,
                  *, peer: tuple[str, int] | None = None, refused: HTTPError | None = None) -> None:
         """`peer`: the client a PROXY header named (None: the socket's peer). `refused`: the answer
         to the first request, after which the connection closes (a client over its connections)."""
