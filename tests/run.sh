@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 # client; git's http-backend is a CGI program mapped at a prefix; curl and openssl are TLS clients;
 # pebble is the ACME test CA; slowhttptest is the slow-client attacker; mkpasswd (whois) writes crypt hashes;
 # libnss3-tools' certutil puts the local CA into the NSS database Chromium trusts; haproxy is the
-# load balancer in front (PROXY protocol v2, X-Forwarded-For).
+# load balancer in front (PROXY protocol v2, X-Forwarded-For); nghttp2-client's nghttp and h2load
+# are HTTP/2 clients.
 DEBIAN_PACKAGES="gcc libc6-dev python3-venv python3-dev php-fpm fcgiwrap uwsgi uwsgi-plugin-python3 chromium strace
-apache2-utils git curl openssl pebble slowhttptest whois libnss3-tools dokuwiki haproxy"
+apache2-utils git curl openssl pebble slowhttptest whois libnss3-tools dokuwiki haproxy nghttp2-client"
 if command -v apt-get >/dev/null 2>&1; then
     missing=$(for p in $DEBIAN_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
     if [ -n "$missing" ]; then

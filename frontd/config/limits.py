@@ -24,7 +24,7 @@ class LimitsSection(ValueReader):
             key = f"limits.{name}"
             if name in ("client_connections", "client_rate", "client_burst"):
                 continue  # client_limits() below
-            if name == "max_connections":
+            if name in ("max_connections", "http2_max_streams"):
                 values[name] = self.integer(item, key, 1)
             elif name == "max_body_size":
                 values[name] = self.size(item, key, positive=False)

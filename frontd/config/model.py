@@ -45,7 +45,8 @@ class Listener:
 
     address: Address
     tls: bool = False
-    # HTTP/2 is not offered yet; None follows `[tls] http2` (kept so configs written for it load).
+    # HTTP/2: offered by ALPN on TLS listeners, with prior knowledge (h2c) on plain ones.
+    # None follows `[tls] http2` on TLS listeners and means no h2c on plain ones.
     http2: bool | None = None
     # Every connection starts with HAProxy's PROXY header (v1 or v2), before TLS (proxy_header.py).
     proxy_protocol: bool = False
@@ -56,7 +57,7 @@ class TLSSettings:
     """`[tls]`: what every TLS listener offers (Mozilla's "intermediate" profile by default)."""
 
     min_version: TLSVersion = "TLSv1.2"
-    http2: bool = True  # accepted for the contract; frontd does not offer h2 yet
+    http2: bool = True  # offer h2 by ALPN on TLS listeners (a listener's own `http2` wins)
     # Resumption by TLS session tickets (keys made per configuration, shared by its workers).
     session_tickets: bool = True
 
@@ -94,6 +95,7 @@ class Limits:
     body_timeout: float = 60.0
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
+    http2_max_streams: int = 128  # concurrent streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)
     # Per client address, across all workers (frontd/rules/limits.py); 0 = no limit.
     client_connections: int = 0  # open connections; beyond -> 429 and close
     client_rate: float = 0.0  # requests per second refilling the bucket; beyond -> 429
@@ -270,6 +272,13 @@ class Config:
 
     def tls_listeners(self) -> tuple[Listener, ...]:
         return tuple(listener for listener in self.listener_options() if listener.tls)
+
+    def http2(self, listener: Listener) -> bool:
+        """Whether the listener takes HTTP/2: by ALPN on TLS (`[tls] http2` unless the listener
+        says), with prior knowledge (h2c) on a plain listener that sets `http2 = true`."""
+        if listener.http2 is not None:
+            return listener.http2
+        return listener.tls and self.tls.http2
 
 
 class ConfigError(Exception):

@@ -33,7 +33,7 @@ Environ = dict[bytes, bytes]
 
 _GATEWAY_INTERFACE: Final = b"CGI/1.1"
 _SERVER_SOFTWARE: Final = SERVER_SOFTWARE.encode()
-_PROTOCOLS: Final = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+_PROTOCOLS: Final = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "2.0": b"HTTP/2.0"}
 
 # §4.1.18: what a header name may hold to become a variable; h11 gives names in lower case.
 _HEADER_NAME: Final = re.compile(rb"[A-Za-z0-9-]+")

@@ -9,7 +9,10 @@ served is remembered on the connection, so that a request for another vhost gets
 
 Every context gets the same settings (OpenSSL takes the protocol versions from the listening one
 and ALPN from the switched one): Mozilla's "intermediate" profile, i.e. TLS 1.2 and 1.3 only,
-ECDHE key exchange with AEAD ciphers, no compression, no renegotiation; ALPN `http/1.1`.
+ECDHE key exchange with AEAD ciphers, no compression, no renegotiation; ALPN `h2` then `http/1.1`
+where HTTP/2 is on, `http/1.1` alone where it is off. Since OpenSSL takes ALPN from the switched
+context, a certificate is loaded into one context per ALPN list the listeners need, and the SNI
+callback keeps the list of the listening context it was called on (one per list).
 """
 
 from __future__ import annotations
@@ -34,17 +37,19 @@ INTERMEDIATE_CIPHERS = ":".join((
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ))
 ALPN_PROTOCOLS = ["http/1.1"]
+ALPN_H2_PROTOCOLS = ["h2", "http/1.1"]  # RFC 9113 §3.2: "h2" first, so that clients that can take it
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 _SNI_ATTRIBUTE = "frontd_sni"  # set on each connection's SSLObject by the SNI callback
 
 
-def server_context(settings: TLSSettings) -> ssl.SSLContext:
-    """A server context with frontd's settings and no certificate yet."""
+def server_context(settings: TLSSettings, http2: bool | None = None) -> ssl.SSLContext:
+    """A server context with frontd's settings and no certificate yet; ALPN offers h2 when `http2`
+    (default: `[tls] http2`) is true."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _VERSIONS[settings.min_version]
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_SINGLE_ECDH_USE
-    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    context.set_alpn_protocols(ALPN_H2_PROTOCOLS if (settings.http2 if http2 is None else http2) else ALPN_PROTOCOLS)
     if not settings.session_tickets:
         context.options |= ssl.OP_NO_TICKET  # TLS 1.2
         context.num_tickets = 0  # TLS 1.3
@@ -57,6 +62,8 @@ class Served:
 
     source: CertificateSource
     context: ssl.SSLContext | None = None
+    # The same certificate offering the other ALPN list, when some listener needs it.
+    other: ssl.SSLContext | None = None
 
 
 class Certificates:
@@ -69,6 +76,17 @@ class Certificates:
         self.default = self.router.vhost("")
         self.context = server_context(self.settings)
         self.context.sni_callback = self._select
+        # Listeners whose `http2` differs from `[tls] http2` listen with this one instead.
+        self.other_context: ssl.SSLContext | None = None
+        if any(config.http2(listener) != self.settings.http2 for listener in config.tls_listeners()):
+            self.other_context = server_context(self.settings, not self.settings.http2)
+            self.other_context.sni_callback = self._select
+
+    def listening_context(self, http2: bool) -> ssl.SSLContext:
+        """The context a TLS listener hands to the handshake: ALPN with h2 or without."""
+        if http2 != self.settings.http2 and self.other_context is not None:
+            return self.other_context
+        return self.context
 
     def load(self) -> list[tuple[CertificateSource, str]]:
         """(Re)read every certificate file. One that fails keeps what was loaded before and yields
@@ -84,13 +102,17 @@ class Certificates:
                 read_pair(source.cert_path, source.key_path)  # clear messages for what ssl would refuse
                 context = server_context(self.settings)
                 context.load_cert_chain(source.cert_path, source.key_path)
+                other = None
+                if self.other_context is not None:
+                    other = server_context(self.settings, not self.settings.http2)
+                    other.load_cert_chain(source.cert_path, source.key_path)
             except (CertificateProblem, ssl.SSLError, OSError) as exc:
                 kept = "; still serving the previous one" if served.context is not None else ""
                 errors.append((source, f"vhost {source.label}: {exc}{kept}"))
                 continue
             if served.context is None and source.source != "file":
                 log.info("HTTPS for %s starts (%s certificate)", source.label, source.source)
-            served.context = context
+            served.context, served.other = context, other
         return errors
 
     def _fallback(self) -> Served | None:
@@ -109,7 +131,8 @@ class Certificates:
             served = self._fallback()
         setattr(connection, _SNI_ATTRIBUTE, (name, served.source.vhost if served else None))
         if served is not None and served.context is not None:
-            connection.context = served.context
+            switched = served.other if context is self.other_context and served.other is not None else served.context
+            connection.context = switched
         # Without any certificate the handshake fails ("no shared cipher"): one info line.
 
     @staticmethod

@@ -80,6 +80,7 @@ class _Launch:
     tls_sockets: frozenset[int]
     certificates: Certificates | None
     proxy_sockets: frozenset[int] = frozenset()  # listeners whose connections start with a PROXY header
+    h2_sockets: frozenset[int] = frozenset()  # listeners that take HTTP/2 (ALPN h2, or h2c)
 
 
 @dataclass
@@ -323,7 +324,8 @@ class Master:
 
     def launch(self) -> _Launch:
         """What workers of the running configuration are forked with."""
-        return _Launch(self.config, self.sockets(), self.tls_sockets(), self.certificates, self.proxy_sockets())
+        return _Launch(self.config, self.sockets(), self.tls_sockets(), self.certificates, self.proxy_sockets(),
+                       self.sockets_of(self.config.http2))
 
     def spawn(self, slot: _Slot, launch: _Launch | None = None, workers: dict[int, _Slot] | None = None) -> int | None:
         """Fork a worker for `slot` (of the running configuration, unless `launch` is a reload's).
@@ -369,7 +371,7 @@ class Master:
             if account is not None:
                 drop_privileges(*account)
             run_worker(launch.config, launch.sockets, self.pid, launch.tls_sockets, launch.certificates, ready,
-                       proxy_sockets=launch.proxy_sockets)
+                       proxy_sockets=launch.proxy_sockets, h2_sockets=launch.h2_sockets)
         except OSError as exc:
             # A file the worker opens at start (the access log): one line says which and why.
             log.error("worker cannot start: %s", exc)
@@ -565,7 +567,8 @@ class Master:
         self.prepare_log_files(config)
         # The new generation proves it can serve before anything of the old one is let go.
         launch = _Launch(config, [s for socks in listeners.values() for s in socks],
-                         self.tls_sockets(config, listeners), certificates, self.proxy_sockets(config, listeners))
+                         self.tls_sockets(config, listeners), certificates, self.proxy_sockets(config, listeners),
+                         self.sockets_of(config.http2, config, listeners))
         slots, workers, failure = self.start_generation(launch)
         if failure is not None:
             self._close_new_listeners(listeners, config)

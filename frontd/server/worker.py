@@ -19,6 +19,7 @@ from frontd.config.model import Config
 from frontd.errors import HTTPError
 from frontd.handlers.dispatch import Dispatcher
 from frontd.protocol.http1 import Connection
+from frontd.protocol.http2 import PREFACE, H2Protocol
 from frontd.protocol.proxy_header import V1_MAX_LENGTH, header_length, parse
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.protocol.tls_alpn01 import AlpnChallenges
@@ -41,12 +42,15 @@ class Worker:
 
     def __init__(self, config: Config, sockets: list[socket.socket], master_pid: int | None = None,
                  tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
-                 ready: int | None = None, proxy_sockets: frozenset[int] = frozenset()) -> None:
+                 ready: int | None = None, proxy_sockets: frozenset[int] = frozenset(),
+                 h2_sockets: frozenset[int] = frozenset()) -> None:
         """`tls_sockets`: the file descriptors among `sockets` of TLS listeners, served with
         `certificates` (loaded by the master before the fork). `ready`: the readiness pipe's write
         end, from a master that waits for READY. `proxy_sockets`: the listeners whose connections
-        start with a PROXY header."""
+        start with a PROXY header. `h2_sockets`: those that take HTTP/2 (ALPN h2 on TLS, h2c with
+        prior knowledge on plain ones)."""
         self.config = config
+        self.h2_sockets = h2_sockets
         self.sockets = sockets
         self.tls_sockets = tls_sockets
         self.proxy_sockets = proxy_sockets
@@ -193,11 +197,12 @@ class Worker:
             # Past max_connections the worker stops accepting until a connection ends.
             self._listen(False)
         fd = listener.fileno()
-        task = asyncio.create_task(self._serve(sock, fd in self.tls_sockets, fd in self.proxy_sockets))
+        task = asyncio.create_task(self._serve(sock, fd in self.tls_sockets, fd in self.proxy_sockets,
+                                               fd in self.h2_sockets))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _serve(self, sock: socket.socket, tls: bool = False, proxy: bool = False) -> None:
+    async def _serve(self, sock: socket.socket, tls: bool = False, proxy: bool = False, h2: bool = False) -> None:
         loop = asyncio.get_running_loop()
         try:
             peer: tuple[str, int] | None = None
@@ -220,10 +225,12 @@ class Worker:
             reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
             protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
             if tls and self.certificates is not None:
-                transport = await self._handshake(sock, protocol)
+                transport = await self._handshake(sock, protocol, h2)
                 if transport is None:
                     return
             else:
+                if h2:
+                    h2 = await _h2c_preface(sock, self.config.limits.header_timeout)
                 transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             ssl_object = writer.get_extra_info("ssl_object")
@@ -231,6 +238,18 @@ class Worker:
             limits = self.dispatcher.client_limits
             counted, refused = self._count_connection(sock, peer)
             try:
+                if h2 and (ssl_object is None or ssl_object.selected_alpn_protocol() == "h2"):
+                    # HTTP/2: the same transport, handed to the HTTP/2 protocol with the bytes the
+                    # stream reader already took in (the preface may have come with the handshake).
+                    http2 = H2Protocol(self.dispatcher, self.config.limits, self.access_log, info,
+                                       peer=peer, refused=refused)
+                    buffered = bytes(reader._buffer)  # type: ignore[attr-defined]
+                    transport.set_protocol(http2)
+                    http2.connection_made(transport)
+                    if buffered:
+                        http2.data_received(buffered)
+                    await http2.serve(self.stopping)
+                    return
                 conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info,
                                   peer=peer, refused=refused)
                 self.connections.add(conn)
@@ -296,12 +315,14 @@ class Worker:
             return True
         return header.source
 
-    async def _handshake(self, sock: socket.socket, protocol: asyncio.StreamReaderProtocol) -> asyncio.Transport | None:
-        """The TLS handshake, within header_timeout; a failure costs one info line and the socket."""
+    async def _handshake(self, sock: socket.socket, protocol: asyncio.StreamReaderProtocol,
+                         h2: bool = False) -> asyncio.Transport | None:
+        """The TLS handshake, within header_timeout; a failure costs one info line and the socket.
+        ALPN offers h2 when `h2`."""
         assert self.certificates is not None
         loop = asyncio.get_running_loop()
         client = _peer_name(sock)
-        context, challenge = self.certificates.context, None
+        context, challenge = self.certificates.listening_context(h2), None
         timeout = self.config.limits.header_timeout
         try:
             if self.alpn_challenges.enabled:
@@ -356,6 +377,32 @@ async def _readable(sock: socket.socket) -> None:
         loop.remove_reader(sock.fileno())
 
 
+async def _h2c_preface(sock: socket.socket, timeout: float) -> bool:
+    """Whether a plain connection starts with the HTTP/2 preface (RFC 9113 §3.4), peeked at and
+    left in the socket. An HTTP/1.1 request differs from it by its second byte at the latest;
+    a stall, an end of file or a timeout leave the connection to HTTP/1.1 and its own timeouts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            peeked = sock.recv(len(PREFACE), socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await _readable(sock)
+            except TimeoutError:
+                return False
+            continue
+        except OSError:
+            return False
+        if peeked == PREFACE:
+            return True
+        if not peeked or not PREFACE.startswith(peeked) or loop.time() > deadline:
+            return False
+        # A part of the preface is in: readiness would fire at once, so look again shortly.
+        await asyncio.sleep(0.005)
+
+
 async def _read_header(sock: socket.socket) -> bytes:
     """The PROXY header at the start of the socket's stream, exactly: bytes are peeked at and only
     those known to belong to the header are consumed, so the TLS handshake or the HTTP request
@@ -382,7 +429,9 @@ async def _read_header(sock: socket.socket) -> bytes:
 
 def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | None = None,
                tls_sockets: frozenset[int] = frozenset(), certificates: Certificates | None = None,
-               ready: int | None = None, proxy_sockets: frozenset[int] = frozenset()) -> None:
+               ready: int | None = None, proxy_sockets: frozenset[int] = frozenset(),
+               h2_sockets: frozenset[int] = frozenset()) -> None:
     """Serve until told to stop; with `master_pid`, also stop when that master dies; with `ready`,
     write READY on that descriptor once serving."""
-    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, ready, proxy_sockets).run())
+    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, ready, proxy_sockets,
+                       h2_sockets).run())

@@ -1,0 +1,742 @@
+"""One client connection speaking HTTP/2 (RFC 9113): h2's codec under an asyncio.Protocol.
+
+Each stream becomes a `Request` with a `ResponseSink` of its own and runs the same dispatcher as
+an HTTP/1.1 request, as a task; handlers never know which version they serve. Flow control goes
+both ways: a request body is acknowledged (WINDOW_UPDATE) only as the handler reads it, so a
+slow gateway slows the client; a response is framed only as the client's window allows, and
+the transport's pause_writing/resume_writing hold every stream while the client reads nothing.
+
+The connection also defends itself against the HTTP/2 attacks that cost a server more than a
+client: streams reset as soon as they are opened (Rapid Reset, CVE-2023-44487), floods of
+SETTINGS, PING, PRIORITY or empty DATA frames, an endless header block (CONTINUATION flood,
+bounded by h2 to 64 frames), a header list that decompresses to megabytes (HPACK bomb: the
+decoder stops at max_header_size), and a window held shut forever (send_timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import re
+import time
+from typing import BinaryIO
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from frontd import SERVER_SOFTWARE
+from frontd.config.model import Limits
+from frontd.errors import (
+    BadRequest,
+    ContentTooLarge,
+    HTTPError,
+    NotImplementedMethod,
+    RequestTimeout,
+    URITooLong,
+    error_for_status,
+)
+from frontd.handlers.dispatch import Dispatcher
+from frontd.handlers.error_page import error_body, error_headers
+from frontd.http.dates import http_date
+from frontd.http.forwarded import TrustedProxies, real_client
+from frontd.http.target import host_from_header, parse_target
+from frontd.protocol.common import check_status, declared_length
+from frontd.protocol.http1 import KNOWN_METHODS
+from frontd.request import EMPTY_BODY, Request, TLSInfo
+from frontd.response import AccessRecorder
+from frontd.status.metrics import STATS
+
+log = logging.getLogger("frontd")
+
+# RFC 9113 §3.4: what a client connection starts with, before its SETTINGS frame.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FILE_CHUNK = 64 * 1024  # a file body is read this much at a time, as the window allows
+HIGH_WATER = 256 * 1024  # bytes queued in the transport before the streams wait for the client
+# Rapid Reset: once the client has reset this many streams, and more than it let finish, the
+# connection gets GOAWAY ENHANCE_YOUR_CALM (a browser cancels a few streams, not hundreds).
+MAX_RESETS = 100
+# SETTINGS, PING, PRIORITY and empty DATA frames cost a reply or a wake-up and carry nothing:
+# a bucket of this many, refilled at CONTROL_RATE per second; past it, GOAWAY ENHANCE_YOUR_CALM.
+CONTROL_BURST = 1000
+CONTROL_RATE = 100.0
+# Connection-specific fields never go into an HTTP/2 response (RFC 9113 §8.2.2).
+_CONNECTION_FIELDS = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"proxy-connection",
+                                b"upgrade"})
+# RFC 6797 §7.2: HSTS is never sent over plain HTTP (h2c), whoever set it.
+_PLAIN_DROPPED = _CONNECTION_FIELDS | {b"strict-transport-security"}
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+_SERVER = (b"server", SERVER_SOFTWARE.encode())
+
+
+class _StreamGone(Exception):
+    """The client reset the stream, the connection closed, or its window stayed shut for send_timeout."""
+
+
+class StreamBody:
+    """A request body fed from DATA frames; the window reopens only as the handler reads."""
+
+    __slots__ = ("length", "_conn", "_id", "_chunks", "_ended", "_received", "_more", "_failed")
+
+    def __init__(self, conn: H2Protocol, stream_id: int, length: int | None) -> None:
+        self.length = length
+        self._conn = conn
+        self._id = stream_id
+        self._chunks: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._ended = False
+        self._failed = False
+        self._received = 0
+        self._more = asyncio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self._ended and not self._chunks
+
+    def feed(self, data: bytes, flow_length: int) -> None:
+        self._received += len(data)
+        self._chunks.append((data, flow_length))
+        self._more.set()
+
+    def end(self, failed: bool = False) -> None:
+        self._ended = True
+        self._failed = failed
+        self._more.set()
+
+    async def read(self) -> bytes:
+        conn = self._conn
+        while not self._chunks:
+            if self._ended:
+                if self._failed:
+                    raise _StreamGone()
+                return b""
+            self._more.clear()
+            try:
+                async with asyncio.timeout(conn.limits.body_timeout):
+                    await self._more.wait()
+            except TimeoutError:
+                raise RequestTimeout(f"request body stalled for {conn.limits.body_timeout:g}s") from None
+        data, flow_length = self._chunks.popleft()
+        if self._received > conn.limits.max_body_size:
+            raise ContentTooLarge(f"request body over max_body_size ({conn.limits.max_body_size})")
+        conn.acknowledge(self._id, flow_length)
+        return data
+
+    def discard(self) -> None:
+        """Give back the window of what was received and never read (the stream is over)."""
+        total = sum(n for _, n in self._chunks)
+        self._chunks.clear()
+        if total:
+            self._conn.acknowledge(self._id, total)
+
+
+class StreamSink:
+    """The ResponseSink of one stream: HEADERS, then DATA as the flow-control windows allow."""
+
+    __slots__ = ("started", "status", "bytes_sent", "ended", "_conn", "_id", "_head_only", "_no_body",
+                 "_remaining", "_window")
+
+    def __init__(self, conn: H2Protocol, stream_id: int, head_only: bool) -> None:
+        self.started = False
+        self.ended = False
+        self.status = 0
+        self.bytes_sent = 0
+        self._conn = conn
+        self._id = stream_id
+        self._head_only = head_only
+        self._no_body = head_only
+        self._remaining: int | None = None
+        self._window = asyncio.Event()  # set by WINDOW_UPDATE and SETTINGS while we wait on it
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
+        if self.started:
+            raise RuntimeError("response already started")
+        check_status(status)
+        dropped = self._conn.dropped_headers
+        out = [(b":status", str(status).encode()), _SERVER, (b"date", http_date(time.time()))]
+        length: int | None = None
+        for name, value in headers:
+            name = name.lower()
+            if name in dropped:
+                continue
+            if not _NAME.fullmatch(name) or not _VALUE.fullmatch(value):
+                raise error_for_status(502, f"invalid response header {name[:40]!r}")
+            if name == b"content-length":
+                if length is not None and declared_length(value, length) == length:
+                    continue  # the same length twice: sent once
+                length = declared_length(value, length)
+            out.append((name, value.strip(b" \t")))
+        self._no_body = self._head_only or status in (204, 304)
+        self._remaining = None if self._no_body else length
+        self.started = True
+        self.status = status
+        self._conn.send_headers(self._id, out)
+
+    async def write(self, data: bytes) -> None:
+        if not data or self._no_body:
+            return
+        if self._remaining is not None:
+            if len(data) > self._remaining:
+                raise error_for_status(502, "response body longer than its Content-Length")
+            self._remaining -= len(data)
+        view = memoryview(data)
+        conn = self._conn
+        while view:
+            n = await conn.window(self._id, self._window, len(view))
+            conn.send_data(self._id, view[:n].tobytes())
+            self.bytes_sent += n
+            view = view[n:]
+            await conn.drain()
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        """sendfile(2) cannot write into frames: the file is read in chunks, each framed only as
+        the window allows, so a large file costs FILE_CHUNK of memory at a time."""
+        if self._no_body:
+            return
+        fd = file.fileno()
+        end = offset + count
+        while offset < end:
+            data = os.pread(fd, min(FILE_CHUNK, end - offset), offset)
+            if not data:
+                raise _StreamGone("file shrank while being sent")
+            await self.write(data)
+            offset += len(data)
+
+    async def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self._remaining:
+            log.error("response body %d bytes short of its Content-Length; resetting the stream", self._remaining)
+            self._conn.reset(self._id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            raise _StreamGone()
+        self._conn.end_stream(self._id)
+
+    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        # Raw output (NPH scripts, Upgrade tunnels) has no place in a stream of frames.
+        raise error_for_status(502, "raw (non-parsed-header or upgraded) output cannot be sent over HTTP/2")
+
+
+class _Stream:
+    __slots__ = ("request", "body", "sink", "task", "started")
+
+    def __init__(self, request: Request | None, body: StreamBody | None, sink: StreamSink, started: float) -> None:
+        self.request = request
+        self.body = body
+        self.sink = sink
+        self.task: asyncio.Task[None] | None = None
+        self.started = started
+
+
+class H2Protocol(asyncio.Protocol):
+    """Serves the streams of one HTTP/2 connection until the client or a limit ends it."""
+
+    def __init__(self, dispatcher: Dispatcher, limits: Limits, access_log: AccessRecorder,
+                 tls: TLSInfo | None = None, *, peer: tuple[str, int] | None = None,
+                 refused: HTTPError | None = None) -> None:
+        self.dispatcher = dispatcher
+        self.limits = limits
+        self.access_log = access_log
+        self.tls = tls
+        self.scheme = "http" if tls is None else "https"
+        self.dropped_headers = _PLAIN_DROPPED if tls is None else _CONNECTION_FIELDS
+        self.refused = refused
+        self._peer = peer
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, _Stream] = {}
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.going_away = False
+        self.first = True  # no request yet: header_timeout applies, not keepalive_timeout
+        self._paused = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._resets = 0
+        self._completed = 0
+        self._control = 0.0
+        self._control_at = time.monotonic()
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_inbound_headers=True, normalize_inbound_headers=True)
+        self.h2 = h2.connection.H2Connection(config=config)
+        # HPACK bomb: decoding stops at max_header_size, before our SETTINGS are acknowledged too.
+        self.h2.decoder.max_header_list_size = limits.max_header_size
+        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.http2_max_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+        })
+
+    @property
+    def idle(self) -> bool:
+        return not self.streams
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        # Backpressure in bytes, not in writes: pause_writing past HIGH_WATER.
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        local = transport.get_extra_info("sockname")
+        peer = self._peer if self._peer is not None else transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client_addr, self.client_port = str(peer[0]), int(peer[1])
+        else:
+            self.client_addr, self.client_port = "unix:", 0
+        if isinstance(local, tuple):
+            self.server_addr, self.server_port = str(local[0]), int(local[1])
+        else:
+            self.server_addr, self.server_port = str(local or ""), 0
+        trusted = self.dispatcher.trusted_proxies
+        self.trusted: TrustedProxies | None = (
+            trusted if trusted is not None and self.client_addr in trusted else None)
+        STATS.connection_opened()
+        self.h2.initiate_connection()
+        self._flush()
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            log.info("HTTP/2 connection error (%s): %s, client: %s", _code_name(code), exc, self.client_addr)
+            self._goaway_and_close(code)
+            return
+        for event in events:
+            self._event(event)
+            if self.transport is None or self.transport.is_closing():
+                return
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for stream in list(self.streams.values()):
+            self._cancel(stream)
+        self._writable.set()
+        if not self.closed.done():
+            STATS.connection_closed()
+            self.closed.set_result(None)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._writable.clear()
+        # The client reads nothing: read nothing from it either, so that what it sends (PINGs,
+        # requests) cannot pile up answers in our buffer.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._writable.set()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _event(self, event: h2.events.Event) -> None:
+        kind = type(event)
+        if kind is h2.events.RequestReceived:
+            self._request(event)  # type: ignore[arg-type]
+        elif kind is h2.events.DataReceived:
+            self._data(event)  # type: ignore[arg-type]
+        elif kind is h2.events.StreamEnded:
+            stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+            if stream is not None and stream.body is not None:
+                stream.body.end()
+        elif kind is h2.events.StreamReset:
+            self._reset_by_client(event.stream_id)  # type: ignore[attr-defined]
+        elif kind is h2.events.WindowUpdated:
+            self._window_opened(event.stream_id)  # type: ignore[attr-defined]
+        elif kind is h2.events.RemoteSettingsChanged:
+            self._count_control()
+            self._window_opened(0)
+        elif kind in (h2.events.PingReceived, h2.events.PriorityUpdated, h2.events.SettingsAcknowledged,
+                      h2.events.PingAckReceived):
+            self._count_control()
+        elif kind is h2.events.ConnectionTerminated:
+            self.going_away = True
+            self._close_when_done()
+
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        self.first = False
+        self._cancel_timer()
+        if self.going_away:
+            self.reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        ended = event.stream_ended is not None
+        now = time.monotonic()
+        method = b"GET"
+        for name, value in event.headers or ():
+            if name == b":method":
+                method = bytes(value)
+        sink = StreamSink(self, stream_id, method == b"HEAD")
+        stream = _Stream(None, None, sink, now)
+        self.streams[stream_id] = stream
+        error: HTTPError | None = self.refused
+        try:
+            stream.request, stream.body = self._make_request(stream_id, list(event.headers or ()), ended)
+        except HTTPError as exc:
+            error = exc
+        stream.task = asyncio.get_running_loop().create_task(self._serve(stream_id, stream, error))
+        if self.refused is not None:
+            self.going_away = True  # client_connections: this stream's 429 is the last answer
+
+    def _data(self, event: h2.events.DataReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        data = event.data or b""
+        flow = event.flow_controlled_length or 0
+        stream = self.streams.get(stream_id)
+        if not data and event.stream_ended is None:
+            self._count_control()  # an empty DATA frame carries nothing
+        if stream is None or stream.body is None:
+            # A stream we no longer serve (or one that sent no body fields): give the window back.
+            if flow:
+                self.acknowledge(stream_id, flow)
+            return
+        stream.body.feed(data, flow)
+
+    def _reset_by_client(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        self._resets += 1
+        self._cancel(stream)
+        if stream.request is not None:
+            self._log_access(stream, stream.sink.status or 499, stream.sink.bytes_sent)
+        if self._resets > MAX_RESETS and self._resets > self._completed:
+            log.warning("HTTP/2 client reset %d streams (%d completed): GOAWAY ENHANCE_YOUR_CALM, client: %s",
+                        self._resets, self._completed, self.client_addr)
+            self._goaway_and_close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        elif not self.streams:
+            self._arm_timer()
+
+    def _count_control(self) -> None:
+        now = time.monotonic()
+        self._control = max(0.0, self._control - (now - self._control_at) * CONTROL_RATE) + 1
+        self._control_at = now
+        if self._control > CONTROL_BURST and self.transport is not None and not self.transport.is_closing():
+            log.warning("HTTP/2 flood of SETTINGS/PING/PRIORITY/empty DATA frames: GOAWAY ENHANCE_YOUR_CALM, "
+                        "client: %s", self.client_addr)
+            self._goaway_and_close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def _window_opened(self, stream_id: int) -> None:
+        if stream_id == 0:
+            for stream in self.streams.values():
+                stream.sink._window.set()
+        else:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream.sink._window.set()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _make_request(self, stream_id: int, fields: list[tuple[bytes, bytes]],
+                      ended: bool) -> tuple[Request, StreamBody | None]:
+        """A Request from a header list h2 has validated (RFC 9113 §8.2, §8.3: pseudo-header
+        fields present once and first, names in lower case, no connection-specific fields, te
+        only "trailers")."""
+        pseudo: dict[bytes, bytes] = {}
+        headers: list[tuple[bytes, bytes]] = []
+        cookies: list[bytes] = []
+        for name, value in fields:
+            name, value = bytes(name), bytes(value)
+            if name.startswith(b":"):
+                pseudo[name] = value
+            elif name == b"cookie":
+                cookies.append(value)
+            else:
+                headers.append((name, value))
+        if cookies:
+            # RFC 9113 §8.2.3: crumbs are joined with "; " before HTTP/1.1 semantics see them.
+            headers.append((b"cookie", b"; ".join(cookies)))
+        method = pseudo.get(b":method", b"").decode("latin-1")
+        authority = pseudo.get(b":authority")
+        host_field = next((v for k, v in headers if k == b"host"), None)
+        if authority is not None and host_field is None:
+            # RFC 9113 §8.3.1: gateways and proxies that speak HTTP/1.1 get Host from :authority.
+            headers.insert(0, (b"host", authority))
+        length: int | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = int(value)  # h2 has checked it is digits and matches the DATA frames
+        target = pseudo.get(b":path", b"")
+        request = Request(
+            method=method or "-", target=target.decode("latin-1") or "-", path="/", raw_path="/", query="",
+            http_version="2.0", headers=headers, host="", client_addr=self.client_addr,
+            client_port=self.client_port, server_addr=self.server_addr, server_port=self.server_port,
+            scheme=self.scheme, tls=self.tls)
+        if self.trusted is not None:
+            found = real_client(headers, self.trusted)
+            if found is not None:
+                request.peer_addr = self.client_addr
+                request.client_addr, request.client_port = found
+        if method == "CONNECT" or b":protocol" in pseudo:
+            # RFC 9113 §8.5 and RFC 8441 (WebSocket) tunnels are not offered.
+            raise NotImplementedMethod("CONNECT over HTTP/2 is not supported")
+        if method not in KNOWN_METHODS:
+            raise NotImplementedMethod(f"unknown method {method}")
+        if len(target) > self.limits.max_target_size:
+            raise URITooLong(f"request target over {self.limits.max_target_size} bytes")
+        scheme = pseudo.get(b":scheme", b"")
+        if scheme not in (b"http", b"https"):
+            raise BadRequest(f"unsupported :scheme {scheme[:20]!r}")
+        parsed = parse_target(target, method)
+        request.path, request.raw_path, request.query = parsed.path, parsed.raw_path, parsed.query
+        # RFC 9113 §8.3.1: :authority, else Host, names the target's host.
+        host_value = authority if authority is not None else host_field
+        if host_value is None:
+            raise BadRequest("neither :authority nor Host")
+        request.host = host_from_header(host_value)
+        body: StreamBody | None = None
+        if not ended:
+            if length is not None and length > self.limits.max_body_size:
+                raise ContentTooLarge(f"Content-Length {length} over max_body_size ({self.limits.max_body_size})")
+            body = StreamBody(self, stream_id, length)
+            request.body = body
+        else:
+            request.body = EMPTY_BODY
+        return request, body
+
+    async def _serve(self, stream_id: int, stream: _Stream, error: HTTPError | None) -> None:
+        sink = stream.sink
+        request = stream.request
+        cut = False
+        try:
+            try:
+                if error is not None:
+                    raise error
+                assert request is not None
+                await self.dispatcher.handle(request, sink)
+                if not sink.ended:
+                    await sink.end()
+            except HTTPError as exc:
+                if sink.started:
+                    log.error("%s after the response started; resetting the stream%s", exc.detail,
+                              request.log_context() if request else "")
+                    self.reset(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                    cut = True
+                else:
+                    await self._send_error(stream_id, stream, exc)
+            except _StreamGone:
+                self._log_access(stream, sink.status or 499, sink.bytes_sent)
+                return
+            except Exception:
+                log.exception("unhandled error%s", request.log_context() if request else "")
+                if sink.started:
+                    self.reset(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                    cut = True
+                else:
+                    await self._send_error(stream_id, stream, error_for_status(500), logged=True)
+            self._completed += 1
+            self._log_access(stream, sink.status, sink.bytes_sent, cut=cut)
+            body = stream.body
+            if body is not None and not body.done:
+                # RFC 9113 §8.1: the response is complete; tell the client to stop sending.
+                self.reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        except _StreamGone:
+            pass
+        finally:
+            if self.streams.get(stream_id) is stream:
+                del self.streams[stream_id]
+                if stream.body is not None:
+                    stream.body.discard()
+                self._flush()
+                if not self.streams:
+                    self._stream_less()
+
+    async def _send_error(self, stream_id: int, stream: _Stream, exc: HTTPError, *, logged: bool = False) -> None:
+        status = exc.status
+        request = stream.request
+        if not logged:
+            level = logging.INFO if status in (404, 403, 304) else logging.WARNING if status < 500 else logging.ERROR
+            context = request.log_context() if request else f", client: {self.client_addr}"
+            log.log(level, "%d: %s%s", status, exc.detail, context)
+        headers = self.dispatcher.rule_headers(request, [*error_headers(status, close=False), *exc.headers])
+        await stream.sink.start(status, headers)
+        await stream.sink.write(error_body(status))
+        await stream.sink.end()
+
+    def _log_access(self, stream: _Stream, status: int, size: int, *, cut: bool = False) -> None:
+        request = stream.request
+        if request is None:
+            return
+        self.access_log.record(request, status, size, time.monotonic() - stream.started, cut=cut)
+        STATS.request(status, size, stream.started)
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._check(stream_id)
+        self.h2.send_headers(stream_id, headers)
+
+    def send_data(self, stream_id: int, data: bytes) -> None:
+        self._check(stream_id)
+        self.h2.send_data(stream_id, data)
+        self._flush()
+
+    def end_stream(self, stream_id: int) -> None:
+        self._check(stream_id)
+        self.h2.end_stream(stream_id)
+        self._flush()
+
+    def reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except h2.exceptions.StreamClosedError:
+            return
+        except h2.exceptions.ProtocolError:
+            return
+        self._flush()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        if self.transport is None:
+            return
+        self.h2.acknowledge_received_data(size, stream_id)
+        self._flush()
+
+    def _check(self, stream_id: int) -> None:
+        if self.transport is None or self.transport.is_closing() or stream_id not in self.streams:
+            raise _StreamGone()
+
+    async def window(self, stream_id: int, event: asyncio.Event, wanted: int) -> int:
+        """How many bytes may go on the stream now (at least 1), waiting up to send_timeout for
+        the client to open its window."""
+        while True:
+            self._check(stream_id)
+            try:
+                available = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size)
+            except h2.exceptions.StreamClosedError:
+                raise _StreamGone() from None
+            if available > 0:
+                return min(available, wanted)
+            event.clear()
+            try:
+                async with asyncio.timeout(self.limits.send_timeout):
+                    await event.wait()
+            except TimeoutError:
+                log.info("HTTP/2 stream %d: the client's window stayed shut for %gs; resetting it, client: %s",
+                         stream_id, self.limits.send_timeout, self.client_addr)
+                self.reset(stream_id, h2.errors.ErrorCodes.FLOW_CONTROL_ERROR)
+                raise _StreamGone() from None
+
+    async def drain(self) -> None:
+        if not self._paused:
+            return
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):
+                await self._writable.wait()
+        except TimeoutError:
+            log.info("HTTP/2 client read nothing for %gs; closing, client: %s", self.limits.send_timeout,
+                     self.client_addr)
+            self.abort()
+            raise _StreamGone() from None
+        if self.transport is None:
+            raise _StreamGone()
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def _cancel(self, stream: _Stream) -> None:
+        if stream.task is not None and not stream.task.done():
+            stream.task.cancel()
+        if stream.body is not None:
+            stream.body.end(failed=True)
+            stream.body.discard()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm_timer(self) -> None:
+        """One timer: header_timeout for the first request, keepalive_timeout between streams."""
+        self._cancel_timer()
+        if self.transport is None:
+            return
+        timeout = self.limits.header_timeout if self.first else self.limits.keepalive_timeout
+        self._timer = asyncio.get_running_loop().call_later(max(timeout, 0.001), self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        self._timer = None
+        if not self.streams:
+            self._goaway_and_close(h2.errors.ErrorCodes.NO_ERROR)
+
+    def _stream_less(self) -> None:
+        if self.going_away:
+            self._close_when_done()
+        else:
+            self._arm_timer()
+
+    def shutdown(self) -> None:
+        """Graceful stop: GOAWAY with the last stream id; streams in flight finish, then close."""
+        if self.transport is None or self.going_away:
+            self._close_when_done()
+            return
+        self.going_away = True
+        self.h2.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR)
+        self._flush()
+        self._close_when_done()
+
+    def _close_when_done(self) -> None:
+        if not self.streams and self.transport is not None:
+            self.transport.close()
+
+    def _goaway_and_close(self, code: int) -> None:
+        self.going_away = True
+        if self.transport is None:
+            return
+        try:
+            self.h2.close_connection(error_code=code)
+        except h2.exceptions.ProtocolError:
+            pass
+        self._flush()
+        for stream in list(self.streams.values()):
+            self._cancel(stream)
+        self.streams.clear()
+        self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def serve(self, stopping: asyncio.Event) -> None:
+        """Until the connection closes; when `stopping` is set, GOAWAY and let streams finish.
+        Cancelled (a fast stop, or shutdown_timeout over), it drops the connection."""
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait([self.closed, stop], return_when=asyncio.FIRST_COMPLETED)
+            if not self.closed.done():
+                self.shutdown()
+                await self.closed
+        finally:
+            stop.cancel()
+            if not self.closed.done():
+                self.abort()
+                for stream in list(self.streams.values()):
+                    self._cancel(stream)
+
+
+def _code_name(code: int) -> str:
+    try:
+        return h2.errors.ErrorCodes(code).name
+    except ValueError:
+        return str(code)
