@@ -222,8 +222,19 @@ class StreamSink:
         raise error_for_status(502, "raw (non-parsed-header or upgraded) output cannot be sent over HTTP/2")
 
 
+class _LocalSettings(h2.settings.Settings):
+    """Our SETTINGS as sent, with h2's own count of concurrent streams turned off: h2 would end the
+    connection for a stream over the limit, even one a client opened before it saw our SETTINGS.
+    H2Protocol refuses that stream alone instead (REFUSED_STREAM, RFC 9113 §5.1.2), which a
+    client can retry."""
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return 2**31
+
+
 class _Stream:
-    __slots__ = ("request", "body", "sink", "task", "started")
+    __slots__ = ("request", "body", "sink", "task", "started", "client_done")
 
     def __init__(self, request: Request | None, body: StreamBody | None, sink: StreamSink, started: float) -> None:
         self.request = request
@@ -231,6 +242,7 @@ class _Stream:
         self.sink = sink
         self.task: asyncio.Task[None] | None = None
         self.started = started
+        self.client_done = False  # END_STREAM received: the client sends nothing more on it
 
 
 class H2Protocol(asyncio.Protocol):
@@ -265,7 +277,7 @@ class H2Protocol(asyncio.Protocol):
         self.h2 = h2.connection.H2Connection(config=config)
         # HPACK bomb: decoding stops at max_header_size, before our SETTINGS are acknowledged too.
         self.h2.decoder.max_header_list_size = limits.max_header_size
-        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+        self.h2.local_settings = _LocalSettings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.http2_max_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
@@ -353,8 +365,10 @@ class H2Protocol(asyncio.Protocol):
             self._data(event)  # type: ignore[arg-type]
         elif kind is h2.events.StreamEnded:
             stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
-            if stream is not None and stream.body is not None:
-                stream.body.end()
+            if stream is not None:
+                stream.client_done = True
+                if stream.body is not None:
+                    stream.body.end()
         elif kind is h2.events.StreamReset:
             self._reset_by_client(event.stream_id)  # type: ignore[attr-defined]
         elif kind is h2.events.WindowUpdated:
@@ -377,6 +391,10 @@ class H2Protocol(asyncio.Protocol):
         if self.going_away:
             self.reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
+        if len(self.streams) >= self.limits.http2_max_streams:
+            self._count_control()  # a client that keeps doing this is flooding
+            self.reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
         ended = event.stream_ended is not None
         now = time.monotonic()
         method = b"GET"
@@ -385,6 +403,7 @@ class H2Protocol(asyncio.Protocol):
                 method = bytes(value)
         sink = StreamSink(self, stream_id, method == b"HEAD")
         stream = _Stream(None, None, sink, now)
+        stream.client_done = ended
         self.streams[stream_id] = stream
         error: HTTPError | None = self.refused
         try:
@@ -544,9 +563,9 @@ class H2Protocol(asyncio.Protocol):
                     await self._send_error(stream_id, stream, error_for_status(500), logged=True)
             self._completed += 1
             self._log_access(stream, sink.status, sink.bytes_sent, cut=cut)
-            body = stream.body
-            if body is not None and not body.done:
-                # RFC 9113 §8.1: the response is complete; tell the client to stop sending.
+            if not stream.client_done:
+                # RFC 9113 §8.1: the response is complete before the request; the client may
+                # stop sending it.
                 self.reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
         except _StreamGone:
             pass
