@@ -35,6 +35,7 @@ from frontd.config.model import Limits
 from frontd.errors import (
     BadRequest,
     ContentTooLarge,
+    HeaderFieldsTooLarge,
     HTTPError,
     NotImplementedMethod,
     RequestTimeout,
@@ -65,6 +66,7 @@ MAX_RESETS = 100
 # a bucket of this many, refilled at CONTROL_RATE per second; past it, GOAWAY ENHANCE_YOUR_CALM.
 CONTROL_BURST = 1000
 CONTROL_RATE = 100.0
+HEADER_LIST_HARD_LIMIT = 4
 # Connection-specific fields never go into an HTTP/2 response (RFC 9113 §8.2.2).
 _CONNECTION_FIELDS = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"proxy-connection",
                                 b"upgrade"})
@@ -275,8 +277,10 @@ class H2Protocol(asyncio.Protocol):
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                            validate_inbound_headers=True, normalize_inbound_headers=True)
         self.h2 = h2.connection.H2Connection(config=config)
-        # HPACK bomb: decoding stops at max_header_size, before our SETTINGS are acknowledged too.
-        self.h2.decoder.max_header_list_size = limits.max_header_size
+        # HPACK bomb: decoding stops at HEADER_LIST_HARD_LIMIT times max_header_size (before our
+        # SETTINGS are acknowledged too) and the connection ends, as its HPACK state is lost; a
+        # header list over max_header_size alone gets a 431 on its stream.
+        self.h2.decoder.max_header_list_size = limits.max_header_size * HEADER_LIST_HARD_LIMIT
         self.h2.local_settings = _LocalSettings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.http2_max_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
@@ -407,7 +411,7 @@ class H2Protocol(asyncio.Protocol):
         self.streams[stream_id] = stream
         error: HTTPError | None = self.refused
         try:
-            stream.request, stream.body = self._make_request(stream_id, list(event.headers or ()), ended)
+            stream.body = self._make_request(stream, stream_id, list(event.headers or ()), ended)
         except HTTPError as exc:
             error = exc
         stream.task = asyncio.get_running_loop().create_task(self._serve(stream_id, stream, error))
@@ -464,16 +468,19 @@ class H2Protocol(asyncio.Protocol):
 
     # -- requests -------------------------------------------------------------------------
 
-    def _make_request(self, stream_id: int, fields: list[tuple[bytes, bytes]],
-                      ended: bool) -> tuple[Request, StreamBody | None]:
-        """A Request from a header list h2 has validated (RFC 9113 §8.2, §8.3: pseudo-header
-        fields present once and first, names in lower case, no connection-specific fields, te
-        only "trailers")."""
+    def _make_request(self, stream: _Stream, stream_id: int, fields: list[tuple[bytes, bytes]],
+                      ended: bool) -> StreamBody | None:
+        """The stream's Request from a header list h2 has validated (RFC 9113 §8.2, §8.3:
+        pseudo-header fields present once and first, names in lower case, no connection-specific
+        fields, te only "trailers"); raises the HTTPError it is answered with, once
+        `stream.request` is set for the error and access logs."""
         pseudo: dict[bytes, bytes] = {}
         headers: list[tuple[bytes, bytes]] = []
         cookies: list[bytes] = []
+        size = 0
         for name, value in fields:
             name, value = bytes(name), bytes(value)
+            size += len(name) + len(value) + 32  # RFC 9113 §6.5.2: a field's size in the list
             if name.startswith(b":"):
                 pseudo[name] = value
             elif name == b"cookie":
@@ -499,11 +506,14 @@ class H2Protocol(asyncio.Protocol):
             http_version="2.0", headers=headers, host="", client_addr=self.client_addr,
             client_port=self.client_port, server_addr=self.server_addr, server_port=self.server_port,
             scheme=self.scheme, tls=self.tls)
+        stream.request = request
         if self.trusted is not None:
             found = real_client(headers, self.trusted)
             if found is not None:
                 request.peer_addr = self.client_addr
                 request.client_addr, request.client_port = found
+        if size > self.limits.max_header_size:
+            raise HeaderFieldsTooLarge(f"header list over max_header_size ({self.limits.max_header_size})")
         if method == "CONNECT" or b":protocol" in pseudo:
             # RFC 9113 §8.5 and RFC 8441 (WebSocket) tunnels are not offered.
             raise NotImplementedMethod("CONNECT over HTTP/2 is not supported")
@@ -529,7 +539,7 @@ class H2Protocol(asyncio.Protocol):
             request.body = body
         else:
             request.body = EMPTY_BODY
-        return request, body
+        return body
 
     async def _serve(self, stream_id: int, stream: _Stream, error: HTTPError | None) -> None:
         sink = stream.sink
@@ -655,7 +665,7 @@ class H2Protocol(asyncio.Protocol):
             except TimeoutError:
                 log.info("HTTP/2 stream %d: the client's window stayed shut for %gs; resetting it, client: %s",
                          stream_id, self.limits.send_timeout, self.client_addr)
-                self.reset(stream_id, h2.errors.ErrorCodes.FLOW_CONTROL_ERROR)
+                self.reset(stream_id, h2.errors.ErrorCodes.CANCEL)
                 raise _StreamGone() from None
 
     async def drain(self) -> None:
