@@ -50,14 +50,19 @@ def expect_goaway(client: H2Client, code: int) -> None:
         assert client.goaway.error_code == code
 
 
+def open_and_reset(client: H2Client, count: int) -> None:
+    """`count` streams, each opened and reset at once, sent in one write."""
+    for _ in range(count):
+        sid = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(sid, PREFACE_HEADERS, end_stream=True)
+        client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+    send_quietly(client, client.conn.data_to_send())
+
+
 def test_rapid_reset_gets_goaway_enhance_your_calm(srv: H2Server) -> None:
     """CVE-2023-44487: streams opened and reset at once cost the server a handler each."""
     with srv.client() as c:
-        for _ in range(300):
-            sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, PREFACE_HEADERS, end_stream=True)
-            c.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
-        send_quietly(c, c.conn.data_to_send())
+        open_and_reset(c, 300)
         expect_goaway(c, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
     srv.server.wait_error_log(r"reset \d+ streams .*ENHANCE_YOUR_CALM")
     still_serving(srv)
@@ -65,11 +70,7 @@ def test_rapid_reset_gets_goaway_enhance_your_calm(srv: H2Server) -> None:
 
 def test_a_few_cancelled_streams_are_fine(srv: H2Server) -> None:
     with srv.client() as c:
-        for _ in range(20):
-            sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, PREFACE_HEADERS, end_stream=True)
-            c.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
-        c.flush()
+        open_and_reset(c, 20)
         assert c.get("/hello.txt").status == 200 and c.goaway is None
 
 
