@@ -29,6 +29,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from frontd import SERVER_SOFTWARE
 from frontd.config.model import Limits
@@ -721,8 +722,14 @@ class H2Protocol(asyncio.Protocol):
             self._close_when_done()
             return
         self.going_away = True
-        self.h2.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR)
         self._flush()
+        # h2's close_connection would close its state machine, and the streams in flight could
+        # send nothing more: the GOAWAY is framed here (it changes no HPACK or stream state).
+        goaway = hyperframe.frame.GoAwayFrame(0)
+        goaway.last_stream_id = self.h2.highest_inbound_stream_id
+        goaway.error_code = h2.errors.ErrorCodes.NO_ERROR
+        if self.transport is not None:
+            self.transport.write(goaway.serialize())
         self._close_when_done()
 
     def _close_when_done(self) -> None:

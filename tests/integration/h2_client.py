@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -159,6 +160,10 @@ class H2Client:
             stream.reset = int(event.error_code or 0)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = event
+            if event.error_code == h2.errors.ErrorCodes.NO_ERROR:
+                # h2 closes its state machine on any GOAWAY; a graceful one (RFC 9113 §6.8) lets
+                # the streams up to its last stream id finish, so the client keeps reading them.
+                self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
 
     def wait(self, condition: Callable[[], object], timeout: float = WAIT, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout

@@ -9,13 +9,14 @@ frontd start their own.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h2.errors
@@ -49,6 +50,7 @@ echo "body=$(wc -c | tr -d ' ')"
 """
 # Answers once the test creates the file `go` beside the scripts; 504s if it never does.
 SLOW_CGI = """#!/bin/sh
+touch "$(dirname "$0")/started"
 while [ ! -e "$(dirname "$0")/go" ]; do sleep 0.02; done
 printf 'Content-Type: text/plain\\r\\n\\r\\nslow done\\n'
 """
@@ -312,3 +314,53 @@ def test_streams_over_http2_max_streams_refused_alone(srv: H2Server) -> None:
             assert c.get("/hello.txt").status == 200
     finally:
         go.unlink(missing_ok=True)
+
+
+# -- lifetime: timeouts, reload, quit ----------------------------------------------------------
+
+
+def own_server(frontd: Callable[..., Frontd], tmp_path: Path, limits: str = LIMITS) -> H2Server:
+    (tmp_path / "own").mkdir()
+    site = build_site(tmp_path / "own")
+    server = frontd(site_config(site, limits=limits), top=TOP)
+    wait_for(lambda: len(re.findall(r"listening on", server.errors())) >= 3, what="three listeners")
+    return H2Server(server, site)
+
+
+def test_idle_connection_closed_after_keepalive_timeout(frontd: Callable[..., Frontd], tmp_path: Path) -> None:
+    own = own_server(frontd, tmp_path, '[limits]\nkeepalive_timeout = "1s"\nheader_timeout = "1s"\n')
+    with own.h2c_client() as c:
+        assert c.get("/hello.txt").status == 200
+        started = time.monotonic()
+        c.wait_closed(timeout=10)
+        assert time.monotonic() - started >= 0.9
+        assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+        assert c.goaway.last_stream_id == 1
+    with own.h2c_client() as silent:  # no request at all: header_timeout
+        silent.wait_closed(timeout=10)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT])
+def test_reload_and_quit_send_goaway_and_let_streams_finish(frontd: Callable[..., Frontd], tmp_path: Path,
+                                                            signum: int) -> None:
+    own = own_server(frontd, tmp_path)
+    go = own.site.cgi / "go"
+    with own.client() as c:
+        assert c.get("/hello.txt").status == 200
+        slow = c.request("/wait/slow.cgi")
+        own.server.wait_access_log(r'"GET /hello.txt HTTP/2\.0" 200')
+        wait_for((own.site.cgi / "started").exists, what="the script running")
+        os.kill(own.server.pid, signum)
+        c.wait(lambda: c.goaway is not None, what="GOAWAY")
+        assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+        assert c.goaway.last_stream_id == slow
+        assert not c.streams[slow].done
+        go.touch()
+        answer = c.response(slow)
+        assert answer.status == 200 and bytes(answer.body) == b"slow done\n"
+        c.wait_closed()
+    if signum == signal.SIGHUP:
+        with own.client() as fresh:  # the new generation serves HTTP/2 as well
+            assert fresh.get("/hello.txt").status == 200
+    else:
+        own.server.proc.wait(timeout=15)
