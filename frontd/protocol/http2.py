@@ -313,6 +313,7 @@ class H2Protocol(asyncio.Protocol):
         self.trusted: TrustedProxies | None = (
             trusted if trusted is not None and self.client_addr in trusted else None)
         STATS.connection_opened()
+        STATS.http2_connection(True)
         self.h2.initiate_connection()
         self._flush()
         self._arm_timer()
@@ -343,6 +344,7 @@ class H2Protocol(asyncio.Protocol):
         self._writable.set()
         if not self.closed.done():
             STATS.connection_closed()
+            STATS.http2_connection(False)
             self.closed.set_result(None)
         self.transport = None
 
@@ -391,6 +393,7 @@ class H2Protocol(asyncio.Protocol):
     def _request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
+        STATS.http2_stream()
         self.first = False
         self._cancel_timer()
         if self.going_away:
@@ -417,7 +420,7 @@ class H2Protocol(asyncio.Protocol):
             error = exc
         stream.task = asyncio.get_running_loop().create_task(self._serve(stream_id, stream, error))
         if self.refused is not None:
-            self.going_away = True  # client_connections: this stream's 429 is the last answer
+            self.shutdown()  # client_connections: this stream's 429 is the last answer
 
     def _data(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id

@@ -73,7 +73,9 @@ TABLE_CELLS = NAME_SIZE // 8 + 4
 # sum is the number of requests. Cell 0 counts failed Basic-auth attempts (wrong credentials).
 W_AUTH_FAILED = 0
 W_CLASSES, W_ACTIVE, W_CONNECTIONS, W_BYTES, W_LATENCY_SUM, W_BUCKETS = 1, 6, 7, 8, 9, 10
-WORKER_CELLS = W_BUCKETS + BUCKETS
+# HTTP/2's share of the connections (open now, accepted) and its streams, after the buckets.
+W_H2_ACTIVE, W_H2_CONNECTIONS, W_H2_STREAMS = W_BUCKETS + BUCKETS, W_BUCKETS + BUCKETS + 1, W_BUCKETS + BUCKETS + 2
+WORKER_CELLS = W_BUCKETS + BUCKETS + 3
 # A worker's cells for one backend, responses by class again in cells 1..5.
 B_CLASSES, B_BYTES, B_FAILURES, B_DOWN_UNTIL, B_LAST_FAILURE, B_LATENCY_SUM, B_BUCKETS = 1, 6, 7, 8, 9, 10, 11
 BACKEND_CELLS = B_BUCKETS + BUCKETS
@@ -237,6 +239,7 @@ class Area:
         counters = self.counter_cell(slot)
         # Gauges describe a live process; a worker killed mid-request left them non-zero.
         c[counters + W_ACTIVE] = 0
+        c[counters + W_H2_ACTIVE] = 0
         for backend in range(min(c[H_BACKENDS], self.backends)):
             c[counters + WORKER_CELLS + backend * BACKEND_CELLS + B_DOWN_UNTIL] = 0
         base = self.slot_cell(slot)
@@ -268,6 +271,7 @@ class Area:
         generation = c[H_GENERATION]
         workers: dict[int, WorkerView] = {}
         backends = []
+        http2 = [0, 0, 0]  # active connections, connections, streams
         for backend in range(n_backends):
             kind, address = self.backend_name(backend)
             table = self.table_cell(backend) + NAME_SIZE // 8
@@ -290,6 +294,9 @@ class Area:
             view.active += cells[W_ACTIVE]
             view.connections += cells[W_CONNECTIONS]
             view.auth_failures += cells[W_AUTH_FAILED]
+            http2[0] += cells[W_H2_ACTIVE]
+            http2[1] += cells[W_H2_CONNECTIONS]
+            http2[2] += cells[W_H2_STREAMS]
             if state == LIVE:
                 view.pids.append(c[base + S_PID])
                 view.generation = max(view.generation, c[base + S_GENERATION])
@@ -325,6 +332,7 @@ class Area:
             totals=totals, active=active, connections=connections,
             workers=[workers[n] for n in sorted(workers)], backends=backends,
             auth_failures=auth_failures,
+            http2_active=http2[0], http2_connections=http2[1], http2_streams=http2[2],
         )
 
 
@@ -442,6 +450,10 @@ class Snapshot:
     workers: list[WorkerView]
     backends: list[BackendView]
     auth_failures: int = 0  # failed Basic-auth attempts (wrong, unknown or malformed credentials)
+    # HTTP/2's share of `active` and `connections`, and the streams (requests) it carried.
+    http2_active: int = 0
+    http2_connections: int = 0
+    http2_streams: int = 0
 
     @property
     def uptime(self) -> float:
@@ -505,6 +517,16 @@ class WorkerStats:
 
     def connection_closed(self) -> None:
         self._w[W_ACTIVE] -= 1
+
+    def http2_connection(self, opened: bool) -> None:
+        """An HTTP/2 connection opened or closed (besides connection_opened/_closed)."""
+        w = self._w
+        w[W_H2_ACTIVE] += 1 if opened else -1
+        if opened:
+            w[W_H2_CONNECTIONS] += 1
+
+    def http2_stream(self) -> None:
+        self._w[W_H2_STREAMS] += 1
 
     def auth_failed(self) -> None:
         """A request came with Basic credentials that did not let it in."""

@@ -118,7 +118,9 @@ def to_dict(snap: Snapshot, routes: dict[str, list[str]],
         "generation": snap.generation,
         "answered_by": snap.answered_by,
         "totals": {**_counts(snap.totals), "active_connections": snap.active, "connections": snap.connections,
-                   "auth_failures": snap.auth_failures},
+                   "auth_failures": snap.auth_failures,
+                   "http2": {"active_connections": snap.http2_active, "connections": snap.http2_connections,
+                             "streams": snap.http2_streams}},
         "workers": [
             {"worker": w.number, "pids": w.pids, "generation": w.generation,
              **_counts(w.counts), "active_connections": w.active, "connections": w.connections}
@@ -209,6 +211,12 @@ def render_prometheus(snap: Snapshot, routes: dict[str, list[str]],
                [(labels, w.active) for labels, w in workers])
     out.family("frontd_connections_total", "counter", "Client connections accepted.",
                [(labels, w.connections) for labels, w in workers])
+    out.family("frontd_http2_connections_active", "gauge", "HTTP/2 client connections open now (among the active).",
+               [([], snap.http2_active)])
+    out.family("frontd_http2_connections_total", "counter", "HTTP/2 client connections accepted (among all).",
+               [([], snap.http2_connections)])
+    out.family("frontd_http2_streams_total", "counter", "HTTP/2 streams opened by clients (each a request).",
+               [([], snap.http2_streams)])
     out.family("frontd_auth_failures_total", "counter",
                "Requests whose Basic-auth credentials were wrong, unknown or malformed.",
                [([], snap.auth_failures)])
@@ -394,6 +402,8 @@ def render_html(snap: Snapshot, routes: dict[str, list[str]],
             f" &middot; configuration generation {snap.generation}, loaded {_e(_when(snap.config_loaded))}"
             f" &middot; answered by worker {snap.answered_by} at {_e(_when(snap.now))}"
             f" &middot; failed auth attempts {snap.auth_failures}"
+            f" &middot; HTTP/2: {snap.http2_active} open, {snap.http2_connections} connections,"
+            f" {snap.http2_streams} streams"
             f" &middot; refreshes every {HTML_REFRESH}s")
     worker_heads = ["worker", "pids", "generation", "active", "connections", *_COUNT_HEADS]
     worker_rows = []

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -113,7 +114,7 @@ def build_site(base: Path) -> Site:
 
 def site_config(site: Site, routes: str = "", limits: str = LIMITS) -> str:
     return (f'{limits}\n[[vhost]]\nnames = ["a.test"]\ndefault = true\nroot = "{site.www}"\n'
-            f'tls_certificate = "{site.pki}/a.pem"\ntls_key = "{site.pki}/a.key"\n'
+            f'tls_certificate = "{site.pki}/a.pem"\ntls_key = "{site.pki}/a.key"\nstatus = "/frontd-status"\n'
             f'[[vhost.route]]\nprefix = "/cgi-bin/"\ncgi = "{site.cgi}"\ntimeout = "1s"\n'
             f'[[vhost.route]]\nprefix = "/wait/"\ncgi = "{site.cgi}"\ntimeout = "20s"\n{routes}')
 
@@ -364,3 +365,38 @@ def test_reload_and_quit_send_goaway_and_let_streams_finish(frontd: Callable[...
             assert fresh.get("/hello.txt").status == 200
     else:
         own.server.proc.wait(timeout=15)
+
+
+def test_status_page_counts_http2_connections_and_streams(srv: H2Server) -> None:
+    with srv.client() as c:
+        for _ in range(3):
+            assert c.get("/hello.txt").status == 200
+        page = c.get("/frontd-status?format=json")
+        assert page.status == 200, page.body
+        totals = json.loads(page.body)["totals"]
+        assert totals["http2"]["active_connections"] >= 1
+        assert totals["http2"]["connections"] >= 1 and totals["http2"]["streams"] >= 4
+        assert totals["connections"] >= totals["http2"]["connections"]
+        metrics = c.get("/frontd-status?format=prometheus").body.decode()
+        assert re.search(r"^frontd_http2_streams_total \d+", metrics, re.M)
+
+
+def alpn(port: int, context: ssl.SSLContext) -> str | None:
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="a.test") as sock:
+            return sock.selected_alpn_protocol()
+
+
+def test_listener_http2_overrides_tls_http2(frontd: Callable[..., Frontd], tmp_path: Path) -> None:
+    (tmp_path / "own").mkdir()
+    site = build_site(tmp_path / "own")
+    top = ('listen = [{ address = "127.0.0.1:0", tls = true }, { address = "127.0.0.1:0", tls = true, http2 = true }]\n'
+           '[tls]\nhttp2 = false\n')
+    server = frontd(site_config(site), top=top)
+    ports = [int(p) for p in wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
+        re.findall(r"listening on 127\.0\.0\.1:(\d+)", server.errors())), what="both listeners")]  # type: ignore[arg-type]
+    assert alpn(ports[0], site.client_context()) == "http/1.1"
+    assert alpn(ports[1], site.client_context()) == "h2"
+    with H2Client(ports[1], context=site.client_context()) as c:
+        assert c.get("/hello.txt").status == 200

@@ -803,3 +803,9 @@ def test_response_buffering(site: Path) -> None:
     assert proxied.vhosts[0].routes[0].response_buffering is False
     assert error(site, route('prefix = "/f/"\nstatic = "www"\nresponse_buffering = false')).endswith(
         "response_buffering: not an option of static routes (only of cgi, fastcgi, scgi, uwsgi and proxy routes)")
+
+
+def test_http2_max_streams(site: Path) -> None:
+    assert load(site, VHOST + "[limits]\nhttp2_max_streams = 64\n").limits.http2_max_streams == 64
+    assert load(site, VHOST).limits.http2_max_streams == 128
+    assert "http2_max_streams" in error(site, VHOST + "[limits]\nhttp2_max_streams = 0\n")
