@@ -443,8 +443,6 @@ class H2Protocol(asyncio.Protocol):
             return
         self._resets += 1
         self._cancel(stream)
-        if stream.request is not None:
-            self._log_access(stream, stream.sink.status or 499, stream.sink.bytes_sent)
         if self._resets > MAX_RESETS and self._resets > self._completed:
             log.warning("HTTP/2 client reset %d streams (%d completed): GOAWAY ENHANCE_YOUR_CALM, client: %s",
                         self._resets, self._completed, self.client_addr)
@@ -620,16 +618,27 @@ class H2Protocol(asyncio.Protocol):
 
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
         self._check(stream_id)
-        self.h2.send_headers(stream_id, headers)
+        try:
+            self.h2.send_headers(stream_id, headers)
+        except h2.exceptions.StreamClosedError:
+            raise _StreamGone() from None
+        except h2.exceptions.ProtocolError as exc:  # a field h2's own checks refuse
+            raise error_for_status(502, f"response header not sendable over HTTP/2: {exc}") from None
 
     def send_data(self, stream_id: int, data: bytes) -> None:
         self._check(stream_id)
-        self.h2.send_data(stream_id, data)
+        try:
+            self.h2.send_data(stream_id, data)
+        except h2.exceptions.ProtocolError:  # the stream closed meanwhile
+            raise _StreamGone() from None
         self._flush()
 
     def end_stream(self, stream_id: int) -> None:
         self._check(stream_id)
-        self.h2.end_stream(stream_id)
+        try:
+            self.h2.end_stream(stream_id)
+        except h2.exceptions.ProtocolError:
+            raise _StreamGone() from None
         self._flush()
 
     def reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
@@ -689,8 +698,12 @@ class H2Protocol(asyncio.Protocol):
     # -- lifetime ---------------------------------------------------------------------------
 
     def _cancel(self, stream: _Stream) -> None:
+        """Stop a stream's handler: the client reset it or the connection is over (499 unless
+        the response had started)."""
         if stream.task is not None and not stream.task.done():
             stream.task.cancel()
+            self._log_access(stream, stream.sink.status or 499, stream.sink.bytes_sent,
+                             cut=stream.sink.started)
         if stream.body is not None:
             stream.body.end(failed=True)
             stream.body.discard()

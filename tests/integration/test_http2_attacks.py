@@ -65,6 +65,7 @@ def test_rapid_reset_gets_goaway_enhance_your_calm(srv: H2Server) -> None:
         open_and_reset(c, 300)
         expect_goaway(c, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
     srv.server.wait_error_log(r"reset \d+ streams .*ENHANCE_YOUR_CALM")
+    srv.server.wait_access_log(r'"GET /hello.txt HTTP/2\.0" 499')
     still_serving(srv)
 
 
