@@ -167,7 +167,7 @@ def test_tls_1_0_and_1_1_refused(frontd: Start, site: Path, pki: Pki) -> None:
         assert result.returncode == 0, out[-800:]
         assert f"Protocol  : {version}" in out or f"New, {version}" in out
         assert "subject=CN = " not in out or "b.test" in out
-        assert "ALPN protocol: http/1.1" in out  # h2 is not offered yet
+        assert "ALPN protocol: h2" in out  # [tls] http2 = true by default: h2 first
         assert "Verify return code: 0 (ok)" in out
 
 
@@ -462,8 +462,9 @@ def test_chromium_loads_demo_over_https_with_local_ca_trusted(frontd: Start, tmp
     result = chromium_dom(chromium, url, trusted)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "<h1>frontd works</h1>" in result.stdout, result.stderr[-2000:]
-    # The page's stylesheet and images came over the same TLS listener.
-    server.wait_access_log(r'"GET /style\.css HTTP/1\.1" 200')
+    # The page's stylesheet and images came over the same TLS listener, on HTTP/2 (ALPN h2).
+    server.wait_access_log(r'"GET / HTTP/2\.0" 200')
+    server.wait_access_log(r'"GET /style\.css HTTP/2\.0" 200')
     assert not re.search(r"net::ERR_CERT|CONSOLE.*(Uncaught|Error)|Failed to load resource", result.stderr)
     result = chromium_dom(chromium, url, untrusted)
     assert "<h1>frontd works</h1>" not in result.stdout
