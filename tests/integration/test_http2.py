@@ -400,3 +400,36 @@ def test_listener_http2_overrides_tls_http2(frontd: Callable[..., Frontd], tmp_p
     assert alpn(ports[1], site.client_context()) == "h2"
     with H2Client(ports[1], context=site.client_context()) as c:
         assert c.get("/hello.txt").status == 200
+
+
+def test_one_gib_file_in_bounded_memory(srv: H2Server) -> None:
+    """A 1 GiB file (sparse) over HTTP/2 to curl: read in chunks as the window allows, so the
+    worker's memory does not grow with the file."""
+    huge = srv.site.www / "huge.bin"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 30)
+    pid = int(srv.server.wait_error_log(r"worker (\d+) started").group(1))
+
+    def rss() -> int:
+        with open(f"/proc/{pid}/status") as status:
+            return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) * 1024
+
+    before = rss()
+    peak = [before]
+    curl = subprocess.Popen(["curl", "-sS", "--http2", "--max-time", "120", "--cacert", str(srv.site.ca_pem),
+                             "--resolve", f"a.test:{srv.tls}:127.0.0.1", "-o", "/dev/null",
+                             "-w", "%{http_version} %{size_download}", srv.https("/huge.bin")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        def finished() -> bool:
+            peak[0] = max(peak[0], rss())
+            return curl.poll() is not None
+
+        wait_for(finished, timeout=150, what="curl to download 1 GiB")
+        assert curl.stdout is not None and curl.stdout.read() == f"2 {1 << 30}"
+    finally:
+        if curl.poll() is None:
+            curl.kill()
+            curl.wait()
+        huge.unlink()
+    assert peak[0] - before < 32 * 1024 * 1024
