@@ -268,6 +268,8 @@ class H2Protocol(asyncio.Protocol):
         self.going_away = False
         self.first = True  # no request yet: header_timeout applies, not keepalive_timeout
         self._paused = False
+        self._unflushed = 0  # DATA bytes framed since the last write to the transport
+        self._flush_scheduled = False
         self._writable = asyncio.Event()
         self._writable.set()
         self._timer: asyncio.TimerHandle | None = None
@@ -586,7 +588,7 @@ class H2Protocol(asyncio.Protocol):
                 del self.streams[stream_id]
                 if stream.body is not None:
                     stream.body.discard()
-                self._flush()
+                self._schedule_flush()
                 if not self.streams:
                     self._stream_less()
 
@@ -612,9 +614,21 @@ class H2Protocol(asyncio.Protocol):
     # -- output -----------------------------------------------------------------------------
 
     def _flush(self) -> None:
+        self._unflushed = 0
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def _schedule_flush(self) -> None:
+        """Frames from the streams go out once per turn of the event loop, together: fewer TLS
+        records and system calls when many streams answer at once."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
 
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
         self._check(stream_id)
@@ -631,7 +645,8 @@ class H2Protocol(asyncio.Protocol):
             self.h2.send_data(stream_id, data)
         except h2.exceptions.ProtocolError:  # the stream closed meanwhile
             raise _StreamGone() from None
-        self._flush()
+        self._unflushed += len(data)
+        self._schedule_flush()
 
     def end_stream(self, stream_id: int) -> None:
         self._check(stream_id)
@@ -639,7 +654,7 @@ class H2Protocol(asyncio.Protocol):
             self.h2.end_stream(stream_id)
         except h2.exceptions.ProtocolError:
             raise _StreamGone() from None
-        self._flush()
+        self._schedule_flush()
 
     def reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
         try:
@@ -648,13 +663,13 @@ class H2Protocol(asyncio.Protocol):
             return
         except h2.exceptions.ProtocolError:
             return
-        self._flush()
+        self._schedule_flush()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if self.transport is None:
             return
         self.h2.acknowledge_received_data(size, stream_id)
-        self._flush()
+        self._schedule_flush()
 
     def _check(self, stream_id: int) -> None:
         if self.transport is None or self.transport.is_closing() or stream_id not in self.streams:
@@ -682,6 +697,8 @@ class H2Protocol(asyncio.Protocol):
                 raise _StreamGone() from None
 
     async def drain(self) -> None:
+        if self._unflushed >= FILE_CHUNK:
+            self._flush()  # a stream with a wide window: its data goes out before it reads more
         if not self._paused:
             return
         try:
@@ -750,6 +767,7 @@ class H2Protocol(asyncio.Protocol):
 
     def _close_when_done(self) -> None:
         if not self.streams and self.transport is not None:
+            self._flush()
             self.transport.close()
 
     def _goaway_and_close(self, code: int) -> None:
