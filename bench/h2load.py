@@ -51,6 +51,7 @@ error_log {dir}/nginx.error.log;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
+    keepalive_requests 10000000;   # its default (1000) ends an HTTP/2 connection mid-run with GOAWAY
     client_body_temp_path {dir}/nginx-tmp;
     proxy_temp_path {dir}/nginx-tmp;
     fastcgi_temp_path {dir}/nginx-tmp;
@@ -101,14 +102,15 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 def h2load(url: str, seconds: float, conns: int, streams: int, h1: bool) -> tuple[float, int, int]:
-    args = ["h2load", "-D", str(seconds), "--warm-up-time=1", "-c", str(conns), "-m", str(streams), url]
+    args = ["h2load", "-D", f"{seconds:g}", "--warm-up-time=1", "-c", str(conns), "-m", str(streams), url]
     if h1:
         args.insert(1, "--h1")
-    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
+    result = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60)
+    out = result.stdout
     rps = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     if rps is None or done is None:
-        sys.exit(f"h2load said:\n{out}")
+        sys.exit(f"h2load said:\n{out}{result.stderr}")
     return float(rps.group(1)), int(done.group(1)), int(done.group(1)) - int(done.group(2))
 
 
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--nginx", action="store_true", help="also measure nginx with http2 on")
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="frontd-h2load-"))
+    work.chmod(0o755)  # nginx workers run as nobody
     (work / "www").mkdir()
     (work / "nginx-tmp").mkdir()
     (work / "www" / "index.html").write_bytes(b"<!DOCTYPE html><title>bench</title><p>" + b"x" * 49 + b"</p>\n")
