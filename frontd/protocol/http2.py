@@ -399,8 +399,6 @@ class H2Protocol(asyncio.Protocol):
         stream_id = event.stream_id
         assert stream_id is not None
         STATS.http2_stream()
-        self.first = False
-        self._cancel_timer()
         if self.going_away:
             self.reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
@@ -408,6 +406,8 @@ class H2Protocol(asyncio.Protocol):
             self._count_control()  # a client that keeps doing this is flooding
             self.reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
+        self.first = False
+        self._cancel_timer()
         ended = event.stream_ended is not None
         now = time.monotonic()
         method = b"GET"
@@ -453,7 +453,7 @@ class H2Protocol(asyncio.Protocol):
                         self._resets, self._completed, self.client_addr)
             self._goaway_and_close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         elif not self.streams:
-            self._arm_timer()
+            self._stream_less()
 
     def _count_control(self) -> None:
         now = time.monotonic()

@@ -169,6 +169,10 @@ def test_curl_over_tls_and_h2c_and_http11_beside_them(srv: H2Server) -> None:
     out = subprocess.run(["curl", "-sS", "-i", "--http2-prior-knowledge", f"http://127.0.0.1:{srv.plain}/hello.txt"],
                          capture_output=True, text=True, timeout=30)
     assert not out.stdout.startswith("HTTP/2")
+    # No h2c upgrade (RFC 9113 §3.1 deprecates it): curl's Upgrade: h2c gets HTTP/1.1.
+    out = subprocess.run(["curl", "-sS", "-i", "--http2", f"http://127.0.0.1:{srv.h2c}/hello.txt"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.startswith("HTTP/1.1 200") and out.stdout.endswith("hello\n"), out.stderr
     srv.server.wait_access_log(r'"GET /hello.txt HTTP/2\.0" 200 6')
 
 

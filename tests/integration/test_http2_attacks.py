@@ -193,3 +193,23 @@ def test_client_that_never_reads(srv: H2Server) -> None:
 def test_memory_and_fds_after_the_attacks(srv: H2Server) -> None:
     pid = int(srv.server.wait_error_log(r"worker (\d+) started").group(1))
     wait_for(lambda: len(os.listdir(f"/proc/{pid}/fd")) < 40, what="connections closed")
+
+
+def test_malformed_requests(srv: H2Server) -> None:
+    """RFC 9113 §8.2.2, §8.3: connection-specific fields, a te other than trailers and upper-case
+    names end the connection (PROTOCOL_ERROR), as does a request with neither :authority nor Host."""
+    for field in [("connection", "keep-alive"), ("te", "gzip"), ("X-Upper", "1"), ("transfer-encoding", "chunked")]:
+        with srv.client() as c:
+            c.flush()
+            block = hpack.Encoder().encode([*PREFACE_HEADERS, field])
+            send_quietly(c, hyperframe.frame.HeadersFrame(1, data=block, flags=["END_STREAM", "END_HEADERS"]).serialize())
+            c.wait_closed()
+            assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR, field
+    with srv.client() as c:
+        assert c.get("/hello.txt", [("te", "trailers")]).status == 200
+        c.conn.config.validate_outbound_headers = False  # h2 would not send it
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "GET"), (":scheme", "https"), (":path", "/hello.txt")], end_stream=True)
+        c.flush()
+        c.wait_closed()
+        assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
