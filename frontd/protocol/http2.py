@@ -701,7 +701,14 @@ class H2Protocol(asyncio.Protocol):
 
     async def drain(self) -> None:
         if self._unflushed >= FILE_CHUNK:
-            self._flush()  # a stream with a wide window: its data goes out before it reads more
+            # A stream with a wide window: its data goes out (with the other streams', in one
+            # write, unless HIGH_WATER is framed already) before it reads more, and the other
+            # streams (and a connection_lost) get their turn.
+            if self._unflushed >= HIGH_WATER:
+                self._flush()
+            await asyncio.sleep(0)
+            if self.transport is None:
+                raise _StreamGone()
         if not self._paused:
             return
         try:
