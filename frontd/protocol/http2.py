@@ -142,7 +142,7 @@ class StreamSink:
     """The ResponseSink of one stream: HEADERS, then DATA as the flow-control windows allow."""
 
     __slots__ = ("started", "status", "bytes_sent", "ended", "_conn", "_id", "_head_only", "_no_body",
-                 "_remaining", "_window")
+                 "_remaining", "_window", "_head")
 
     def __init__(self, conn: H2Protocol, stream_id: int, head_only: bool) -> None:
         self.started = False
@@ -155,6 +155,7 @@ class StreamSink:
         self._no_body = head_only
         self._remaining: int | None = None
         self._window = asyncio.Event()  # set by WINDOW_UPDATE and SETTINGS while we wait on it
+        self._head: list[tuple[bytes, bytes]] | None = None  # a bodiless response's fields, until end()
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
         if self.started:
@@ -178,7 +179,10 @@ class StreamSink:
         self._remaining = None if self._no_body else length
         self.started = True
         self.status = status
-        self._conn.send_headers(self._id, out)
+        if self._no_body:
+            self._head = out  # sent by end() with END_STREAM: one HEADERS frame is the response
+        else:
+            self._conn.send_headers(self._id, out)
 
     async def write(self, data: bytes) -> None:
         if not data or self._no_body:
@@ -191,9 +195,14 @@ class StreamSink:
         conn = self._conn
         while view:
             n = await conn.window(self._id, self._window, len(view))
-            conn.send_data(self._id, view[:n].tobytes())
+            # The frame that completes the Content-Length ends the stream: no empty DATA frame after.
+            last = n == len(view) and self._remaining == 0
+            conn.send_data(self._id, view[:n].tobytes(), end=last)
             self.bytes_sent += n
             view = view[n:]
+            if last:
+                self.ended = True
+                return
             await conn.drain()
 
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
@@ -218,7 +227,10 @@ class StreamSink:
             log.error("response body %d bytes short of its Content-Length; resetting the stream", self._remaining)
             self._conn.reset(self._id, h2.errors.ErrorCodes.INTERNAL_ERROR)
             raise _StreamGone()
-        self._conn.end_stream(self._id)
+        if self._head is not None:
+            self._conn.send_headers(self._id, self._head, end=True)
+        else:
+            self._conn.end_stream(self._id)
 
     def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
         # Raw output (NPH scripts, Upgrade tunnels) has no place in a stream of frames.
@@ -633,19 +645,20 @@ class H2Protocol(asyncio.Protocol):
         self._flush_scheduled = False
         self._flush()
 
-    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool = False) -> None:
         self._check(stream_id)
         try:
-            self.h2.send_headers(stream_id, headers)
+            self.h2.send_headers(stream_id, headers, end_stream=end)
         except h2.exceptions.StreamClosedError:
             raise _StreamGone() from None
         except h2.exceptions.ProtocolError as exc:  # a field h2's own checks refuse
             raise error_for_status(502, f"response header not sendable over HTTP/2: {exc}") from None
+        self._schedule_flush()
 
-    def send_data(self, stream_id: int, data: bytes) -> None:
+    def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None:
         self._check(stream_id)
         try:
-            self.h2.send_data(stream_id, data)
+            self.h2.send_data(stream_id, data, end_stream=end)
         except h2.exceptions.ProtocolError:  # the stream closed meanwhile
             raise _StreamGone() from None
         self._unflushed += len(data)
@@ -700,12 +713,10 @@ class H2Protocol(asyncio.Protocol):
                 raise _StreamGone() from None
 
     async def drain(self) -> None:
-        if self._unflushed >= FILE_CHUNK:
-            # A stream with a wide window: its data goes out (with the other streams', in one
-            # write, unless HIGH_WATER is framed already) before it reads more, and the other
-            # streams (and a connection_lost) get their turn.
-            if self._unflushed >= HIGH_WATER:
-                self._flush()
+        if self._unflushed >= HIGH_WATER:
+            # Streams with wide windows: what they framed goes out before they read more, and the
+            # other streams (and a connection_lost) get their turn.
+            self._flush()
             await asyncio.sleep(0)
             if self.transport is None:
                 raise _StreamGone()
