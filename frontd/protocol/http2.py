@@ -85,10 +85,11 @@ class _StreamGone(Exception):
 class StreamBody:
     """A request body fed from DATA frames; the window reopens only as the handler reads."""
 
-    __slots__ = ("length", "_conn", "_id", "_chunks", "_ended", "_received", "_more", "_failed")
+    __slots__ = ("length", "_conn", "_id", "_chunks", "_ended", "_received", "_more", "_failed", "_expect")
 
-    def __init__(self, conn: H2Protocol, stream_id: int, length: int | None) -> None:
+    def __init__(self, conn: H2Protocol, stream_id: int, length: int | None, expect: bool = False) -> None:
         self.length = length
+        self._expect = expect  # the client waits for a 100 (Continue) before it sends the body
         self._conn = conn
         self._id = stream_id
         self._chunks: collections.deque[tuple[bytes, int]] = collections.deque()
@@ -113,6 +114,11 @@ class StreamBody:
 
     async def read(self) -> bytes:
         conn = self._conn
+        if self._expect:
+            # RFC 9110 §10.1.1: the handler wants the body, so ask for it.
+            self._expect = False
+            if not self._chunks and not self._ended:
+                conn.send_headers(self._id, [(b":status", b"100")])
         while not self._chunks:
             if self._ended:
                 if self._failed:
@@ -554,7 +560,8 @@ class H2Protocol(asyncio.Protocol):
         if not ended:
             if length is not None and length > self.limits.max_body_size:
                 raise ContentTooLarge(f"Content-Length {length} over max_body_size ({self.limits.max_body_size})")
-            body = StreamBody(self, stream_id, length)
+            expect = any(k == b"expect" and v.lower() == b"100-continue" for k, v in headers)
+            body = StreamBody(self, stream_id, length, expect)
             request.body = body
         else:
             request.body = EMPTY_BODY

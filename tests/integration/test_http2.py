@@ -437,3 +437,13 @@ def test_one_gib_file_in_bounded_memory(srv: H2Server) -> None:
             curl.wait()
         huge.unlink()
     assert peak[0] - before < 32 * 1024 * 1024
+
+
+def test_expect_100_continue(srv: H2Server) -> None:
+    with srv.client() as c:
+        sid = c.request("/cgi-bin/env.cgi", "POST", [("expect", "100-continue"), ("content-length", "5")], end=False)
+        c.wait(lambda: any(type(e).__name__ == "InformationalResponseReceived" and e.stream_id == sid
+                           for e in c.events), what="100 (Continue)")
+        c.send_body(sid, b"12345")
+        answer = c.response(sid)
+        assert answer.status == 200 and "body=5" in answer.body.decode()
