@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -21,9 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h2.errors
-import h2.exceptions
-import hpack
-import hyperframe.frame
 import pytest
 import trustme
 
