@@ -57,6 +57,7 @@ class H2Client:
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = False
         self.events: list[h2.events.Event] = []
+        self._pending = bytearray()
         if connect:
             self.conn.initiate_connection()
             if settings:
@@ -132,14 +133,22 @@ class H2Client:
         if not data:
             self.closed = True
             return
-        try:
-            events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError:
-            self.closed = True
-            return
-        for event in events:
-            self.events.append(event)
-            self._event(event)
+        # Frame by frame, so that a graceful GOAWAY reopens h2's state machine (see _event) before
+        # the frames that follow it in the same read.
+        self._pending += data
+        while len(self._pending) >= 9:
+            size = 9 + int.from_bytes(self._pending[:3], "big")
+            if len(self._pending) < size:
+                break
+            frame, self._pending = bytes(self._pending[:size]), self._pending[size:]
+            try:
+                events = self.conn.receive_data(frame)
+            except h2.exceptions.ProtocolError:
+                self.closed = True
+                return
+            for event in events:
+                self.events.append(event)
+                self._event(event)
         try:
             self.flush()
         except OSError:

@@ -443,3 +443,15 @@ def test_expect_100_continue(srv: H2Server) -> None:
         c.send_body(sid, b"12345")
         answer = c.response(sid)
         assert answer.status == 200 and "body=5" in answer.body.decode()
+
+
+def test_client_connections_limit_answers_429_then_goaway(frontd: Callable[..., Frontd], tmp_path: Path) -> None:
+    own = own_server(frontd, tmp_path, "[limits]\nclient_connections = 1\n")
+    with own.h2c_client() as first:
+        assert first.get("/hello.txt").status == 200
+        with own.h2c_client() as second:
+            answer = second.get("/hello.txt")
+            assert answer.status == 429 and answer.headers.get("retry-after") == "1"
+            second.wait_closed()
+            assert second.goaway is not None and second.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+        assert first.get("/hello.txt").status == 200
