@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h2.errors
+import h2.settings
 import pytest
 import trustme
 
@@ -455,3 +456,16 @@ def test_client_connections_limit_answers_429_then_goaway(frontd: Callable[..., 
             second.wait_closed()
             assert second.goaway is not None and second.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
         assert first.get("/hello.txt").status == 200
+
+
+def test_small_windows_and_frames_follow_flow_control(srv: H2Server) -> None:
+    """A client with a 1000-byte stream window: every DATA frame fits the windows it opens (h2 on
+    the client side ends the connection with FLOW_CONTROL_ERROR otherwise) and the bytes arrive
+    whole and in order."""
+    with srv.client(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000}) as c:
+        answer = c.get("/big.bin", [("range", "bytes=1000-200999")])
+        assert answer.status == 206 and not c.closed
+        assert bytes(answer.body) == (srv.site.www / "big.bin").read_bytes()[1000:201000]
+        sizes = [len(e.data) for e in c.events if type(e).__name__ == "DataReceived"]
+        assert max(sizes) <= 1000 and sum(sizes) == 200_000
+        assert c.get("/hello.txt").status == 200
