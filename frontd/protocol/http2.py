@@ -10,7 +10,8 @@ The connection also defends itself against the HTTP/2 attacks that cost a server
 client: streams reset as soon as they are opened (Rapid Reset, CVE-2023-44487), floods of
 SETTINGS, PING, PRIORITY or empty DATA frames, an endless header block (CONTINUATION flood,
 bounded by h2 to 64 frames), a header list that decompresses to megabytes (HPACK bomb: the
-decoder stops at max_header_size), and a window held shut forever (send_timeout).
+decoder stops at HEADER_LIST_HARD_LIMIT times max_header_size), and a window held shut forever
+(send_timeout).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ MAX_RESETS = 100
 # a bucket of this many, refilled at CONTROL_RATE per second; past it, GOAWAY ENHANCE_YOUR_CALM.
 CONTROL_BURST = 1000
 CONTROL_RATE = 100.0
+# A header list over max_header_size is a 431 on its stream; decoding stops (and the connection
+# ends) at this many times max_header_size.
 HEADER_LIST_HARD_LIMIT = 4
 # Connection-specific fields never go into an HTTP/2 response (RFC 9113 §8.2.2).
 _CONNECTION_FIELDS = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"proxy-connection",
