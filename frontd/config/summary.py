@@ -16,7 +16,7 @@ def summary(config: Config) -> str:
     limits = config.limits
     lines = [
         f"# effective configuration of {config.path}",
-        f"listen {', '.join(_describe_listener(listener) for listener in config.listener_options())}",
+        f"listen {', '.join(_describe_listener(listener, config.http2(listener)) for listener in config.listener_options())}",
         f"workers {config.workers}",
         f"pid_file {config.pid_file or '(none)'}",
         f"error_log {config.error_log}",
@@ -32,7 +32,7 @@ def summary(config: Config) -> str:
     if config.trusted_proxies:
         lines.append(f"trusted_proxies {' '.join(config.trusted_proxies)}")
     if config.tls_listeners():
-        lines.append(f"tls min_version={config.tls.min_version} alpn=http/1.1 "
+        lines.append(f"tls min_version={config.tls.min_version} alpn={'h2,' if config.tls.http2 else ''}http/1.1 "
                      f"session_tickets={'on' if config.tls.session_tickets else 'off'}")
     if config.acme is not None:
         acme = config.acme
@@ -101,13 +101,15 @@ def summary(config: Config) -> str:
     return "\n".join(lines)
 
 
-def _describe_listener(listener: Listener) -> str:
-    options = [name for name, on in (("tls", listener.tls), ("proxy_protocol", listener.proxy_protocol)) if on]
+def _describe_listener(listener: Listener, http2: bool) -> str:
+    """`host:port (tls, h2, proxy_protocol)`: h2 by ALPN on TLS, h2c with prior knowledge otherwise."""
+    options = [name for name, on in (("tls", listener.tls), ("h2" if listener.tls else "h2c", http2),
+                                     ("proxy_protocol", listener.proxy_protocol)) if on]
     return f"{listener.address} ({', '.join(options)})" if options else str(listener.address)
 
 
 def _format_limit(name: str, value: int | float) -> str:
-    if name in ("max_connections", "client_connections", "client_burst"):
+    if name in ("max_connections", "client_connections", "client_burst", "http2_max_streams"):
         return str(value) if value else "off"
     if name == "client_rate":
         return format_rate(value) if value else "off"

@@ -809,3 +809,5 @@ def test_http2_max_streams(site: Path) -> None:
     assert load(site, VHOST + "[limits]\nhttp2_max_streams = 64\n").limits.http2_max_streams == 64
     assert load(site, VHOST).limits.http2_max_streams == 128
     assert "http2_max_streams" in error(site, VHOST + "[limits]\nhttp2_max_streams = 0\n")
+    config = load(site, 'listen = [{ address = "127.0.0.1:8081", http2 = true }]\n' + VHOST)
+    assert "listen 127.0.0.1:8081 (h2c)" in summary(config) and "http2_max_streams=128 " in summary(config)

@@ -98,6 +98,7 @@ def test_listener_tables(site: Path) -> None:
     assert (vhost.tls_certificate, vhost.tls_key) == (str(site / "c.pem"), str(site / "k.pem"))
     assert vhost.has_tls and vhost.tls is None and not vhost.redirect_https
     assert "listen 127.0.0.1:8080, 127.0.0.1:8443 (tls), [::1]:8081" in summary(config)
+    assert "alpn=h2,http/1.1" in summary(config)  # [tls] http2 defaults to true
 
 
 def test_single_listener_table(site: Path) -> None:
@@ -165,5 +166,5 @@ def test_proxy_protocol_listener_and_trusted_proxies(site: Path) -> None:
     assert config.listeners[1] == Listener(config.listen[1], tls=True, proxy_protocol=True)
     assert not config.listeners[0].proxy_protocol
     text = summary(config)
-    assert "listen 127.0.0.1:8080, 127.0.0.1:8443 (tls, proxy_protocol)" in text
+    assert "listen 127.0.0.1:8080, 127.0.0.1:8443 (tls, h2, proxy_protocol)" in text
     assert "trusted_proxies 10.0.0.0/8" in text
