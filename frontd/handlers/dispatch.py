@@ -6,7 +6,7 @@ import html
 from collections.abc import Awaitable, Callable
 
 from frontd.config.model import GATEWAY_KINDS, MAX_INTERNAL_REDIRECTS, Config, VHost
-from frontd.errors import BadRequest, HTTPError, InternalServerError, MisdirectedRequest, NotFound
+from frontd.errors import BadGateway, BadRequest, HTTPError, InternalServerError, MisdirectedRequest, NotFound
 from frontd.gateway.backends import ConnectionPool
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
@@ -16,6 +16,7 @@ from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
 from frontd.handlers.status import StatusHandler
+from frontd.handlers.x_sendfile import KeptFields, XSendfile
 from frontd.http.forwarded import TrustedProxies
 from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
@@ -31,6 +32,7 @@ from frontd.rules.output import OutputRules, output_rules
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
 MAX_LOCAL_REDIRECTS = MAX_INTERNAL_REDIRECTS
+X_ACCEL = "x_accel_redirect"  # request.notes: the URI of the X-Accel-Redirect being served
 
 
 class Dispatcher:
@@ -54,11 +56,12 @@ class Dispatcher:
         self.handlers: dict[str, Handler] = {"static": static.handle}
         # Idle backend connections, per protocol and address, shared by all the worker's routes.
         pool = ConnectionPool()
-        self.handlers["proxy"] = ProxyHandler(config, pool).handle
+        files = XSendfile(static)
+        self.handlers["proxy"] = ProxyHandler(config, pool, files).handle
         self.handlers["status"] = StatusHandler(config).handle
         self.acme_challenge = AcmeChallengeHandler(config)
         gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config, pool), "scgi": SCGIGateway(config),
-                                          "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
+                                          "uwsgi": UwsgiGateway(config)}, static=static.serve_file, files=files)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle
         self.handlers["redirect"] = RedirectHandler().handle
@@ -175,6 +178,11 @@ class Dispatcher:
                     continue
             route = self.router.route(vhost, request.path)
             request.vhost, request.route = vhost, route
+            if route is not None and route.internal and not request.redirects:
+                raise NotFound(f"{request.path!r}: route {route.prefix} serves internal redirects only")
+            if X_ACCEL in request.notes and (route is None or not route.internal):
+                raise BadGateway(f"X-Accel-Redirect to {request.notes[X_ACCEL]}: not a static route "
+                                 "with internal = true")
             if request.tls is not None:
                 if vhost is not request.tls.vhost:
                     # RFC 9110 §15.5.20: the certificate of the handshake is not this vhost's.
@@ -210,8 +218,17 @@ class Dispatcher:
             if request.redirects >= MAX_LOCAL_REDIRECTS:
                 raise InternalServerError(f"more than {MAX_LOCAL_REDIRECTS} local redirects")
             target = parse_target(result.target.encode("latin-1", "replace"), "GET")
-            request.method = "GET"
-            request.target = result.target
+            if result.fields is not None:
+                # X-Accel-Redirect: an internal static route answers, with the backend's fields
+                # (handlers/x_sendfile.py); a HEAD stays a HEAD and the request as the client
+                # sent it stays in the logs, as in nginx.
+                assert route is not None
+                request.notes[X_ACCEL] = f"{result.target!r} (from route {route.prefix})"
+                sink = KeptFields(sink, result.fields)
+            else:
+                request.target = result.target
+            if request.method != "HEAD" or result.fields is None:
+                request.method = "GET"
             request.path, request.raw_path, request.query = target.path, target.raw_path, target.query
             request.body = EMPTY_BODY
             request.headers = [(k, v) for k, v in request.headers
