@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from frontd.config.load import ConfigError, load_config
+from frontd.config.summary import summary
 from frontd.http.file_answer import file_answer
 
 
@@ -78,3 +79,14 @@ def test_file_answer_splits_the_fields() -> None:
                            (b"content-disposition", b"attachment")]
     both = file_answer([(b"X-Accel-Redirect", b"/p/a"), (b"X-Sendfile", b"/srv/a")])
     assert both is not None and [name for name, _ in both.fields] == [b"x-accel-redirect", b"x-sendfile"]
+
+
+def test_the_summary_of_t_shows_both(tmp_path: Path) -> None:
+    (tmp_path / "private").mkdir()
+    conf = tmp_path / "frontd.conf"
+    conf.write_text(f'[[vhost]]\nnames = ["example.test"]\n[[vhost.route]]\nprefix = "/app/"\n'
+                    f'proxy = "http://127.0.0.1:8080"\nx_sendfile = "{tmp_path}/private"\n'
+                    f'[[vhost.route]]\nprefix = "/p/"\nstatic = "private"\ninternal = true\n')
+    text = summary(load_config(str(conf)))
+    assert f"x_sendfile {os.path.realpath(tmp_path / 'private')} (X-Sendfile files;" in text
+    assert "internal (internal redirects only; clients get 404)" in text
