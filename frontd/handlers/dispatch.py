@@ -127,14 +127,18 @@ class Dispatcher:
         return await self.run_handler(handler, request, sink)
 
     async def run_handler(self, handler: Handler, request: Request, sink: ResponseSink, *,
-                          intercept: bool = False) -> LocalRedirect | None:
+                          intercept: bool = False,
+                          kept: list[tuple[bytes, bytes]] | None = None) -> LocalRedirect | None:
         """Call `handler` with the output rules (headers, compress) of the request's route or
         vhost around its sink; with `intercept`, error pages' interception goes outside them (a
-        backend's error response is taken over before any rule sees it)."""
+        backend's error response is taken over before any rule sees it). `kept`: the fields of
+        an X-Accel-Redirect answer, added before the rules see the response."""
         rules = self.output.get(id(request.route if request.route is not None else request.vhost)) \
             if self.output else None
         out = rules.wrap(request, sink) if rules is not None else None
         target: ResponseSink = out if out is not None else sink
+        if kept is not None:
+            target = KeptFields(target, kept)
         if intercept and self.error_pages is not None:
             target = self.error_pages.sink_for(request, target)
         result = await handler(request, target)
@@ -157,6 +161,7 @@ class Dispatcher:
 
     async def route_and_serve(self, request: Request, sink: ResponseSink) -> None:
         rated = False  # client_rate counts a request once, whatever internal redirects follow
+        kept: list[tuple[bytes, bytes]] | None = None  # an X-Accel-Redirect answer's fields
         while True:
             vhost = self.router.vhost(request.host)
             if self.acme_challenge.claims(vhost, request.path):
@@ -211,7 +216,7 @@ class Dispatcher:
             handler = self.handlers.get(kind)
             if handler is None:
                 raise NotFound(f"no handler for {kind} routes")
-            result = await self.run_handler(handler, request, sink, intercept=True)
+            result = await self.run_handler(handler, request, sink, intercept=True, kept=kept)
             if result is None:
                 return
             # RFC 3875 §6.2.2: the server serves the new URL as if it had been requested (a GET).
@@ -224,7 +229,7 @@ class Dispatcher:
                 # sent it stays in the logs, as in nginx.
                 assert route is not None
                 request.notes[X_ACCEL] = f"{result.target!r} (from route {route.prefix})"
-                sink = KeptFields(sink, result.fields)
+                kept = result.fields
             else:
                 request.target = result.target
             if request.method != "HEAD" or result.fields is None:

@@ -80,6 +80,7 @@ root = "{www}"
   prefix = "/cgi/"
   cgi = "{cgi}"
   x_sendfile = ["{private}"]
+  headers = {{ "X-Route" = "cgi", "X-Removed" = "" }}
 
   [[vhost.route]]
   prefix = "/plain/"
@@ -89,6 +90,7 @@ root = "{www}"
   prefix = "/protected/"
   static = "{private}"
   internal = true
+  headers = {{ "X-Route" = "protected", "X-Removed" = "" }}
 
   [[vhost.route]]
   prefix = "/files/"
@@ -108,7 +110,7 @@ def _etag(path: Path) -> str:
 def test_the_file_is_sent_with_its_own_length_and_validators(site: Site) -> None:
     case = site.case("full", "Status: 200\nX-Sendfile: {}\nContent-Length: 11\nETag: \"app\"\nLast-Modified: "
                      "Thu, 01 Jan 1970 00:00:00 GMT\nContent-Disposition: attachment; filename=\"r.pdf\"\n"
-                     "Cache-Control: private\nSet-Cookie: a=1\nSet-Cookie: b=2\nX-App: kept".format(
+                     "Cache-Control: private\nSet-Cookie: a=1\nSet-Cookie: b=2\nX-App: kept\nX-Removed: 1".format(
                          site.private / "report.pdf"), b"THE-APP-BODY")
     response = site.get("/cgi/", case)
     assert response.status_code == 200
@@ -125,6 +127,8 @@ def test_the_file_is_sent_with_its_own_length_and_validators(site: Site) -> None
     assert headers["X-App"] == "kept"
     assert response.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
     assert "X-Sendfile" not in headers
+    # The route's output rules see the answer as sent: the application's fields included.
+    assert headers["X-Route"] == "cgi" and "X-Removed" not in headers
     # The script was not cut short: it wrote all it had and went on to its last command.
     assert (site.marks / case).exists()
 
@@ -250,12 +254,13 @@ def test_a_long_application_body_is_cut_and_the_file_still_sent(site: Site) -> N
 
 def test_x_accel_redirect_is_served_by_an_internal_static_route(site: Site) -> None:
     case = site.case("accel", "Content-Type: application/x-report\nContent-Disposition: attachment\n"
-                     "X-Accel-Redirect: /protected/report.pdf", b"app body")
+                     "X-Removed: 1\nX-Accel-Redirect: /protected/report.pdf", b"app body")
     response = site.get("/cgi/", case, headers={"Range": "bytes=0-3"})
     assert response.status_code == 206 and response.content == REPORT[:4]
     assert response.headers["Content-Type"] == "application/x-report"
     assert response.headers["Content-Disposition"] == "attachment"
     assert "X-Accel-Redirect" not in response.headers
+    assert response.headers["X-Route"] == "protected" and "X-Removed" not in response.headers
     head = site.get("/cgi/", case, "HEAD")
     assert head.status_code == 200 and head.headers["Content-Length"] == str(len(REPORT))
     # The internal route is not there for clients.
