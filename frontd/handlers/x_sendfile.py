@@ -42,7 +42,7 @@ class KeptFields(SinkWrapper):
     """The backend's fields on the response frontd makes for its file: appended to the file's,
     its Content-Type in place of the file's (not of a multipart/byteranges one)."""
 
-    __slots__ = ("fields", "content_type")
+    __slots__ = ("content_type", "fields")
 
     def __init__(self, inner: ResponseSink, fields: list[tuple[bytes, bytes]]) -> None:
         super().__init__(inner)

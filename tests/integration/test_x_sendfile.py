@@ -104,7 +104,7 @@ root = "{www}"
 
 def _etag(path: Path) -> str:
     st = path.stat()
-    return '"%x-%x"' % (st.st_mtime_ns, st.st_size)
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
 
 
 def test_the_file_is_sent_with_its_own_length_and_validators(site: Site) -> None:
@@ -157,7 +157,8 @@ def test_ranges_and_if_range(site: Site) -> None:
 
 
 def test_conditionals_give_304_with_the_applications_fields(site: Site) -> None:
-    case = site.case("cond", f"Content-Type: text/plain\nCache-Control: private\nX-Sendfile: {site.private / 'notes.txt'}")
+    case = site.case("cond", "Content-Type: text/plain\nCache-Control: private\n"
+                     f"X-Sendfile: {site.private / 'notes.txt'}")
     first = site.get("/cgi/", case)
     assert first.status_code == 200 and first.text == "notes\n"
     by_etag = site.get("/cgi/", case, headers={"If-None-Match": first.headers["ETag"]})

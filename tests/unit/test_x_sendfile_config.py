@@ -40,8 +40,8 @@ def test_directories_on_gateway_and_proxy_routes(tmp_path: Path, kind: str) -> N
     ('x_sendfile = ["{tmp}/absent"]', 'vhost[0].route[0].x_sendfile[0]: directory "{tmp}/absent" does not exist'),
     ('x_sendfile = ["{tmp}/frontd.conf"]', 'vhost[0].route[0].x_sendfile[0]: "{tmp}/frontd.conf" is not a directory'),
     ("x_sendfile = []", "vhost[0].route[0].x_sendfile: empty array; give one or more absolute directories"),
-    ("x_sendfile = true", "vhost[0].route[0].x_sendfile: expected an absolute directory or an array of "
-                          "absolute directories, got true"),
+    ("x_sendfile = true", ("vhost[0].route[0].x_sendfile: expected an absolute directory or an array of "
+                           "absolute directories, got true")),
 ])
 def test_bad_directories(tmp_path: Path, body: str, message: str) -> None:
     text = body.replace("{tmp}", str(tmp_path))
