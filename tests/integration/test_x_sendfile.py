@@ -66,6 +66,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     (private / "leak.txt").symlink_to(outside / "secret.txt")
     (private / "out").symlink_to(outside)
     os.mkfifo(private / "fifo")
+    (private / "loop").symlink_to(private / "loop")
     (www / "hello.txt").write_text("hello\n")
     script = cgi / "run.sh"
     script.write_text(SCRIPT.format(cases=cases, marks=marks))
@@ -200,6 +201,7 @@ def test_a_symlink_that_stays_inside_is_followed(site: Site) -> None:
     ("symlinked-dir", "{private}/out/secret.txt", "outside the route's x_sendfile directories (it resolves to"),
     ("directory", "{private}/docs", "not a regular file"),
     ("fifo", "{private}/fifo", "not a regular file"),
+    ("loop", "{private}/loop", "cannot open it: Too many levels of symbolic links"),
     ("etc", "/etc/passwd", "outside the route's x_sendfile directories"),
 ])
 def test_refused_paths_are_502_with_one_log_line(site: Site, name: str, path: str, why: str) -> None:
