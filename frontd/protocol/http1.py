@@ -1,8 +1,13 @@
-"""One client connection: HTTP/1.1 on h11 and asyncio streams, timeouts, error rendering.
+"""One client connection: HTTP/1.1 on h11 and an asyncio.Protocol, timeouts, error rendering.
 
-The request head is framed here before h11 sees it, so that leading empty lines can be skipped
-(RFC 9112 §2.2), an over-long request line is a 414 and an over-large head a 431. Each request
-gets a fresh h11.Connection; bytes that arrived after a request (pipelining) are carried over.
+Received bytes go to one buffer (`data_received`). The request head is framed here before h11
+sees it, so that leading empty lines can be skipped (RFC 9112 §2.2), an over-long request line
+is a 414 and an over-large head a 431; h11 parses the head alone, and sees the bytes after it
+only when a body is read (Body, in http1_sink.py). A request whose head is already buffered is
+served without a future or a timer: only a wait for bytes, or for a paused transport to drain,
+creates one. One timer handle per connection serves every phase's timeout (header, body,
+keep-alive, send): a wait moves its deadline, and the handle, when it fires early, re-arms itself
+for what is left.
 """
 
 from __future__ import annotations
@@ -10,14 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
-from http import HTTPStatus
 from typing import BinaryIO
 
 import h11
 
-from frontd import SERVER_SOFTWARE
 from frontd.config.model import Limits
 from frontd.errors import (
     BadRequest,
@@ -33,44 +35,42 @@ from frontd.errors import (
 )
 from frontd.handlers.dispatch import Dispatcher
 from frontd.handlers.error_page import error_body, error_headers
-from frontd.http.dates import http_date
 from frontd.http.forwarded import TrustedProxies, real_client
 from frontd.http.target import host_from_header, parse_target
+from frontd.protocol.http1_sink import (  # noqa: F401  (SERVER_LINE and the tables: for HTTP/2 too)
+    _FRAMING_HEADERS,
+    _HEADER_BLOCK,
+    _PLAIN_DROPPED_HEADERS,
+    _STATUS_LINES,
+    REASONS,
+    SERVER_HEADER,
+    SERVER_LINE,
+    SMALL_FILE,
+    Body,
+    Sink,
+    _ClientGone,
+)
 from frontd.request import EMPTY_BODY, Request, TLSInfo
 from frontd.response import AccessRecorder
 from frontd.status.metrics import STATS
 
 log = logging.getLogger("frontd")
 
-READ_SIZE = 65536
 SENDFILE_CHUNK = 1 << 20
 TLS_FILE_CHUNK = 256 * 1024  # a file body through TLS is read and encrypted this much at a time
-SMALL_FILE = 64 * 1024
+# Received bytes not yet consumed past which the transport stops reading (a client pipelining
+# faster than it reads its answers); never below max_header_size, or a large head could not end.
+READ_HIGH = 256 * 1024
+STREAM_LIMIT = 1 << 16  # the StreamReader a detached connection's handler gets
+# A timer may run this early (the loop's clock resolution): count its deadline as reached.
+TIMER_SLACK = 0.001
 # Methods frontd knows. Others are 501 (RFC 9110 §9.1); TRACE is never echoed (405).
 KNOWN_METHODS = frozenset({
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH",
     "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH",
 })
-SERVER_HEADER = (b"server", SERVER_SOFTWARE.encode())
-SERVER_LINE = b"server: " + SERVER_SOFTWARE.encode() + b"\r\n"
-# Framing and hop-by-hop fields are the connection's business, never a handler's.
-_FRAMING_HEADERS = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
-# RFC 6797 §7.2: HSTS is never sent over plain HTTP, whoever set it.
-_PLAIN_DROPPED_HEADERS = _FRAMING_HEADERS | {b"strict-transport-security"}
-# Header lines as RFC 9110 §5.1, §5.5 allow them: a token, ": ", a value without CTLs (HTAB
-# allowed). Checked on the whole block at once: one regex run per response.
-_HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
-_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
-_NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 # Statuses after which the request stream cannot be trusted (or the body was refused unread).
 _FATAL_STATUSES = frozenset({400, 408, 413, 414, 431, 501, 505})
-REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
-
-
-class _ClientGone(Exception):
-    """The client closed or reset the connection, or stopped reading for send_timeout."""
 
 
 def _head_end(buf: bytearray) -> int:
@@ -85,272 +85,194 @@ def _head_end(buf: bytearray) -> int:
     return end
 
 
-class Body:
-    """A request body read from h11 as the handler asks for it, with limit and stall timeout."""
+class Connection(asyncio.Protocol):
+    """Serves requests on one accepted connection until either side closes or a limit ends it.
 
-    __slots__ = ("length", "_conn", "_h11", "_done", "_received", "_continued")
-
-    def __init__(self, conn: Connection, h11conn: h11.Connection, length: int | None) -> None:
-        self.length = length
-        self._conn = conn
-        self._h11 = h11conn
-        self._done = False
-        self._received = 0
-        self._continued = False
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    async def read(self) -> bytes:
-        if self._done:
-            return b""
-        conn, h = self._conn, self._h11
-        if h.they_are_waiting_for_100_continue and not self._continued:
-            # RFC 9110 §10.1.1: the client waits for this before sending the body.
-            self._continued = True
-            conn.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while True:
-            try:
-                event = h.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise BadRequest(f"malformed request body: {exc}") from None
-            if event is h11.NEED_DATA:
-                try:
-                    async with asyncio.timeout(conn.limits.body_timeout):
-                        data = await conn.reader.read(READ_SIZE)
-                except TimeoutError:
-                    raise RequestTimeout(f"request body stalled for {conn.limits.body_timeout:g}s") from None
-                except ConnectionError:
-                    raise _ClientGone() from None
-                h.receive_data(data)
-                continue
-            if type(event) is h11.Data:
-                self._received += len(event.data)
-                if self._received > conn.limits.max_body_size:
-                    raise ContentTooLarge(f"request body over max_body_size ({conn.limits.max_body_size})")
-                return bytes(event.data)
-            if type(event) is h11.EndOfMessage:
-                self._done = True
-                return b""
-            if type(event) is h11.ConnectionClosed:
-                raise BadRequest("client closed the connection inside the request body")
-
-
-class Sink:
-    """The ResponseSink of one request on this connection.
-
-    h11 parses requests; responses are serialised here, which costs a fraction of building
-    h11 events. Framing follows RFC 9112 §6: the handler's Content-Length when it gave one,
-    else chunked for HTTP/1.1, else close-delimited for HTTP/1.0.
+    The transport calls the protocol methods; `run()`, awaited by the worker, serves the requests
+    one after the other. `detach_streams()` hands the transport to a StreamReader/StreamWriter pair
+    (NPH output, Upgrade tunnels).
     """
 
-    __slots__ = ("started", "status", "bytes_sent", "ended", "close_after", "detached", "keep_alive",
-                 "_conn", "_h11", "_head_only", "_http10", "_pending", "_framing", "_remaining")
+    transport: asyncio.Transport
 
-    def __init__(self, conn: Connection, h11conn: h11.Connection, head_only: bool, *,
-                 keep_alive: bool, http10: bool) -> None:
-        self.started = False
-        self.ended = False
-        self.detached = False
-        self.close_after = False
-        self.keep_alive = keep_alive
-        self.status = 0
-        self.bytes_sent = 0
-        self._conn = conn
-        self._h11 = h11conn
-        self._head_only = head_only
-        self._http10 = http10
-        self._pending: list[bytes] = []
-        self._framing = _NO_BODY
-        self._remaining = 0
-
-    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
-        if self.started:
-            raise RuntimeError("response already started")
-        if not 200 <= status <= 599:
-            raise error_for_status(502, f"cannot send status {status} as a response")
-        if reason and _BAD_REASON.search(reason):
-            reason = b""
-        if reason and reason != REASONS.get(status):
-            line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-        else:
-            line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
-        out = [line, SERVER_LINE, b"date: " + http_date(time.time()) + b"\r\n"]
-        length: int | None = None
-        lines: list[bytes] = []
-        for name, value in headers:
-            if name in self._conn.dropped_headers:
-                if name == b"connection" and value.lower() == b"close":
-                    self.close_after = True
-                continue
-            if name == b"content-length":
-                if not _DIGITS.fullmatch(value) or (length is not None and int(value) != length):
-                    raise error_for_status(502, f"invalid Content-Length {value[:40]!r}")
-                length = int(value)
-            lines.append(name + b": " + value + b"\r\n")
-        block = b"".join(lines)
-        if not _HEADER_BLOCK.fullmatch(block):
-            # Response splitting guard: nothing from a backend may end a header line early.
-            bad = next(n for n, v in headers if not _HEADER_BLOCK.fullmatch(n + b": " + v + b"\r\n"))
-            raise error_for_status(502, f"invalid response header {bad[:40]!r}")
-        out.append(block)
-        if self._head_only or status in (204, 304):
-            self._framing = _NO_BODY
-        elif length is not None:
-            self._framing = _LENGTH
-            self._remaining = length
-        elif not self._http10:
-            self._framing = _CHUNKED
-            out.append(b"transfer-encoding: chunked\r\n")
-        else:
-            self._framing = _CLOSE
-            self.close_after = True
-        if not self.keep_alive or self.close_after:
-            self.close_after = True
-            out.append(b"connection: close\r\n\r\n")
-        elif self._http10:
-            out.append(b"connection: keep-alive\r\n\r\n")
-        else:
-            out.append(b"\r\n")
-        self.started = True
-        self.status = status
-        # The head waits for the first body bytes so that small responses leave in one packet.
-        self._pending.append(b"".join(out))
-
-    def _frame(self, n: int) -> tuple[bytes, bytes]:
-        """What goes before and after n body bytes, after checking them against the framing."""
-        framing = self._framing
-        if framing == _CHUNKED:
-            return b"%x\r\n" % n, b"\r\n"
-        if framing == _LENGTH:
-            if n > self._remaining:
-                self.close_after = True
-                raise error_for_status(502, "response body longer than its Content-Length")
-            self._remaining -= n
-        return b"", b""
-
-    async def write(self, data: bytes) -> None:
-        if not data or self._framing == _NO_BODY:
-            return
-        before, after = self._frame(len(data))
-        self.bytes_sent += len(data)
-        out = self._pending
-        self._pending = []
-        if before:
-            out.append(before)
-        out.append(data)
-        if after:
-            out.append(after)
-        await self._conn.send(out)
-
-    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
-        if count <= 0 or self._framing == _NO_BODY:
-            return
-        if count <= SMALL_FILE:
-            # A small body goes out with the head in one write: cheaper than a sendfile round.
-            await self.write(os.pread(file.fileno(), count, offset))
-            return
-        before, after = self._frame(count)
-        conn = self._conn
-        out = self._pending
-        self._pending = []
-        if before:
-            out.append(before)
-        await conn.send(out)
-        await conn.sendfile(file, offset, count)
-        self.bytes_sent += count
-        if after:
-            self._pending.append(after)
-
-    async def end(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        out = self._pending
-        self._pending = []
-        if self._framing == _CHUNKED:
-            out.append(b"0\r\n\r\n")
-        elif self._framing == _LENGTH and self._remaining:
-            # The body fell short of its Content-Length: only closing tells the client.
-            self.close_after = True
-            log.error("response body %d bytes short of its Content-Length; closing", self._remaining)
-        if out:
-            await self._conn.send(out)
-
-    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-        self.detached = True
-        self.started = True
-        self.close_after = True
-        leftover = bytes(self._h11.trailing_data[0])
-        return self._conn.reader, self._conn.writer, leftover
-
-
-class Connection:
-    """Serves requests on one accepted connection until either side closes or a limit ends it."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 dispatcher: Dispatcher, limits: Limits, access_log: AccessRecorder, tls: TLSInfo | None = None,
-                 *, peer: tuple[str, int] | None = None, refused: HTTPError | None = None) -> None:
+    def __init__(self, dispatcher: Dispatcher, limits: Limits, access_log: AccessRecorder,
+                 tls: TLSInfo | None = None, *, peer: tuple[str, int] | None = None,
+                 refused: HTTPError | None = None) -> None:
         """`peer`: the client a PROXY header named (None: the socket's peer). `refused`: the answer
         to the first request, after which the connection closes (a client over its connections)."""
-        self.reader = reader
-        self.writer = writer
         self.dispatcher = dispatcher
         self.limits = limits
         self.access_log = access_log
-        self.buf = bytearray()
-        self.eof = False
-        self.idle = True  # no request in progress: graceful shutdown may close it
-        self.started = time.monotonic()  # the current request's first byte (status page latency)
-        sock = writer.get_extra_info("socket")
-        local = writer.get_extra_info("sockname")
-        if peer is None:
-            peer = writer.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            self.client_addr, self.client_port = str(peer[0]), int(peer[1])
-        else:  # Unix socket listener
-            self.client_addr, self.client_port = "unix:", 0
-        # Only a trusted peer's Forwarded / X-Forwarded-For is read; other connections pay nothing.
-        trusted = dispatcher.trusted_proxies
-        self.trusted: TrustedProxies | None = trusted if trusted is not None and self.client_addr in trusted else None
         self.refused = refused
-        if isinstance(local, tuple):
-            self.server_addr, self.server_port = str(local[0]), int(local[1])
-        else:
-            self.server_addr, self.server_port = str(local or ""), 0
-        # Inside TLS the socket carries records, not the file: no sendfile(2) there.
-        self._sock = sock if tls is None else None
         self.tls = tls
         self.scheme = "http" if tls is None else "https"
         self.dropped_headers = _PLAIN_DROPPED_HEADERS if tls is None else _FRAMING_HEADERS
+        self._peer = peer
+        self.buf = bytearray()
+        self.eof = False  # the client ended its side (or the connection is lost)
+        self.lost = False  # the transport is closed
+        self.idle = True  # no request in progress: graceful shutdown may close it
+        self.started = time.monotonic()  # the current request's first byte (status page latency)
+        self._loop = asyncio.get_running_loop()
+        self._reading = True
+        self._read_high = max(READ_HIGH, limits.max_header_size + 1)
+        self._writing_paused = False
+        self._stalled = False  # the client stopped reading: abort, do not wait to flush
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._read_deadline = 0.0
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._write_deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._sock = None
+        self.client_addr, self.client_port = "unix:", 0
+        self.server_addr, self.server_port = "", 0
+        self.trusted: TrustedProxies | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        local = transport.get_extra_info("sockname")
+        peer = self._peer if self._peer is not None else transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client_addr, self.client_port = str(peer[0]), int(peer[1])
+        # Only a trusted peer's Forwarded / X-Forwarded-For is read; other connections pay nothing.
+        trusted = self.dispatcher.trusted_proxies
+        self.trusted = trusted if trusted is not None and self.client_addr in trusted else None
+        if isinstance(local, tuple):
+            self.server_addr, self.server_port = str(local[0]), int(local[1])
+        else:
+            self.server_addr = str(local or "")
+        # Inside TLS the socket carries records, not the file: no sendfile(2) there.
+        self._sock = transport.get_extra_info("socket") if self.tls is None else None
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if self._reading and len(buf) > self._read_high:
+            self._reading = False
+            self.transport.pause_reading()
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        # Keep the sending side open: a client that half-closed still gets its answer. (Over
+        # TLS the transport closes at the client's close_notify whatever this returns.)
+        return self.tls is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = self.eof = True
+        for waiter in (self._read_waiter, self._write_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        self._disarm()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        waiter = self._write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the timer ------------------------------------------------------------------------
+
+    def _arm(self, deadline: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # it fires first and re-arms itself for this deadline
+            timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        """The timer fired: fail the waits whose deadline passed, re-arm for the others."""
+        self._timer = None
+        now = self._loop.time() + TIMER_SLACK
+        later: float | None = None
+        for waiter, deadline in ((self._read_waiter, self._read_deadline),
+                                 (self._write_waiter, self._write_deadline)):
+            if waiter is None or waiter.done():
+                continue
+            if deadline <= now:
+                waiter.set_exception(TimeoutError())
+            elif later is None or deadline < later:
+                later = deadline
+        if later is not None:
+            self._timer = self._loop.call_at(later, self._expire)
+
+    # -- input ----------------------------------------------------------------------------
+
+    async def wait_data(self, timeout: float) -> None:
+        """Until bytes arrive or the client ends its side; TimeoutError after `timeout` s."""
+        await self._wait_data_until(self._loop.time() + timeout)
+
+    async def _wait_data_until(self, deadline: float) -> None:
+        if self.eof:
+            return
+        if not self._reading:
+            # More is wanted, so what is buffered has been consumed: read again.
+            self._reading = True
+            self.transport.resume_reading()
+        waiter = self._loop.create_future()
+        self._read_waiter = waiter
+        self._read_deadline = deadline
+        self._arm(deadline)
+        try:
+            await waiter
+        finally:
+            self._read_waiter = None
 
     # -- output ---------------------------------------------------------------------------
 
+    def write(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
     async def send(self, pieces: list[bytes]) -> None:
-        writer = self.writer
-        if writer.is_closing():
+        transport = self.transport
+        if transport.is_closing():
             raise _ClientGone()
-        writer.writelines(pieces)
-        transport = writer.transport
-        if transport.get_write_buffer_size() > 65536:
+        transport.writelines(pieces)
+        if self._writing_paused:
             await self.drain()
 
     async def drain(self) -> None:
-        try:
-            async with asyncio.timeout(self.limits.send_timeout):
-                await self.writer.drain()
-        except TimeoutError:
-            raise _ClientGone(f"client read nothing for {self.limits.send_timeout:g}s") from None
-        except ConnectionError:
-            raise _ClientGone() from None
+        """Until the transport takes writes again (below its low-water mark); _ClientGone when the
+        connection is lost or the client read nothing for send_timeout."""
+        while self._writing_paused and not self.lost:
+            timeout = self.limits.send_timeout
+            waiter = self._loop.create_future()
+            self._write_waiter = waiter
+            self._write_deadline = deadline = self._loop.time() + timeout
+            self._arm(deadline)
+            try:
+                await waiter
+            except TimeoutError:
+                self._stalled = True
+                raise _ClientGone(f"client read nothing for {timeout:g}s") from None
+            finally:
+                self._write_waiter = None
+        if self.lost:
+            raise _ClientGone()
 
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
         if self.tls is not None:
             await self._send_file_chunks(file, offset, count)
             return
-        loop = asyncio.get_running_loop()
-        transport = self.writer.transport
+        transport = self.transport
         end = offset + count
         if self._sock is not None and not transport.get_write_buffer_size():
             # Nothing queued ahead of the file: one sendfile(2) straight away usually sends it
@@ -362,27 +284,33 @@ class Connection:
                 pass
             except OSError:
                 raise _ClientGone() from None
+        if offset >= end:
+            return
         try:
             while offset < end:
                 n = min(SENDFILE_CHUNK, end - offset)
+                # loop.sendfile can only be interrupted by cancelling it: here alone a timeout
+                # context stands in for the connection's timer, once per chunk of a large file.
                 async with asyncio.timeout(self.limits.send_timeout):
                     # fallback=False (issue 13 §4): asyncio takes a sendfile(2) that fails at
                     # the start of a chunk (the client reset the connection) for "sendfile not
                     # available" and would read the file in a thread pool, whose module a
                     # worker that dropped privileges may not be able to import. Here it raises
                     # SendfileNotAvailableError, a RuntimeError: the client is gone.
-                    sent = await loop.sendfile(transport, file, offset, n, fallback=False)
+                    sent = await self._loop.sendfile(transport, file, offset, n, fallback=False)
                 if sent <= 0:
                     raise _ClientGone("file shrank while being sent")
                 offset += sent
         except TimeoutError:
+            self._stalled = True
             raise _ClientGone(f"client read nothing for {self.limits.send_timeout:g}s") from None
         except (ConnectionError, RuntimeError):
             raise _ClientGone() from None
 
     async def _send_file_chunks(self, file: BinaryIO, offset: int, count: int) -> None:
         """A file body through TLS: read in chunks, each sent before the next is read (`send`
-        drains past 64 KiB queued), so memory stays bounded whatever the file's size."""
+        drains past the transport's high-water mark), so memory stays bounded whatever the
+        file's size."""
         fd = file.fileno()
         end = offset + count
         while offset < end:
@@ -391,6 +319,31 @@ class Connection:
                 raise _ClientGone("file shrank while being sent")
             await self.send([data])
             offset += len(data)
+
+    def detach_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Hand the transport to a StreamReader/StreamWriter pair; this protocol hears no more of
+        it. Bytes already buffered stay in `buf` for the caller (Sink.detach returns them)."""
+        loop = self._loop
+        transport = self.transport
+        self._disarm()
+        reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._writing_paused:
+            protocol.pause_writing()  # the transport calls resume_writing on the new protocol
+        if not self._reading:
+            self._reading = True
+            transport.resume_reading()  # the reader pauses it again past its own limit
+        if self.lost:
+            protocol.connection_lost(None)
+        elif self.eof:
+            reader.feed_eof()
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    def close(self) -> None:
+        """Close the connection (a graceful stop closing an idle one)."""
+        self.transport.close()
 
     # -- the request loop -------------------------------------------------------------------
 
@@ -406,35 +359,27 @@ class Connection:
             log.exception("connection from %s failed", self.client_addr)
         finally:
             STATS.connection_closed()
-            self.writer.close()
-
-    async def _read_more(self) -> bool:
-        try:
-            data = await self.reader.read(READ_SIZE)
-        except ConnectionError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
+            self._disarm()
+            if self._stalled:
+                self.transport.abort()  # what it did not read would wait for it forever
+            else:
+                self.transport.close()
 
     async def _read_head(self, first: bool) -> bytes | None:
         """The raw head of the next request, or None when the client closed between requests."""
         limits = self.limits
+        buf = self.buf
         # RFC 9112 §2.2: ignore at least one empty line before a request-line.
         while True:
-            while self.buf[:1] in (b"\r", b"\n"):
-                del self.buf[:1]
-            if self.buf:
+            if buf[:1] in (b"\r", b"\n"):
+                del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]
+            if buf:
                 break
             if self.eof:
                 return None
             wait = limits.header_timeout if first else limits.keepalive_timeout
             try:
-                async with asyncio.timeout(wait):
-                    if not await self._read_more():
-                        return None
+                await self.wait_data(wait)
             except TimeoutError:
                 if first:
                     raise RequestTimeout(f"no request within header_timeout ({wait:g}s)") from None
@@ -444,16 +389,18 @@ class Connection:
         head = self._take_head()
         if head is not None:
             return head  # the usual case: the whole head came in one read, no timer needed
-        try:
-            async with asyncio.timeout(limits.header_timeout):
-                while True:
-                    if self.eof or not await self._read_more():
-                        raise BadRequest("client closed the connection inside the request head")
-                    head = self._take_head()
-                    if head is not None:
-                        return head
-        except TimeoutError:
-            raise RequestTimeout(f"request head not complete within header_timeout ({limits.header_timeout:g}s)") from None
+        deadline = self._loop.time() + limits.header_timeout
+        while True:
+            if self.eof:
+                raise BadRequest("client closed the connection inside the request head")
+            try:
+                await self._wait_data_until(deadline)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"request head not complete within header_timeout ({limits.header_timeout:g}s)") from None
+            head = self._take_head()
+            if head is not None:
+                return head
 
     def _take_head(self) -> bytes | None:
         """The head at the start of the buffer if it is complete; its size limits checked."""
@@ -498,14 +445,9 @@ class Connection:
         except HTTPError as exc:
             await self._send_error(exc, None, None, close=True)
             return False
-        # Bytes after the head belong to the body or to the next (pipelined) request.
-        if self.buf:
-            h.receive_data(bytes(self.buf))
-            self.buf.clear()
-        if self.eof:
-            h.receive_data(b"")
         if body is None:
-            # No body: h11 still owes the EndOfMessage that makes the request DONE.
+            # No body: h11 still owes the EndOfMessage that makes the request DONE. The bytes
+            # after the head (a pipelined request) stay in the buffer, never given to h11.
             h.next_event()
         return await self._serve(h, request, body)
 
@@ -625,8 +567,10 @@ class Connection:
         # on is _keep_alive's decision, made before the response announced it (issue 12).
         if h.their_state is not h11.DONE and h.their_state is not h11.MUST_CLOSE:
             return False
+        # What h11 was given past the body's end goes back before what arrived since.
         data, closed = h.trailing_data
-        self.buf += data
+        if data:
+            self.buf[:0] = data
         if closed:
             self.eof = True
         return True
@@ -644,7 +588,7 @@ class Connection:
             context = request.log_context() if request else f", client: {self.client_addr}"
             log.log(level, "%d: %s%s", status, exc.detail, context)
         head_only = request is not None and request.method == "HEAD"
-        sink = Sink(self, h, head_only, keep_alive=not close,  # type: ignore[arg-type]
+        sink = Sink(self, h, head_only, keep_alive=not close,
                     http10=request is not None and request.http_version == "1.0")
         body = error_body(status)
         try:
