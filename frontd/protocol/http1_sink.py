@@ -1,8 +1,8 @@
 """One HTTP/1.1 request's two halves: its body as h11 decodes it (`Body`) and its response as
 frontd frames it (`Sink`, the ResponseSink handlers write to).
 
-Both talk to the connection (protocol/http1.py) through the few members `Channel` names: its
-buffer of received bytes, a wait for more, and the write path with its backpressure.
+Both talk to the connection through its ConnectionIO half (http1_io.py): the buffer of received
+bytes, a wait for more, and the write path with its backpressure.
 """
 
 from __future__ import annotations
@@ -13,24 +13,20 @@ import os
 import re
 import time
 from http import HTTPStatus
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import h11
 
 from frontd import SERVER_SOFTWARE
-from frontd.config.model import Limits
 from frontd.errors import BadRequest, ContentTooLarge, RequestTimeout, error_for_status
 from frontd.http.dates import http_date
+from frontd.protocol.http1_io import ConnectionIO, _ClientGone
 
 log = logging.getLogger("frontd")
 
 SMALL_FILE = 64 * 1024
 SERVER_HEADER = (b"server", SERVER_SOFTWARE.encode())
 SERVER_LINE = b"server: " + SERVER_SOFTWARE.encode() + b"\r\n"
-# Framing and hop-by-hop fields are the connection's business, never a handler's.
-_FRAMING_HEADERS = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
-# RFC 6797 §7.2: HSTS is never sent over plain HTTP, whoever set it.
-_PLAIN_DROPPED_HEADERS = _FRAMING_HEADERS | {b"strict-transport-security"}
 # Header lines as RFC 9110 §5.1, §5.5 allow them: a token, ": ", a value without CTLs (HTAB
 # allowed). Checked on the whole block at once: one regex run per response.
 _HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
@@ -40,10 +36,6 @@ _NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class _ClientGone(Exception):
-    """The client closed or reset the connection, or stopped reading for send_timeout."""
 
 
 class _DateLine:
@@ -67,26 +59,6 @@ class _DateLine:
 DATE_LINE = _DateLine()
 
 
-class Channel(Protocol):
-    """What a request's Body and Sink use of their connection (protocol/http1.py's Connection)."""
-
-    buf: bytearray
-    eof: bool
-    lost: bool
-    limits: Limits
-    dropped_headers: frozenset[bytes]
-
-    async def wait_data(self, timeout: float) -> None: ...
-
-    def write(self, data: bytes) -> None: ...
-
-    async def send(self, pieces: list[bytes]) -> None: ...
-
-    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None: ...
-
-    def detach_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
-
-
 class Body:
     """A request body read from h11 as the handler asks for it, with limit and stall timeout.
 
@@ -96,7 +68,7 @@ class Body:
 
     __slots__ = ("length", "_conn", "_h11", "_done", "_received", "_continued")
 
-    def __init__(self, conn: Channel, h11conn: h11.Connection, length: int | None) -> None:
+    def __init__(self, conn: ConnectionIO, h11conn: h11.Connection, length: int | None) -> None:
         self.length = length
         self._conn = conn
         self._h11 = h11conn
@@ -159,7 +131,7 @@ class Sink:
     __slots__ = ("started", "status", "bytes_sent", "ended", "close_after", "detached", "keep_alive",
                  "_conn", "_h11", "_head_only", "_http10", "_pending", "_framing", "_remaining")
 
-    def __init__(self, conn: Channel, h11conn: h11.Connection | None, head_only: bool, *,
+    def __init__(self, conn: ConnectionIO, h11conn: h11.Connection | None, head_only: bool, *,
                  keep_alive: bool, http10: bool) -> None:
         self.started = False
         self.ended = False
