@@ -202,7 +202,7 @@ class Connection(ConnectionIO):
             except h11.RemoteProtocolError as exc:
                 raise error_for_status(exc.error_status_hint, f"malformed request: {exc}") from None
             assert isinstance(event, h11.Request)
-            request, body = self._make_request(h, event)
+            request, body, keep_alive = self._make_request(h, event)
             if b"\n " in head or b"\n\t" in head:
                 # RFC 9112 §5.2: obsolete line folding; h11 would unfold it, a front end refuses it.
                 raise BadRequest("obsolete line folding in the request head")
@@ -213,9 +213,11 @@ class Connection(ConnectionIO):
             # No body: h11 still owes the EndOfMessage that makes the request DONE. The bytes
             # after the head (a pipelined request) stay in the buffer, never given to h11.
             h.next_event()
-        return await self._serve(h, request, body)
+        return await self._serve(h, request, body, keep_alive)
 
-    def _make_request(self, h: h11.Connection, event: h11.Request) -> tuple[Request, Body | None]:
+    def _make_request(self, h: h11.Connection, event: h11.Request) -> tuple[Request, Body | None, bool]:
+        """The request, its body (None when it has none), and whether the client lets the
+        connection carry another request after it."""
         version = event.http_version.decode()
         if not version.startswith("1."):
             raise HTTPVersionNotSupported(f"HTTP/{version} is not supported")
@@ -224,21 +226,27 @@ class Connection(ConnectionIO):
         if len(target) > self.limits.max_target_size:
             raise URITooLong(f"request target over {self.limits.max_target_size} bytes")
         headers = list(event.headers)
-        host_values = [v for k, v in headers if k == b"host"]
+        host_value: bytes | None = None
         content_length = None
         chunked = False
+        connection: list[bytes] = []
         for k, v in headers:
-            if k == b"content-length":
+            if k == b"host":
+                if host_value is None:
+                    host_value = v
+            elif k == b"content-length":
                 content_length = int(v)  # h11 has validated it (digits, no conflicting values)
             elif k == b"transfer-encoding":
                 chunked = True
+            elif k == b"connection":
+                connection.append(v)
         if chunked and content_length is not None:
             # RFC 9112 §6.1: a server MAY reject this; a front end must, or it invites smuggling.
             raise BadRequest("both Content-Length and Transfer-Encoding")
         parsed = parse_target(target, method)
         host = parsed.host
-        if host_values:
-            header_host = host_from_header(host_values[0])
+        if host_value is not None:
+            header_host = host_from_header(host_value)
             if host is None:
                 host = header_host
         if method not in KNOWN_METHODS:
@@ -273,11 +281,11 @@ class Connection(ConnectionIO):
             if found is not None:
                 request.peer_addr = self.client_addr
                 request.client_addr, request.client_port = found
-        return request, body
+        return request, body, _keep_alive(version == "1.0", connection, chunked)
 
-    async def _serve(self, h: h11.Connection, request: Request, body: Body | None) -> bool:
+    async def _serve(self, h: h11.Connection, request: Request, body: Body | None, keep_alive: bool) -> bool:
         # keepalive_timeout = 0 turns keep-alive off: say so rather than announce it and close.
-        keep_alive = self.limits.keepalive_timeout > 0 and _keep_alive(request) and self.refused is None
+        keep_alive = keep_alive and self.limits.keepalive_timeout > 0 and self.refused is None
         sink = Sink(self, h, request.method == "HEAD", keep_alive=keep_alive,
                     http10=request.http_version == "1.0")
         try:
@@ -371,15 +379,13 @@ class Connection(ConnectionIO):
         return not sink.close_after
 
 
-def _keep_alive(request: Request) -> bool:
-    """Whether the client lets the connection carry another request (RFC 9112 §9.3)."""
-    tokens: set[bytes] = set()
-    for name, value in request.headers:
-        if name == b"connection":
-            tokens.update(token.strip() for token in value.lower().split(b","))
-    if request.http_version == "1.0":
+def _keep_alive(http10: bool, connection: list[bytes], chunked: bool) -> bool:
+    """Whether the client lets the connection carry another request (RFC 9112 §9.3), from the
+    values of its Connection fields."""
+    if not connection:
+        return not http10
+    tokens = {token.strip() for value in connection for token in value.lower().split(b",")}
+    if http10:
         # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; close after it.
-        if any(name == b"transfer-encoding" for name, _ in request.headers):
-            return False
-        return b"keep-alive" in tokens and b"close" not in tokens
+        return not chunked and b"keep-alive" in tokens and b"close" not in tokens
     return b"close" not in tokens
