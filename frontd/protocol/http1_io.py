@@ -267,7 +267,6 @@ class ConnectionIO(asyncio.Protocol):
         """Close the connection (a graceful stop closing an idle one)."""
         self.transport.close()
 
-
     def finish(self) -> None:
         """The connection's end: the timer stopped, the transport closed, or reset when the
         client stopped reading (what it did not read would wait for it forever)."""

@@ -377,7 +377,9 @@ class _Pending(asyncio.Protocol):
         if self.paused:
             protocol.pause_writing()
         if self.data:
-            protocol.data_received(bytes(self.data))
+            data = bytes(self.data)
+            self.data.clear()
+            protocol.data_received(data)
         if self.eof:
             protocol.eof_received()
         if self.lost is not None:
