@@ -33,18 +33,24 @@ from frontd.handlers.dispatch import Dispatcher
 from frontd.handlers.error_page import error_body, error_headers
 from frontd.http.forwarded import TrustedProxies, real_client
 from frontd.http.target import host_from_header, parse_target
-from frontd.protocol.http1_io import (  # noqa: F401  (the header sets: for HTTP/2 too)
+# The header sets, tables and sizes are imported from here by other protocols (HTTP/2) too.
+from frontd.protocol.http1_io import (  # noqa: F401
     _FRAMING_HEADERS,
     _PLAIN_DROPPED_HEADERS,
+    SENDFILE_CHUNK,
+    TLS_FILE_CHUNK,
     ConnectionIO,
     _ClientGone,
 )
-from frontd.protocol.http1_sink import (  # noqa: F401  (SERVER_LINE and the tables: for HTTP/2 too)
+from frontd.protocol.http1_sink import (  # noqa: F401
+    _BAD_REASON,
+    _DIGITS,
     _HEADER_BLOCK,
     _STATUS_LINES,
     REASONS,
     SERVER_HEADER,
     SERVER_LINE,
+    SMALL_FILE,
     Body,
     Sink,
 )
