@@ -50,8 +50,20 @@ def wait_workers(master: int, count: int, *, not_in: set[int] | None = None, tim
 
 
 def worker_of(server: Frontd) -> int:
-    """The first worker of a running frontd (workers = 1)."""
-    return int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
+    """The first worker of a running frontd (workers = 1), once it serves: a request answered
+    means its event loop (and the sockets the loop holds) is up, so counts taken now are stable."""
+    found: list[str] = []
+
+    def forked() -> bool:
+        found[:] = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        return bool(found)
+
+    wait_for(forked, 10, f"a worker of {server.pid}")
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        while sock.recv(65536):
+            pass
+    return int(found[0])
 
 
 def open_sockets(pid: int) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import Frontd, wait_for
+from tests.integration.processes import worker_of
 
 Start = Callable[..., Frontd]
 
@@ -24,11 +25,6 @@ SIZE = 64 << 20  # much more than the socket buffers hold: the send blocks, then
 
 def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
-
-
-def worker_of(server: Frontd) -> int:
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-    return int(children[0]) if children else server.pid
 
 
 def test_client_reset_mid_download_is_a_client_gone_without_a_thread(frontd: Start, tmp_path: Path) -> None:
