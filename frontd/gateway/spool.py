@@ -28,6 +28,7 @@ from typing import BinaryIO, Final, Protocol
 
 from frontd.errors import ContentTooLarge
 from frontd.request import Request, RequestBody
+from frontd.response import ResponseSink
 
 DEFAULT_MAX_MEMORY: Final = 64 * 1024
 CHUNK_SIZE: Final = 64 * 1024
@@ -176,15 +177,16 @@ DEFAULT_MAX_RESPONSE_FILE: Final = 1 << 30  # nginx's proxy_max_temp_file_size
 
 class ResponseBuffer:
     """An application's output between the reader that takes it as fast as it comes and the
-    writer that sends it as fast as the client takes it (response buffering, issue 13 §1).
+    sender that passes it on as fast as the client takes it (response buffering, issue 13 §1).
 
     Chunks stay in memory, as they came (no copy), up to `max_memory` bytes; past that they go
     to an unlinked temporary file of at most `max_file` bytes, beyond which `put` waits until the
-    writer has drained it (backpressure, as without buffering). `get` returns chunks in order, b"" once `finish`
-    was called and everything was taken.
+    sender has drained it (backpressure, as without buffering). `send_to` passes everything on
+    in order: memory chunks with `write`, the file's part with `sendfile` straight from the file
+    (sendfile(2): the bytes written to the file are not read back through Python).
     """
 
-    __slots__ = ("max_memory", "max_file", "_chunks", "_memory", "_file", "_written", "_read",
+    __slots__ = ("max_memory", "max_file", "_chunks", "_memory", "_file", "_written", "_sent",
                  "_finished", "_changed")
 
     def __init__(self, max_memory: int = DEFAULT_MAX_MEMORY, max_file: int = DEFAULT_MAX_RESPONSE_FILE) -> None:
@@ -194,13 +196,13 @@ class ResponseBuffer:
         self._memory = 0
         self._file: BinaryIO | None = None
         self._written = 0  # bytes written to the file
-        self._read = 0  # bytes of the file taken by `get`
+        self._sent = 0  # bytes of the file passed on; [_sent, _written) waits or is being sent
         self._finished = False
         self._changed = asyncio.Event()
 
     async def put(self, data: bytes) -> None:
         # Order: once a chunk went to the file, the following go there too until it is drained.
-        if self._memory + len(data) <= self.max_memory and self._read == self._written:
+        if self._memory + len(data) <= self.max_memory and self._sent == self._written:
             self._chunks.append(data)
             self._memory += len(data)
         else:
@@ -218,25 +220,31 @@ class ResponseBuffer:
         self._finished = True
         self._changed.set()
 
-    async def get(self) -> bytes:
+    async def send_to(self, sink: ResponseSink) -> None:
+        """Pass the output on to `sink` as it comes, until `finish` was called and all of it was
+        sent."""
         while True:
             if self._chunks:
                 data = self._chunks.popleft()
                 self._memory -= len(data)
                 self._changed.set()
-                return data
-            if self._read < self._written:
+                await sink.write(data)
+            elif self._sent < self._written:
                 assert self._file is not None
-                data = os.pread(self._file.fileno(), min(CHUNK_SIZE, self._written - self._read), self._read)
-                self._read += len(data)
-                if self._read == self._written:  # drained: the file starts again from its start
-                    self._read = self._written = 0
+                # Everything in the file so far, in one sendfile; `put` appends beyond it
+                # meanwhile and never writes over it: the file starts again from its start only
+                # once all of it was sent.
+                start, end = self._sent, self._written
+                await sink.sendfile(self._file, start, end - start)
+                self._sent = end
+                if self._sent == self._written:
+                    self._sent = self._written = 0
                 self._changed.set()
-                return data
-            if self._finished:
-                return b""
-            self._changed.clear()
-            await self._changed.wait()
+            elif self._finished:
+                return
+            else:
+                self._changed.clear()
+                await self._changed.wait()
 
     def close(self) -> None:
         self._chunks.clear()
@@ -252,38 +260,34 @@ DIRECT_WRITE: Final = 16 * 1024
 
 class BufferedWriter:
     """The response-buffering side of a relay (issue 13 §1): `write` takes an application's
-    output as fast as it comes, and a task sends it on through `send` at the client's pace.
+    output as fast as it comes, and a task sends it on to the sink at the client's pace.
 
-    A small first chunk goes straight to `send`; only what follows it goes through a
-    `ResponseBuffer` (memory, then a temporary file) and the sender task, so most responses
-    cost neither. Once the application's output has all been read, the caller releases the
-    application (a CGI process, a backend connection) and then awaits `drain`; `close` (in a
-    `finally`) stops the sender if it still runs and drops the buffer, so output cut by an error
-    stays cut.
+    A small first chunk goes straight to the sink; only what follows it goes through a
+    `ResponseBuffer` (memory, then a temporary file sent with sendfile) and the sender task, so
+    most responses cost neither. Once the application's output has all been read, the caller
+    releases the application (a CGI process, a backend connection) and then awaits `drain`;
+    `close` (in a `finally`) stops the sender if it still runs and drops the buffer, so output
+    cut by an error stays cut.
     """
 
-    __slots__ = ("_send", "_buffer", "_sender")
+    __slots__ = ("_sink", "_buffer", "_sender")
 
-    def __init__(self, send: Callable[[bytes], Awaitable[None]]) -> None:
-        self._send = send
+    def __init__(self, sink: ResponseSink) -> None:
+        self._sink = sink
         self._buffer: ResponseBuffer | None = None
         self._sender: asyncio.Task[None] | None = None
 
     async def write(self, data: bytes) -> None:
         if self._buffer is None:
             if len(data) <= DIRECT_WRITE:
-                await self._send(data)  # queued on the socket: no wait for the client
+                await self._sink.write(data)  # queued on the socket: no wait for the client
                 return
             self._buffer = ResponseBuffer()
-            self._sender = asyncio.create_task(self._pass_on(self._buffer))
+            self._sender = asyncio.create_task(self._buffer.send_to(self._sink))
         assert self._sender is not None
         if self._sender.done():
             self._sender.result()  # the client is gone: stop reading
         await self._buffer.put(data)
-
-    async def _pass_on(self, buffer: ResponseBuffer) -> None:
-        while data := await buffer.get():
-            await self._send(data)
 
     async def drain(self) -> None:
         """All the output was written: wait until the client has taken it."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from typing import BinaryIO
 
 import pytest
 
@@ -134,26 +136,60 @@ def test_open_body_chunked_over_limit() -> None:
         asyncio.run(open_body(request_with(Chunks([b"x" * 11], length=None)), 10))
 
 
+class RecordingSink:
+    """What a ResponseBuffer passes on: ("write", bytes) and ("sendfile", the bytes of the file
+    range), recorded when the send starts; each send then waits for a permit (a client that
+    takes its time)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.permits = asyncio.Semaphore(0)
+
+    async def write(self, data: bytes) -> None:
+        self.sent.append(("write", data))
+        await self.permits.acquire()
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        self.sent.append(("sendfile", os.pread(file.fileno(), count, offset)))
+        await self.permits.acquire()
+        # Still the same bytes once sent: nothing was written over the range meanwhile.
+        assert os.pread(file.fileno(), count, offset) == self.sent[-1][1]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
+
+
 def test_response_buffer_keeps_order_through_memory_and_file() -> None:
-    async def run() -> tuple[list[bytes], bool]:
+    async def run() -> tuple[list[tuple[str, bytes]], bool]:
         buffer = ResponseBuffer(max_memory=4, max_file=10)
-        got: list[bytes] = []
+        sink = RecordingSink()
         await buffer.put(b"ab")  # memory
         await buffer.put(b"cde")  # over max_memory: the file
         await buffer.put(b"f")  # fits in memory, but the file is not drained: the file
-        got.append(await buffer.get())
-        # The file holds 4 of its 10 bytes; 7 more must wait until the writer drains it.
+        sender = asyncio.create_task(buffer.send_to(sink))
+        await until(lambda: len(sink.sent) == 1)  # "ab" is being written
+        sink.permits.release()
+        await until(lambda: len(sink.sent) == 2)  # the file's 4 bytes are being sent
+        await buffer.put(b"h")  # appended beyond the range being sent, never over it
+        # The file holds 5 of its 10 bytes; 7 more must wait until the sender drained it.
         blocked = asyncio.create_task(buffer.put(b"g" * 7))
         await asyncio.sleep(0)
         waited = not blocked.done()
-        got.append(await buffer.get())  # the rest of the file: drained, the put goes on
+        for _ in range(3):
+            sink.permits.release()
         await blocked
         buffer.finish()
-        while data := await buffer.get():
-            got.append(data)
+        sink.permits.release()
+        await sender
         buffer.close()
-        return got, waited
+        return sink.sent, waited
 
-    got, waited = asyncio.run(run())
-    assert got[:2] == [b"ab", b"cdef"] and b"".join(got) == b"abcdef" + b"g" * 7
+    sent, waited = asyncio.run(run())
+    # In order, and what went to the file leaves through sendfile, never read back by Python.
+    assert sent == [("write", b"ab"), ("sendfile", b"cdef"), ("sendfile", b"h"), ("sendfile", b"g" * 7)], sent
     assert waited
