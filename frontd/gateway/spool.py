@@ -20,15 +20,17 @@ Whoever opens a body closes it (`close()` in a `finally`): the temporary file go
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import BinaryIO, Final, Protocol
 
 from frontd.errors import ContentTooLarge
 from frontd.request import Request, RequestBody
 from frontd.response import ResponseSink
+
+log = logging.getLogger("frontd")
 
 DEFAULT_MAX_MEMORY: Final = 64 * 1024
 CHUNK_SIZE: Final = 64 * 1024
@@ -181,13 +183,16 @@ class ResponseBuffer:
 
     Chunks stay in memory, as they came (no copy), up to `max_memory` bytes; past that they go
     to an unlinked temporary file of at most `max_file` bytes, beyond which `put` waits until the
-    sender has drained it (backpressure, as without buffering). `send_to` passes everything on
-    in order: memory chunks with `write`, the file's part with `sendfile` straight from the file
-    (sendfile(2): the bytes written to the file are not read back through Python).
+    sender has drained it (backpressure, as without buffering). When the file cannot be written
+    (the disk or the worker's RLIMIT_FSIZE is full), the response goes on without it: each chunk
+    waits until the sender has taken everything before it, as without buffering. `send_to`
+    passes everything on in order: memory chunks with `write`, the file's part with `sendfile`
+    straight from the file (sendfile(2): the bytes written to the file are not read back
+    through Python).
     """
 
     __slots__ = ("max_memory", "max_file", "_chunks", "_memory", "_file", "_written", "_sent",
-                 "_finished", "_changed")
+                 "_finished", "_changed", "_no_file")
 
     def __init__(self, max_memory: int = DEFAULT_MAX_MEMORY, max_file: int = DEFAULT_MAX_RESPONSE_FILE) -> None:
         self.max_memory = max_memory
@@ -199,6 +204,7 @@ class ResponseBuffer:
         self._sent = 0  # bytes of the file passed on; [_sent, _written) waits or is being sent
         self._finished = False
         self._changed = asyncio.Event()
+        self._no_file = False  # writing the file failed: no more buffering for this response
 
     async def put(self, data: bytes) -> None:
         # Order: once a chunk went to the file, the following go there too until it is drained.
@@ -208,13 +214,37 @@ class ResponseBuffer:
         else:
             # The file's size is the bound: it starts again from offset 0 once drained.
             while self._written + len(data) > self.max_file and self._written > 0:
-                self._changed.clear()
-                await self._changed.wait()
+                await self._wait()
+            rest = data if self._no_file else self._spill(data)
+            if rest:
+                # What the file did not take waits until everything before it was sent.
+                while self._chunks or self._sent < self._written:
+                    await self._wait()
+                self._chunks.append(rest)
+                self._memory += len(rest)
+        self._changed.set()
+
+    async def _wait(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+    def _spill(self, data: bytes) -> bytes:
+        """Append `data` to the file; return what it could not take (b"" when all of it)."""
+        view = memoryview(data)
+        try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile()
-            os.pwrite(self._file.fileno(), data, self._written)
-            self._written += len(data)
-        self._changed.set()
+            while view:
+                written = os.pwrite(self._file.fileno(), view, self._written)
+                self._written += written
+                view = view[written:]
+        except OSError as exc:
+            # ENOSPC, EDQUOT, EFBIG (RLIMIT_FSIZE: Python ignores SIGXFSZ): the response is not
+            # lost, it goes at the client's pace.
+            self._no_file = True
+            log.warning("response buffer: cannot write its temporary file (%s); the rest of the "
+                        "response goes at the client's pace", exc.strerror or exc)
+        return bytes(view)
 
     def finish(self) -> None:
         self._finished = True

@@ -1,18 +1,24 @@
-"""The response buffer's temporary file is sent with sendfile(2) (issue 13, Performance).
+"""The response buffer's temporary file (issue 13 §1 and Performance).
 
 A buffered response that a client does not read as fast as the application writes it goes to
 an unlinked temporary file. Its bytes were written there (pwrite) and then read back (pread)
 and written to the client: two copies through Python. They now leave the file through
-sendfile, as static files do: frontd never reads them back.
+sendfile, as static files do: frontd never reads them back. And when the file cannot be
+written (a full disk), the response is not lost: the rest goes at the client's pace.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+import tests.conftest
 from tests.conftest import Frontd, wait_for
 from tests.http_client import RawClient
 from tests.integration.processes import bytes_by_call, syscalls
@@ -23,31 +29,47 @@ Start = Callable[..., Frontd]
 SIZE = 8 << 20  # far more than the socket buffers and the buffer's 64 KiB of memory hold
 
 
-def test_spooled_output_leaves_through_sendfile(frontd: Start, tmp_path: Path) -> None:
+def cgi_site(frontd: Start, tmp_path: Path, output: str) -> Frontd:
+    """A CGI route whose big.sh writes its pid to big.pid, then runs the command `output`."""
     scripts = tmp_path / "cgi-bin"
     scripts.mkdir()
     script = scripts / "big.sh"
     script.write_text("#!/bin/sh\necho $$ > big.pid\nprintf 'Content-Type: application/octet-stream\\n\\n'\n"
-                      f"exec head -c {SIZE} /dev/urandom\n")
+                      f"exec {output}\n")
     script.chmod(0o755)
-    server = frontd(f'workers = 1\n[[vhost]]\nnames = ["localhost"]\ndefault = true\n'
-                    f'  [[vhost.route]]\n  prefix = "/cgi-bin/"\n  cgi = "{scripts}"\n')
-    pid_file = scripts / "big.pid"
+    return frontd(f'workers = 1\n[[vhost]]\nnames = ["localhost"]\ndefault = true\n'
+                  f'  [[vhost.route]]\n  prefix = "/cgi-bin/"\n  cgi = "{scripts}"\n')
+
+
+def read_late(server: Frontd, ready: Callable[[], object], what: str) -> bytes:
+    """GET big.sh with a client that reads nothing until `ready()`, then all of it: the body."""
+    with socket.socket() as sock:
+        # A client that takes little (set before connecting: the window is agreed then).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /cgi-bin/big.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        wait_for(ready, 20, what)
+        answer = RawClient(sock).read()
+    assert answer.status == 200
+    return answer.body
+
+
+def exited(pid_file: Path) -> bool:
+    """The script wrote its pid, and has exited and been reaped since."""
+    text = pid_file.read_text().strip() if pid_file.exists() else ""
+    return bool(text) and not os.path.exists(f"/proc/{text}")
+
+
+def test_spooled_output_leaves_through_sendfile(frontd: Start, tmp_path: Path) -> None:
+    server = cgi_site(frontd, tmp_path, f"head -c {SIZE} /dev/urandom")
+    pid_file = tmp_path / "cgi-bin" / "big.pid"
     log = tmp_path / "strace.txt"
     with syscalls(process_tree(server.pid), "sendfile,pread64,read,pwrite64", log):
-        with socket.socket() as sock:
-            # A client that takes little (set before connecting: the window is agreed then).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.settimeout(30)
-            sock.connect(("127.0.0.1", server.port))
-            sock.sendall(b"GET /cgi-bin/big.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            # The client reads nothing until the script has written all its output and exited:
-            # most of it then waits in the temporary file.
-            wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "big.sh to start")
-            pid = int(pid_file.read_text())
-            wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 20, "big.sh to exit and be reaped")
-            answer = RawClient(sock).read()
-    assert answer.status == 200 and len(answer.body) == SIZE
+        # The client reads nothing until the script has written all its output and exited:
+        # most of it then waits in the temporary file.
+        body = read_late(server, lambda: exited(pid_file), "big.sh to exit and be reaped")
+    assert len(body) == SIZE
     moved = bytes_by_call(log)
     spooled = moved.get("pwrite64", 0)
     assert spooled > SIZE // 2, moved  # most of the output went through the file
@@ -55,3 +77,27 @@ def test_spooled_output_leaves_through_sendfile(frontd: Start, tmp_path: Path) -
     # than 64 KiB may go out with one pread and write).
     assert moved.get("sendfile", 0) >= spooled - 64 * 1024, moved
     assert moved.get("pread64", 0) < 64 * 1024, moved
+
+
+FILE_LIMIT = 1 << 20  # RLIMIT_FSIZE of frontd: no file of its may grow past 1 MiB
+
+
+def test_a_temporary_file_that_cannot_grow_slows_the_response_down(
+        frontd: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a full disk: frontd runs with a 1 MiB RLIMIT_FSIZE, so the response buffer's file
+    fails to grow (EFBIG) with most of a 7 MB output still to come. Before, the failed write
+    ended the response with an error; now the rest goes at the client's pace, whole and in
+    order, and the error log says so once."""
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    monkeypatch.setattr(tests.conftest, "frontd_command",
+                        lambda: [prlimit, f"--fsize={FILE_LIMIT}", sys.executable, "-m", "frontd"])
+    numbers = 1_000_000  # `seq 1000000`: 6.9 MB, each byte in its place
+    server = cgi_site(frontd, tmp_path, f"seq {numbers}")
+    warning = "response buffer: cannot write its temporary file"
+    body = read_late(server, lambda: warning in server.errors(), "the file to fail")
+    assert body == b"".join(b"%d\n" % n for n in range(1, numbers + 1))
+    errors = server.errors()
+    assert errors.count(warning) == 1 and "Traceback" not in errors, errors[-3000:]
+    server.wait_access_log(r'"GET /cgi-bin/big\.sh HTTP/1\.1" 200 \d+ "-" "-"$')
