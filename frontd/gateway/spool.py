@@ -175,6 +175,8 @@ async def open_body(request: Request, max_body_size: int, max_memory: int = DEFA
 
 
 DEFAULT_MAX_RESPONSE_FILE: Final = 1 << 30  # nginx's proxy_max_temp_file_size
+# A response buffer's file, once this large and all sent, is replaced by a new one.
+FILE_ROTATE: Final = 16 << 20
 
 
 class ResponseBuffer:
@@ -182,25 +184,32 @@ class ResponseBuffer:
     sender that passes it on as fast as the client takes it (response buffering, issue 13 §1).
 
     Chunks stay in memory, as they came (no copy), up to `max_memory` bytes; past that they go
-    to an unlinked temporary file of at most `max_file` bytes, beyond which `put` waits until the
-    sender has drained it (backpressure, as without buffering). When the file cannot be written
+    to an unlinked temporary file, up to `max_file` bytes not sent yet, beyond which `put` waits
+    until the sender has drained it (backpressure, as without buffering). When the file cannot be written
     (the disk or the worker's RLIMIT_FSIZE is full), the response goes on without it: each chunk
     waits until the sender has taken everything before it, as without buffering. `send_to`
     passes everything on in order: memory chunks with `write`, the file's part with `sendfile`
     straight from the file (sendfile(2): the bytes written to the file are not read back
     through Python).
+
+    sendfile(2) to a TCP socket does not copy: the socket's queue refers to the file's pages
+    until the client has acknowledged them. So nothing is ever written over a part of the file
+    that was sent: the file is only appended to, and once it holds `file_rotate` bytes and was
+    all sent, it is closed (the queued pages live on) and the next bytes start a new file.
     """
 
-    __slots__ = ("max_memory", "max_file", "_chunks", "_memory", "_file", "_written", "_sent",
-                 "_finished", "_changed", "_no_file")
+    __slots__ = ("max_memory", "max_file", "file_rotate", "_chunks", "_memory", "_file", "_written",
+                 "_sent", "_finished", "_changed", "_no_file")
 
-    def __init__(self, max_memory: int = DEFAULT_MAX_MEMORY, max_file: int = DEFAULT_MAX_RESPONSE_FILE) -> None:
+    def __init__(self, max_memory: int = DEFAULT_MAX_MEMORY, max_file: int = DEFAULT_MAX_RESPONSE_FILE,
+                 file_rotate: int = FILE_ROTATE) -> None:
         self.max_memory = max_memory
         self.max_file = max_file
+        self.file_rotate = file_rotate
         self._chunks: deque[bytes] = deque()
         self._memory = 0
         self._file: BinaryIO | None = None
-        self._written = 0  # bytes written to the file
+        self._written = 0  # the file's size: bytes written to it
         self._sent = 0  # bytes of the file passed on; [_sent, _written) waits or is being sent
         self._finished = False
         self._changed = asyncio.Event()
@@ -212,8 +221,8 @@ class ResponseBuffer:
             self._chunks.append(data)
             self._memory += len(data)
         else:
-            # The file's size is the bound: it starts again from offset 0 once drained.
-            while self._written + len(data) > self.max_file and self._written > 0:
+            # What the file holds unsent is the bound.
+            while self._written - self._sent + len(data) > self.max_file and self._sent < self._written:
                 await self._wait()
             rest = data if self._no_file else self._spill(data)
             if rest:
@@ -261,13 +270,13 @@ class ResponseBuffer:
                 await sink.write(data)
             elif self._sent < self._written:
                 assert self._file is not None
-                # Everything in the file so far, in one sendfile; `put` appends beyond it
-                # meanwhile and never writes over it: the file starts again from its start only
-                # once all of it was sent.
+                # Everything in the file so far, in one sendfile; `put` appends beyond it.
                 start, end = self._sent, self._written
                 await sink.sendfile(self._file, start, end - start)
                 self._sent = end
-                if self._sent == self._written:
+                if self._sent == self._written >= self.file_rotate:
+                    self._file.close()  # a new file for what comes next; never written over
+                    self._file = None
                     self._sent = self._written = 0
                 self._changed.set()
             elif self._finished:

@@ -109,14 +109,15 @@ def traced(pid: int) -> bool:
 
 
 @contextmanager
-def syscalls(pids: list[int], names: str, log: Path) -> Iterator[None]:
-    """strace the system calls `names` (comma-separated) of `pids` and their children into
-    `log` while the block runs; skip the test when strace is missing or cannot attach."""
+def syscalls(pids: list[int], names: str, log: Path, *, children: bool = True) -> Iterator[None]:
+    """strace the system calls `names` (comma-separated) of `pids` (and of their children, the
+    ones they start meanwhile) into `log` while the block runs; skip the test when strace is
+    missing or cannot attach."""
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed")
-    tracer = subprocess.Popen([strace, "-f", "-qq", "-e", f"trace={names}", "-o", str(log),
-                               *(f"-p{p}" for p in pids)],
+    tracer = subprocess.Popen([strace, *(["-f"] if children else []), "-qq", "-e", f"trace={names}",
+                               "-o", str(log), *(f"-p{p}" for p in pids)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         try:

@@ -193,3 +193,43 @@ def test_response_buffer_keeps_order_through_memory_and_file() -> None:
     # In order, and what went to the file leaves through sendfile, never read back by Python.
     assert sent == [("write", b"ab"), ("sendfile", b"cdef"), ("sendfile", b"h"), ("sendfile", b"g" * 7)], sent
     assert waited
+
+
+class QueueingSink(RecordingSink):
+    """A RecordingSink whose sendfile, like sendfile(2) to a TCP socket, keeps referring to the
+    file after it returned: what it sent must never be written over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[tuple[int, int, int, bytes]] = []  # (a dup of the fd, offset, count, bytes)
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        data = os.pread(file.fileno(), count, offset)
+        self.queued.append((os.dup(file.fileno()), offset, count, data))
+        self.sent.append(("sendfile", data))
+
+
+def test_response_buffer_never_writes_over_what_it_sent() -> None:
+    """sendfile(2) to a TCP socket queues references to the file's pages, not copies: a file
+    written over from its start once drained sent the new bytes in place of the old ones."""
+    async def run() -> QueueingSink:
+        buffer = ResponseBuffer(max_memory=0, max_file=100, file_rotate=12)
+        sink = QueueingSink()
+        sender = asyncio.create_task(buffer.send_to(sink))
+        for n in range(10):
+            await buffer.put(b"%d" % n * 5)
+            await until(lambda n=n: len(sink.sent) == n + 1)  # drained after each put
+        buffer.finish()
+        await sender
+        buffer.close()
+        return sink
+
+    sink = asyncio.run(run())
+    assert b"".join(data for _, data in sink.sent) == b"".join(b"%d" % n * 5 for n in range(10))
+    try:
+        for fd, offset, count, data in sink.queued:
+            assert os.pread(fd, count, offset) == data  # what the socket would still send
+        assert len({os.fstat(fd).st_ino for fd, *_ in sink.queued}) == 4  # 12 bytes a file, then a new one
+    finally:
+        for fd, *_ in sink.queued:
+            os.close(fd)
