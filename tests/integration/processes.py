@@ -128,6 +128,10 @@ def syscalls(pids: list[int], names: str, log: Path, *, children: bool = True) -
             assert tracer.stderr is not None
             pytest.skip(f"strace could not attach: {tracer.stderr.read().decode(errors='replace')}")
         yield
+        # A call the block saw end may still wait for strace in a tracing stop (state "t"): its
+        # line would be lost to the detach ("<detached ...>"). Once a process runs or sleeps,
+        # strace has written what came before.
+        wait_for(lambda: all((_stat(p) or ("gone", 0))[0] != "t" for p in pids), 5, "strace to catch up")
     finally:
         if tracer.poll() is None:
             os.kill(tracer.pid, signal.SIGINT)
