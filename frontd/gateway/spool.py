@@ -184,8 +184,8 @@ class ResponseBuffer:
     sender that passes it on as fast as the client takes it (response buffering, issue 13 §1).
 
     Chunks stay in memory, as they came (no copy), up to `max_memory` bytes; past that they go
-    to an unlinked temporary file, up to `max_file` bytes not sent yet, beyond which `put` waits
-    until the sender has drained it (backpressure, as without buffering). When the file cannot be written
+    to an unlinked temporary file of at most `max_file` bytes, beyond which `put` waits until
+    the sender has drained it (backpressure, as without buffering). When the file cannot be written
     (the disk or the worker's RLIMIT_FSIZE is full), the response goes on without it: each chunk
     waits until the sender has taken everything before it, as without buffering. `send_to`
     passes everything on in order: memory chunks with `write`, the file's part with `sendfile`
@@ -194,8 +194,9 @@ class ResponseBuffer:
 
     sendfile(2) to a TCP socket does not copy: the socket's queue refers to the file's pages
     until the client has acknowledged them. So nothing is ever written over a part of the file
-    that was sent: the file is only appended to, and once it holds `file_rotate` bytes and was
-    all sent, it is closed (the queued pages live on) and the next bytes start a new file.
+    that was sent: the file is only appended to, and once it was all sent and holds
+    `file_rotate` bytes (or the next chunk would take it past `max_file`), it is closed (the
+    queued pages live on) and the next bytes start a new file.
     """
 
     __slots__ = ("max_memory", "max_file", "file_rotate", "_chunks", "_memory", "_file", "_written",
@@ -221,9 +222,11 @@ class ResponseBuffer:
             self._chunks.append(data)
             self._memory += len(data)
         else:
-            # What the file holds unsent is the bound.
-            while self._written - self._sent + len(data) > self.max_file and self._sent < self._written:
-                await self._wait()
+            while self._written + len(data) > self.max_file and self._written:
+                if self._sent == self._written:
+                    self._new_file()
+                else:
+                    await self._wait()
             rest = data if self._no_file else self._spill(data)
             if rest:
                 # What the file did not take waits until everything before it was sent.
@@ -232,6 +235,13 @@ class ResponseBuffer:
                 self._chunks.append(rest)
                 self._memory += len(rest)
         self._changed.set()
+
+    def _new_file(self) -> None:
+        """The file was all sent: the next bytes go to a new one, never over these."""
+        if self._file is not None:
+            self._file.close()  # the pages the socket still refers to live on
+            self._file = None
+        self._sent = self._written = 0
 
     async def _wait(self) -> None:
         self._changed.clear()
@@ -275,9 +285,7 @@ class ResponseBuffer:
                 await sink.sendfile(self._file, start, end - start)
                 self._sent = end
                 if self._sent == self._written >= self.file_rotate:
-                    self._file.close()  # a new file for what comes next; never written over
-                    self._file = None
-                    self._sent = self._written = 0
+                    self._new_file()
                 self._changed.set()
             elif self._finished:
                 return
