@@ -185,12 +185,12 @@ class ResponseBuffer:
 
     Chunks stay in memory, as they came (no copy), up to `max_memory` bytes; past that they go
     to an unlinked temporary file of at most `max_file` bytes, beyond which `put` waits until
-    the sender has drained it (backpressure, as without buffering). When the file cannot be written
-    (the disk or the worker's RLIMIT_FSIZE is full), the response goes on without it: each chunk
-    waits until the sender has taken everything before it, as without buffering. `send_to`
-    passes everything on in order: memory chunks with `write`, the file's part with `sendfile`
-    straight from the file (sendfile(2): the bytes written to the file are not read back
-    through Python).
+    the sender has drained it (backpressure, as without buffering). When the file cannot be
+    written (the disk or the worker's RLIMIT_FSIZE is full), the response goes on without it:
+    each chunk waits until the sender has taken everything before it, as without buffering.
+    `send_to` passes everything on in order: memory chunks with `write`, the file's part with
+    `sendfile` straight from the file (sendfile(2): the bytes written to the file are not read
+    back through Python).
 
     sendfile(2) to a TCP socket does not copy: the socket's queue refers to the file's pages
     until the client has acknowledged them. So nothing is ever written over a part of the file
