@@ -166,7 +166,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 def test_response_buffer_keeps_order_through_memory_and_file() -> None:
     async def run() -> tuple[list[tuple[str, bytes]], bool]:
-        buffer = ResponseBuffer(max_memory=4, max_file=10)
+        buffer = ResponseBuffer(max_memory=4, max_file=10, copy_limit=0)  # sendfile only
         sink = RecordingSink()
         await buffer.put(b"ab")  # memory
         await buffer.put(b"cde")  # over max_memory: the file
@@ -213,7 +213,7 @@ def test_response_buffer_never_writes_over_what_it_sent() -> None:
     """sendfile(2) to a TCP socket queues references to the file's pages, not copies: a file
     written over from its start once drained sent the new bytes in place of the old ones."""
     async def run() -> QueueingSink:
-        buffer = ResponseBuffer(max_memory=0, max_file=100, file_rotate=12)
+        buffer = ResponseBuffer(max_memory=0, max_file=100, file_rotate=12, copy_limit=0)
         sink = QueueingSink()
         sender = asyncio.create_task(buffer.send_to(sink))
         for n in range(10):
@@ -233,3 +233,26 @@ def test_response_buffer_never_writes_over_what_it_sent() -> None:
     finally:
         for fd, *_ in sink.queued:
             os.close(fd)
+
+
+def test_response_buffer_copies_small_parts_out_and_reuses_its_file() -> None:
+    """A part of the file no larger than `copy_limit` is copied out with `write`, and the file,
+    all sent, starts again from its start: the same pages, no new ones."""
+    async def run() -> tuple[list[tuple[str, bytes]], int]:
+        buffer = ResponseBuffer(max_memory=0, copy_limit=8)
+        sink = RecordingSink()
+        for _ in range(100):
+            sink.permits.release()
+        sender = asyncio.create_task(buffer.send_to(sink))
+        for n in range(5):
+            await buffer.put(b"%d" % n * 5)
+            await until(lambda n=n: len(sink.sent) == n + 1)
+        size = buffer._written
+        buffer.finish()
+        await sender
+        buffer.close()
+        return sink.sent, size
+
+    sent, size = asyncio.run(run())
+    assert sent == [("write", b"%d" % n * 5) for n in range(5)]
+    assert size == 0  # drained, and written again from offset 0 each time
