@@ -11,6 +11,8 @@ process bounded and accounted for:
 - stdout is read, stdin written, as the core asks (backpressure both ways); stderr is drained
   as it comes, whatever the core is doing, into the error log, line by line and tagged with the
   script and the client (a script that fills its stderr pipe first must not deadlock);
+- output ends at the end of stdout, unless a signal killed the script (SIGKILL, a crash): its
+  output was cut, and the client's response must look cut too (issue 13 §3);
 - the script is reaped as soon as the exchange is done with it and it has exited; one still
   running then is watched through a pidfd in the event loop (no thread, no SIGCHLD) and reaped
   when it exits: no zombies;
@@ -47,6 +49,9 @@ MAX_STDERR_LINE: Final = 4096  # longer stderr lines are logged in pieces of thi
 # After the script is reaped, its stderr is read this long more, then closed: a job it left
 # in a session of its own (setsid) may hold the pipe for hours (issue 13 §4).
 STDERR_DRAIN: Final = 1.0
+# At the end of the output, how long a script still running is waited for, to learn whether a
+# signal killed it (the exit status follows the pipe's end at once).
+EXIT_WAIT: Final = 0.5
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _dev_null = -1
@@ -64,6 +69,13 @@ def _printable(line: bytes) -> str:
     """A stderr line as one log line: undecodable bytes and controls escaped, never raw."""
     text = line.decode("utf-8", "backslashreplace")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return f"{signum} ({signal.Signals(signum).name})"
+    except ValueError:
+        return str(signum)
 
 
 class ProcessSlots:
@@ -172,6 +184,7 @@ class CGITransport(Transport):
         self._terminating = False  # SIGTERM sent to the group, SIGKILL on its way
         self._reaped = False
         self._watching = False  # `_on_exit` will be called when the leader exits
+        self._exit_waiter: asyncio.Future[None] | None = None  # set by `_on_exit`
 
     # -- spawning ---------------------------------------------------------------------------
 
@@ -281,6 +294,7 @@ class CGITransport(Transport):
                 data = b""
             if not data:
                 self._close_stdout()
+                await self._check_not_killed()
             return data
 
     async def close(self) -> None:
@@ -324,6 +338,38 @@ class CGITransport(Transport):
 
     # -- the process's end -------------------------------------------------------------------
 
+    async def _check_not_killed(self) -> None:
+        """At the end of the output: raise BadGateway if a signal killed the script.
+
+        A script killed mid-output (SIGKILL, the OOM killer, a crash) closes its stdout just as
+        one that finished does; a body without a Content-Length would end as complete (issue 13
+        §3). Its exit status tells: the output is taken as whole only from a script that is
+        still running (it closed its stdout and goes on) or exited of its own accord. Once the
+        pipe's end is seen, the exit status follows within microseconds; a script still running
+        is given `EXIT_WAIT` seconds to report it.
+        """
+        if self.popen is None or self._reaped:
+            return
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if info is None:
+                assert self._loop is not None
+                exited = self._loop.create_future()
+                self._exit_waiter = exited
+                self._watch_exit()
+                try:
+                    await asyncio.wait_for(exited, EXIT_WAIT)
+                except TimeoutError:
+                    return  # still running: it closed its stdout, its output is whole
+                finally:
+                    self._exit_waiter = None
+                info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+            raise BadGateway(f"{self.name}: killed by signal {_signal_name(info.si_status)} "
+                             "before its output ended")
+
     def _has_exited(self) -> bool:
         try:
             return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
@@ -363,6 +409,9 @@ class CGITransport(Transport):
             os.close(self._pidfd)
             self._pidfd = -1
         self._exited = True
+        waiter = self._exit_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if self._released:
             self._reap()
         # else: the exchange still reads the output (a background child may hold stdout open);

@@ -387,7 +387,7 @@ class _Exchange:
         See `BufferedWriter`: most responses end with their first chunk, which goes straight
         to the sink.
         """
-        writer = BufferedWriter(self.sink.write)
+        writer = BufferedWriter(self.sink)
         try:
             await self._body(first, declared, no_content, writer.write)
             if self.body_done:

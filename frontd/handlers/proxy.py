@@ -414,7 +414,7 @@ class _Exchange:
                          reason=bytes(response.reason))
         # Response buffering (issue 13 §1): the body is read as fast as the backend sends it and
         # the connection released before a slow client has taken it all.
-        writer = BufferedWriter(sink.write) if self.buffered else None
+        writer = BufferedWriter(sink) if self.buffered else None
         write = sink.write if writer is None else writer.write
         try:
             await self._body(write)

@@ -69,6 +69,9 @@ class Answer:
     # Reset the connection (SO_LINGER 0, then close) after sending `output` or `pieces`, with
     # no end of response: for FastCGI the output goes as FCGI_STDOUT without FCGI_END_REQUEST.
     reset: bool = False
+    # FastCGI: False closes the connection in order (FIN) after the output, without the
+    # empty FCGI_STDOUT and FCGI_END_REQUEST that end a response.
+    end_request: bool = True
 
 
 App = Callable[["CaptureServer", Captured], Answer]
@@ -254,6 +257,8 @@ class CaptureServer:
                 continue
             if answer.reset:
                 _reset(sock)
+                return
+            if not answer.end_request:
                 return
             sock.sendall(_record(6, b"", rid) + _record(7, b"", rid)
                          + _record(3, struct.pack(">IB3x", 0, answer.protocol_status), rid))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -130,3 +134,52 @@ def chromium_dump_dom(url: str, profile: Path) -> subprocess.CompletedProcess[st
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
+
+
+def traced(pid: int) -> bool:
+    """A tracer (strace) is attached to `pid`, or the process is gone."""
+    try:
+        return not Path(f"/proc/{pid}/status").read_text().count("TracerPid:\t0\n")
+    except OSError:
+        return True
+
+
+@contextmanager
+def syscalls(pids: list[int], names: str, log: Path, *, children: bool = True) -> Iterator[None]:
+    """strace the system calls `names` (comma-separated) of `pids` (and of their children, the
+    ones they start meanwhile) into `log` while the block runs; skip the test when strace is
+    missing or cannot attach."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    tracer = subprocess.Popen([strace, *(["-f"] if children else []), "-qq", "-e", f"trace={names}",
+                               "-o", str(log), *(f"-p{p}" for p in pids)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        try:
+            wait_for(lambda: tracer.poll() is not None or all(traced(p) for p in pids), 5, "strace to attach")
+        except AssertionError:
+            pytest.skip("strace could not attach")
+        if tracer.poll() is not None:
+            assert tracer.stderr is not None
+            pytest.skip(f"strace could not attach: {tracer.stderr.read().decode(errors='replace')}")
+        yield
+        # A call the block saw end may still wait for strace in a tracing stop (state "t"): its
+        # line would be lost to the detach ("<detached ...>"). Once a process runs or sleeps,
+        # strace has written what came before.
+        wait_for(lambda: all((_stat(p) or ("gone", 0))[0] != "t" for p in pids), 5, "strace to catch up")
+    finally:
+        if tracer.poll() is None:
+            os.kill(tracer.pid, signal.SIGINT)
+        tracer.wait(10)
+
+
+def bytes_by_call(log: Path) -> dict[str, int]:
+    """The bytes that the successful calls of an strace log moved, summed by system call (a call
+    interrupted by another process's is counted on its "<... NAME resumed>" line)."""
+    total: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.match(r"\d+ +(?:<\.\.\. )?(\w+)(?:\(| resumed>).* = (\d+)$", line)
+        if m:
+            total[m.group(1)] = total.get(m.group(1), 0) + int(m.group(2))
+    return total

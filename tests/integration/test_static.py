@@ -10,10 +10,7 @@ from __future__ import annotations
 import email.utils
 import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ import requests
 
 from tests.conftest import Frontd, start_frontd, wait_for
 from tests.http_client import Answer, RawClient, count_responses, parse_one
+from tests.integration.processes import bytes_by_call, syscalls
 
 CONFIG = """
 [[vhost]]
@@ -752,49 +750,21 @@ def test_file_changed_between_requests_of_a_keepalive_connection(server: Frontd,
         assert client.read().body == b"b" * 20
 
 
-def traced(pid: int) -> bool:
-    try:
-        return not Path(f"/proc/{pid}/status").read_text().count("TracerPid:\t0\n")
-    except OSError:
-        return True
-
-
 def test_file_body_goes_out_with_sendfile(frontd, tmp_path: Path) -> None:
     """Zero-copy: the bytes of a file leave through sendfile(2), never through read(2) into frontd."""
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.skip("strace is not installed")
     root = tmp_path / "z"
     root.mkdir()
     data = os.urandom(1 << 20)
     (root / "one.bin").write_bytes(data)
     server = frontd(f'[[vhost]]\nnames = ["z.test"]\nroot = "{root}"\n')
     assert requests.get(server.url("/one.bin"), timeout=5).content == data
-    pids = process_tree(server.pid)
     log = tmp_path / "strace.txt"
-    tracer = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=sendfile,read,pread64,readv,preadv,preadv2",
-                               "-o", str(log), *(f"-p{p}" for p in pids)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        try:
-            wait_for(lambda: tracer.poll() is not None or all(traced(p) for p in pids), 5, "strace to attach")
-        except AssertionError:
-            pytest.skip("strace could not attach")
-        if tracer.poll() is not None:
-            pytest.skip(f"strace could not attach: {tracer.stderr.read().decode(errors='replace')}")  # type: ignore[union-attr]
+    with syscalls(process_tree(server.pid), "sendfile,read,pread64,readv,preadv,preadv2", log):
         assert requests.get(server.url("/one.bin"), timeout=10).content == data
         part = requests.get(server.url("/one.bin"), headers={"Range": "bytes=300000-899999"}, timeout=10)
         assert part.status_code == 206 and part.content == data[300000:900000]
-    finally:
-        os.kill(tracer.pid, signal.SIGINT)
-        tracer.wait(10)
-    sent = read = 0
-    for line in log.read_text(errors="replace").splitlines():
-        m = re.search(r"\b(sendfile|read|pread64|readv|preadv2?)\(.*\) = (\d+)$", line)
-        if m:
-            if m.group(1) == "sendfile":
-                sent += int(m.group(2))
-            else:
-                read += int(m.group(2))
+    moved = bytes_by_call(log)
+    sent = moved.pop("sendfile", 0)
+    read = sum(moved.values())
     assert sent == len(data) + 600000
     assert read < 64 * 1024

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from typing import BinaryIO
 
 import pytest
 
@@ -134,26 +136,123 @@ def test_open_body_chunked_over_limit() -> None:
         asyncio.run(open_body(request_with(Chunks([b"x" * 11], length=None)), 10))
 
 
+class RecordingSink:
+    """What a ResponseBuffer passes on: ("write", bytes) and ("sendfile", the bytes of the file
+    range), recorded when the send starts; each send then waits for a permit (a client that
+    takes its time)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.permits = asyncio.Semaphore(0)
+
+    async def write(self, data: bytes) -> None:
+        self.sent.append(("write", data))
+        await self.permits.acquire()
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        self.sent.append(("sendfile", os.pread(file.fileno(), count, offset)))
+        await self.permits.acquire()
+        # Still the same bytes once sent: nothing was written over the range meanwhile.
+        assert os.pread(file.fileno(), count, offset) == self.sent[-1][1]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
+
+
 def test_response_buffer_keeps_order_through_memory_and_file() -> None:
-    async def run() -> tuple[list[bytes], bool]:
-        buffer = ResponseBuffer(max_memory=4, max_file=10)
-        got: list[bytes] = []
+    async def run() -> tuple[list[tuple[str, bytes]], bool]:
+        buffer = ResponseBuffer(max_memory=4, max_file=10, copy_limit=0)  # sendfile only
+        sink = RecordingSink()
         await buffer.put(b"ab")  # memory
         await buffer.put(b"cde")  # over max_memory: the file
         await buffer.put(b"f")  # fits in memory, but the file is not drained: the file
-        got.append(await buffer.get())
-        # The file holds 4 of its 10 bytes; 7 more must wait until the writer drains it.
+        sender = asyncio.create_task(buffer.send_to(sink))
+        await until(lambda: len(sink.sent) == 1)  # "ab" is being written
+        sink.permits.release()
+        await until(lambda: len(sink.sent) == 2)  # the file's 4 bytes are being sent
+        await buffer.put(b"h")  # appended beyond the range being sent, never over it
+        # The file holds 5 of its 10 bytes; 7 more must wait until the sender drained it.
         blocked = asyncio.create_task(buffer.put(b"g" * 7))
         await asyncio.sleep(0)
         waited = not blocked.done()
-        got.append(await buffer.get())  # the rest of the file: drained, the put goes on
+        for _ in range(3):
+            sink.permits.release()
         await blocked
         buffer.finish()
-        while data := await buffer.get():
-            got.append(data)
+        sink.permits.release()
+        await sender
         buffer.close()
-        return got, waited
+        return sink.sent, waited
 
-    got, waited = asyncio.run(run())
-    assert got[:2] == [b"ab", b"cdef"] and b"".join(got) == b"abcdef" + b"g" * 7
+    sent, waited = asyncio.run(run())
+    # In order, and what went to the file leaves through sendfile, never read back by Python.
+    assert sent == [("write", b"ab"), ("sendfile", b"cdef"), ("sendfile", b"h"), ("sendfile", b"g" * 7)], sent
     assert waited
+
+
+class QueueingSink(RecordingSink):
+    """A RecordingSink whose sendfile, like sendfile(2) to a TCP socket, keeps referring to the
+    file after it returned: what it sent must never be written over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[tuple[int, int, int, bytes]] = []  # (a dup of the fd, offset, count, bytes)
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        data = os.pread(file.fileno(), count, offset)
+        self.queued.append((os.dup(file.fileno()), offset, count, data))
+        self.sent.append(("sendfile", data))
+
+
+def test_response_buffer_never_writes_over_what_it_sent() -> None:
+    """sendfile(2) to a TCP socket queues references to the file's pages, not copies: a file
+    written over from its start once drained sent the new bytes in place of the old ones."""
+    async def run() -> QueueingSink:
+        buffer = ResponseBuffer(max_memory=0, max_file=100, file_rotate=12, copy_limit=0)
+        sink = QueueingSink()
+        sender = asyncio.create_task(buffer.send_to(sink))
+        for n in range(10):
+            await buffer.put(b"%d" % n * 5)
+            await until(lambda n=n: len(sink.sent) == n + 1)  # drained after each put
+        buffer.finish()
+        await sender
+        buffer.close()
+        return sink
+
+    sink = asyncio.run(run())
+    assert b"".join(data for _, data in sink.sent) == b"".join(b"%d" % n * 5 for n in range(10))
+    try:
+        for fd, offset, count, data in sink.queued:
+            assert os.pread(fd, count, offset) == data  # what the socket would still send
+        assert len({os.fstat(fd).st_ino for fd, *_ in sink.queued}) == 4  # 12 bytes a file, then a new one
+    finally:
+        for fd, *_ in sink.queued:
+            os.close(fd)
+
+
+def test_response_buffer_copies_small_parts_out_and_reuses_its_file() -> None:
+    """A part of the file no larger than `copy_limit` is copied out with `write`, and the file,
+    all sent, starts again from its start: the same pages, no new ones."""
+    async def run() -> tuple[list[tuple[str, bytes]], int]:
+        buffer = ResponseBuffer(max_memory=0, copy_limit=8)
+        sink = RecordingSink()
+        for _ in range(100):
+            sink.permits.release()
+        sender = asyncio.create_task(buffer.send_to(sink))
+        for n in range(5):
+            await buffer.put(b"%d" % n * 5)
+            await until(lambda n=n: len(sink.sent) == n + 1)
+        size = buffer._written
+        buffer.finish()
+        await sender
+        buffer.close()
+        return sink.sent, size
+
+    sent, size = asyncio.run(run())
+    assert sent == [("write", b"%d" % n * 5) for n in range(5)]
+    assert size == 0  # drained, and written again from offset 0 each time
