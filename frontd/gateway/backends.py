@@ -43,12 +43,14 @@ import asyncio
 import collections
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from frontd.config.model import Address
 from frontd.errors import BadGateway, HTTPError, ServiceUnavailable
+from frontd.gateway.sockets import SocketStream, connect
 from frontd.status.metrics import STATS
 
 log = logging.getLogger("frontd")
@@ -103,8 +105,9 @@ class BackendConnection:
     __slots__ = ("address", "reader", "writer", "reused", "keep", "requests", "protocol",
                  "expiry", "on_close")
 
-    def __init__(self, address: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 reused: bool, protocol: _BackendProtocol | None = None) -> None:
+    def __init__(self, address: Address, reader: asyncio.StreamReader | SocketStream,
+                 writer: asyncio.StreamWriter | SocketStream, reused: bool,
+                 protocol: _BackendProtocol | None = None) -> None:
         self.address = address
         self.reader = reader
         self.writer = writer
@@ -141,12 +144,16 @@ class BackendConnection:
         the reader, and `on_expiry` runs after `timeout` seconds."""
         if self.protocol is not None:
             self.protocol.on_idle_input = on_input
+        elif isinstance(self.reader, SocketStream):
+            self.reader.watch_idle(on_input)
         self.expiry = asyncio.get_running_loop().call_later(timeout, on_expiry)
 
     def unwatch_idle(self) -> None:
         """Taken from the pool (or closed): input goes to the reader again, no timer."""
         if self.protocol is not None:
             self.protocol.on_idle_input = None
+        elif isinstance(self.reader, SocketStream):
+            self.reader.watch_idle(None)
         if self.expiry is not None:
             self.expiry.cancel()
             self.expiry = None
@@ -356,7 +363,7 @@ class BackendSet:
     def __init__(self, addresses: Sequence[Address], connect_timeout: float, keepalive: int, *,
                  name: str = "backend", fail_timeout: float = FAIL_TIMEOUT,
                  idle_timeout: float = IDLE_TIMEOUT, pool: ConnectionPool | None = None,
-                 yield_idle: bool = False) -> None:
+                 yield_idle: bool = False, bare: bool = False) -> None:
         if not addresses:
             raise ValueError("a BackendSet needs at least one address")
         self.addresses: tuple[Address, ...] = tuple(addresses)
@@ -373,6 +380,14 @@ class BackendSet:
         self._down_until: dict[Address, float] = {}
         self._stat_ids = {address: STATS.backend_id(address) for address in self.addresses}  # status page
         self._keys: dict[Address, PoolKey] = {address: (name, address) for address in self.addresses}
+        # `bare`: connections are SocketStreams (the gateways) where the address needs no name
+        # lookup; else asyncio streams (the proxy, and host names).
+        self._bare: dict[Address, tuple[int, str | tuple[str, int]]] = {}
+        if bare:
+            for address in self.addresses:
+                target = _socket_address(address)
+                if target is not None:
+                    self._bare[address] = target
 
     @property
     def closed(self) -> bool:
@@ -530,6 +545,18 @@ class BackendSet:
             raise ServiceUnavailable(f"{self.name} {address}: the spawned application is not running "
                                      "(it failed and waits to be restarted; see the error log)")
         timeout = self.connect_timeout
+        bare = self._bare.get(address)
+        if bare is not None:
+            try:
+                stream = await connect(bare[0], bare[1], timeout)
+            except TimeoutError:
+                raise ServiceUnavailable(
+                    f"{self.name} {address}: no connection within connect_timeout ({timeout:g}s)"
+                ) from None
+            except OSError as exc:
+                raise BadGateway(f"{self.name} {address}: connect failed: {exc.strerror or exc}") from None
+            STATS.backend_used(self._stat_ids[address])
+            return BackendConnection(address, stream, stream, reused=False)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
         protocol = _BackendProtocol(reader, loop=loop)
@@ -550,3 +577,16 @@ class BackendSet:
         STATS.backend_used(self._stat_ids[address])
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return BackendConnection(address, reader, writer, reused=False, protocol=protocol)
+
+
+def _socket_address(address: Address) -> tuple[int, str | tuple[str, int]] | None:
+    """(family, address) for socket.connect, or None when the host is a name to look up."""
+    if address.kind == "unix":
+        return socket.AF_UNIX, address.path
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, address.host)
+        except OSError:
+            continue
+        return family, (address.host, address.port)
+    return None
