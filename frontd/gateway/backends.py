@@ -205,7 +205,12 @@ class ConnectionPool:
             conn = pool.pop()
             conn.unwatch_idle()
             if conn.alive() and not conn.unread():
-                return conn
+                pending = conn.reader.peek() if isinstance(conn.reader, SocketStream) else None
+                if not pending:
+                    return conn
+                # Bytes or EOF already there, which the idle watch has not seen yet.
+                self._idle_input(key, conn, pending if pending is not True else b"")
+                continue
             conn.close()
         return None
 
@@ -528,9 +533,11 @@ class BackendSet:
         key = self._keys[address]
         if not self.pool.idle_count([key]):
             return None
-        # One turn of the event loop lets a FIN that has already arrived reach the protocol, so
-        # a connection the backend closed while idle is caught here rather than by the request.
-        await asyncio.sleep(0)
+        if address not in self._bare:
+            # One turn of the event loop lets a FIN that has already arrived reach the protocol,
+            # so a connection the backend closed while idle is caught here rather than by the
+            # request. (A SocketStream is asked directly, in `take`.)
+            await asyncio.sleep(0)
         conn = self.pool.take(key)
         if conn is None:
             return None

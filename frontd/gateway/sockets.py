@@ -18,7 +18,8 @@ writer and transport, with the same method names) on the socket itself:
   pending and later reads raise, as StreamReader's does; `write_eof` shuts down the sending side
   once the buffer is flushed;
 - while a connection is parked in a pool, `on_idle_input` (when set) gets what arrives instead
-  of the reader (b"" for EOF or an error), as `BackendConnection.watch_idle` asks.
+  of the reader (b"" for EOF or an error), as `BackendConnection.watch_idle` asks; `peek` tells,
+  with one MSG_PEEK `recv` instead of a turn of the event loop, whether anything came since.
 
 `connect` opens one to a numeric address or a Unix socket (names go through asyncio).
 """
@@ -82,6 +83,19 @@ class SocketStream:
             if not data:
                 self._eof = True
             return data
+
+    def peek(self) -> bytes | bool:
+        """On an idle connection: False when nothing is there, else True for EOF (or an error)
+        or the bytes that came, which are left unread."""
+        if self._closed:
+            return True
+        try:
+            data = self.sock.recv(READ_SIZE, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        return data or True
 
     def at_eof(self) -> bool:
         return (self._eof or self._closed) and not self._buffer

@@ -128,3 +128,17 @@ def test_connect_refused_and_connected() -> None:
             await connect(socket.AF_INET, address, 5)
 
     asyncio.run(main())
+
+
+def test_peek_tells_nothing_bytes_or_eof_without_reading() -> None:
+    async def main() -> None:
+        stream, peer = pair()
+        assert stream.peek() is False
+        peer.sendall(b"late")
+        assert stream.peek() == b"late"
+        assert await stream.read() == b"late"  # peeked bytes stay unread
+        peer.close()
+        assert stream.peek() is True
+        stream.abort()
+
+    asyncio.run(main())
