@@ -19,8 +19,8 @@ leaves there). A parked connection is closed
 
 Those backends serve as many connections at once as they have processes, and a connection
 beyond that waits in their backlog until one of ours is closed. When that happened (a kept
-connection had to be closed for a new one), the pool takes the number of connections then open
-as the backend's capacity, for `PROBE_INTERVAL` seconds: a request that finds none idle and
+connection had to be closed for a new one), the pool takes the connections the backend was then
+serving (those answered, and the new one) as its capacity, for `PROBE_INTERVAL` seconds: a request that finds none idle and
 that many busy waits for the next one to be released and is handed it directly (no connect, no
 close), rather than opening another connection only to make a busy one close for it. A hand-off
 waits at most `connect_timeout`; once the interval is over, the next request that finds none
