@@ -48,10 +48,13 @@ class AccessRecorder(Protocol):
 class LocalRedirect:
     """A handler's answer meaning "serve this local URL instead, as a GET" (RFC 3875 §6.2.2)."""
 
-    __slots__ = ("target",)
+    __slots__ = ("target", "fields")
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, fields: list[tuple[bytes, bytes]] | None = None) -> None:
         self.target = target  # "/path?query", as the script wrote it
+        # X-Accel-Redirect: the backend's fields for the response, which only an internal static
+        # route may serve (handlers/x_sendfile.py); None for a CGI local redirect.
+        self.fields = fields
 
 
 class SinkWrapper:

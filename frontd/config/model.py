@@ -200,6 +200,12 @@ class Route:
     # gateway routes: read the application's output as fast as it comes (memory, then a
     # temporary file up to 1 GiB) while the client takes it; False relays at the client's pace.
     response_buffering: bool = True
+    # gateway and proxy routes: the directories (real paths) whose files the backend may name in
+    # X-Sendfile; set, X-Accel-Redirect is honoured too. (): both fields reach the client as sent.
+    x_sendfile: tuple[str, ...] = ()
+    # static routes: served only to internal redirects (X-Accel-Redirect, rewrites, try_files,
+    # error pages); a client asking for the route directly gets 404.
+    internal: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,10 @@ ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "request_buffering": ("cgi", *GATEWAY_KINDS, "proxy"),
     # ... and the application's output read as fast as it comes (never for NPH scripts).
     "response_buffering": ("cgi", *GATEWAY_KINDS, "proxy"),
+    # X-Sendfile / X-Accel-Redirect (docs/gateways.md): files the backend may name, and the
+    # static routes only such internal redirects reach.
+    "x_sendfile": ("cgi", *GATEWAY_KINDS, "proxy"),
+    "internal": ("static",),
 }
 # The order in which messages list the kinds.
 KIND_ORDER: tuple[str, ...] = ("cgi", "fastcgi", "scgi", "uwsgi", "proxy", "static", "redirect")
@@ -197,6 +201,10 @@ class RoutesSection(RulesSection, SpawnSection):
             values["request_buffering"] = self.boolean(table["request_buffering"], key("request_buffering"))
         if "response_buffering" in table:
             values["response_buffering"] = self.boolean(table["response_buffering"], key("response_buffering"))
+        if "x_sendfile" in table:
+            values["x_sendfile"] = self.x_sendfile_dirs(table["x_sendfile"], key("x_sendfile"))
+        if "internal" in table:
+            values["internal"] = self.boolean(table["internal"], key("internal"))
         if "intercept_errors" in table:
             values["intercept_errors"] = self.boolean(table["intercept_errors"], key("intercept_errors"))
             if values["intercept_errors"] and not values.get("error_pages"):
@@ -223,6 +231,19 @@ class RoutesSection(RulesSection, SpawnSection):
         if prefix != "/" and any(s in ("", ".", "..") for s in segments):
             self.fail(key, f'must not contain empty, "." or ".." segments, got {show(value)}')
         return prefix
+
+    def x_sendfile_dirs(self, value: object, key: str) -> tuple[str, ...]:
+        """The directories whose files a backend may name in X-Sendfile: absolute as written (a
+        relative one would depend on where frontd starts), existing, with symlinks resolved."""
+        found: list[str] = []
+        for item, item_key in self.one_or_more(value, key, "an absolute directory", "absolute directories"):
+            text = self.string(item, item_key, "an absolute directory")
+            if not text.startswith("/"):
+                self.fail(item_key, f"must be an absolute directory, got {show(text)}")
+            directory = self.directory(text, item_key)
+            if directory not in found:
+                found.append(directory)
+        return tuple(found)
 
     def proxy(self, value: object, key: str) -> tuple[ProxyTarget, ...]:
         targets: list[ProxyTarget] = []

@@ -94,6 +94,11 @@ def summary(config: Config) -> str:
                 lines.append(f"  {'':<{width}}    error_pages {' '.join(f'{s}={p}' for s, p in route.error_pages)}")
             if route.intercept_errors:
                 lines.append(f"  {'':<{width}}    intercept_errors on (the backend's own errors use the pages)")
+            if route.x_sendfile:
+                lines.append(f"  {'':<{width}}    x_sendfile {' '.join(route.x_sendfile)} (X-Sendfile files; "
+                             "X-Accel-Redirect to internal routes)")
+            if route.internal:
+                lines.append(f"  {'':<{width}}    internal (internal redirects only; clients get 404)")
         if vhost.root is not None and all(r.prefix != "/" for r in vhost.routes):
             lines.append(f"  {'/':<{width}}  static {vhost.root}  (vhost root)  {' '.join(_describe_output(vhost))}".rstrip())
         elif not any(r.prefix == "/" for r in vhost.routes):

@@ -36,6 +36,7 @@ from typing import Final
 
 from frontd.errors import BadGateway, GatewayTimeout, HTTPError
 from frontd.gateway.spool import BodySource, BufferedWriter
+from frontd.http.file_answer import FileAnswer, file_answer
 from frontd.http.headers import HOP_BY_HOP
 from frontd.http.target import parse_target
 from frontd.request import Request
@@ -51,6 +52,9 @@ _NOT_RELAYED: Final = HOP_BY_HOP | {b"server", b"date"}
 _DIGITS: Final = re.compile(rb"[0-9]{1,18}")
 # RFC 9110 §6.4.1: these responses have no content, whatever the application wrote.
 _NO_CONTENT: Final = frozenset({204, 304})
+# X-Sendfile: the application's own body is read away up to this size, so that it ends as it
+# would otherwise (a script exits, a connection can be pooled); past it the exchange is aborted.
+MAX_DISCARD: Final = 64 * 1024
 
 
 def connection_lost(name: str, exc: OSError) -> BadGateway:
@@ -363,6 +367,24 @@ class _Exchange:
             await self._body(head.body_start, declared, no_content, sink.write)
         await sink.end()
 
+    async def discard(self, data: bytes) -> None:
+        """X-Sendfile: the application's body is not sent. What it still writes is read away (up
+        to MAX_DISCARD bytes) so that it ends cleanly and is closed (reaped, pooled) as usual;
+        more than that, or silence for `timeout`, and it is aborted now rather than waited for."""
+        left = MAX_DISCARD - len(data)
+        try:
+            while left >= 0:
+                data = await self.read()
+                if not data:
+                    return
+                left -= len(data)
+        except GatewayTimeout:
+            pass
+        log.info("%s: the body of an X-Sendfile answer not read to its end; aborted%s",
+                 self.transport.name, self.request.log_context())
+        self.transport.abort()
+        self.closed = True
+
     async def _body(self, data: bytes, declared: int | None, no_content: bool,
                     out: Callable[[bytes], Awaitable[None]]) -> None:
         """Read the response body to its end (or its Content-Length), each chunk to `out`."""
@@ -433,14 +455,17 @@ async def exchange(
     nph: bool = False,
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
     buffer_response: bool = False,
-) -> LocalRedirect | None:
+    x_sendfile: bool = False,
+) -> LocalRedirect | FileAnswer | None:
     """Run one request through `transport` and answer it on `sink` (RFC 3875 §6).
 
     Returns a LocalRedirect when the application asked for one (the dispatcher serves it as a
     GET, §6.2.2), else None once the response is sent. `timeout` bounds each silence of the
     application (→ 504); `send_timeout` a client that stops reading raw NPH output.
     `buffer_response` reads a document's body as fast as the application writes it (see
-    `_Exchange._relay_buffered`); NPH output is never buffered. The
+    `_Exchange._relay_buffered`); NPH output is never buffered. With `x_sendfile`, a head with
+    X-Sendfile or X-Accel-Redirect is returned as a FileAnswer for the handler to act on, the
+    application's body discarded and the transport released first. The
     transport is closed when the response ended, aborted on every other way out (a failed
     `open` included, so `abort` must cope with a transport that never started).
     """
@@ -462,7 +487,7 @@ async def exchange(
                 state.body_done = True
             except OSError:
                 pass  # as in `pump`: the application stopped reading; its response tells
-        result: LocalRedirect | None = None
+        result: LocalRedirect | FileAnswer | None = None
         if nph:
             await state.relay_nph()
         else:
@@ -481,6 +506,9 @@ async def exchange(
                 except HTTPError as exc:
                     raise BadGateway(f"{transport.name}: bad local redirect: {exc.detail}") from None
                 result = LocalRedirect(head.location.decode("latin-1"))
+            elif x_sendfile and (answer := file_answer(head.headers)) is not None:
+                await state.discard(head.body_start)
+                result = answer
             else:
                 await state.relay(head, buffered=buffer_response)
         complete = True

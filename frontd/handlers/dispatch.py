@@ -6,7 +6,7 @@ import html
 from collections.abc import Awaitable, Callable
 
 from frontd.config.model import GATEWAY_KINDS, MAX_INTERNAL_REDIRECTS, Config, VHost
-from frontd.errors import BadRequest, HTTPError, InternalServerError, MisdirectedRequest, NotFound
+from frontd.errors import BadGateway, BadRequest, HTTPError, InternalServerError, MisdirectedRequest, NotFound
 from frontd.gateway.backends import ConnectionPool
 from frontd.gateway.fastcgi import FastCGIGateway
 from frontd.gateway.scgi import SCGIGateway
@@ -16,6 +16,7 @@ from frontd.handlers.gateway import GatewayHandler
 from frontd.handlers.proxy import ProxyHandler
 from frontd.handlers.static import StaticHandler
 from frontd.handlers.status import StatusHandler
+from frontd.handlers.x_sendfile import KeptFields, XSendfile
 from frontd.http.forwarded import TrustedProxies
 from frontd.http.target import parse_target
 from frontd.request import EMPTY_BODY, Request
@@ -31,6 +32,7 @@ from frontd.rules.output import OutputRules, output_rules
 
 Handler = Callable[[Request, ResponseSink], Awaitable["LocalRedirect | None"]]
 MAX_LOCAL_REDIRECTS = MAX_INTERNAL_REDIRECTS
+X_ACCEL = "x_accel_redirect"  # request.notes: the URI of the X-Accel-Redirect being served
 
 
 class Dispatcher:
@@ -54,11 +56,12 @@ class Dispatcher:
         self.handlers: dict[str, Handler] = {"static": static.handle}
         # Idle backend connections, per protocol and address, shared by all the worker's routes.
         pool = ConnectionPool()
-        self.handlers["proxy"] = ProxyHandler(config, pool).handle
+        files = XSendfile(static)
+        self.handlers["proxy"] = ProxyHandler(config, pool, files).handle
         self.handlers["status"] = StatusHandler(config).handle
         self.acme_challenge = AcmeChallengeHandler(config)
         gateway = GatewayHandler(config, {"fastcgi": FastCGIGateway(config, pool), "scgi": SCGIGateway(config),
-                                          "uwsgi": UwsgiGateway(config)}, static=static.serve_file)
+                                          "uwsgi": UwsgiGateway(config)}, static=static.serve_file, files=files)
         for kind in ("cgi", "fastcgi", "scgi", "uwsgi"):
             self.handlers[kind] = gateway.handle
         self.handlers["redirect"] = RedirectHandler().handle
@@ -124,14 +127,18 @@ class Dispatcher:
         return await self.run_handler(handler, request, sink)
 
     async def run_handler(self, handler: Handler, request: Request, sink: ResponseSink, *,
-                          intercept: bool = False) -> LocalRedirect | None:
+                          intercept: bool = False,
+                          kept: list[tuple[bytes, bytes]] | None = None) -> LocalRedirect | None:
         """Call `handler` with the output rules (headers, compress) of the request's route or
         vhost around its sink; with `intercept`, error pages' interception goes outside them (a
-        backend's error response is taken over before any rule sees it)."""
+        backend's error response is taken over before any rule sees it). `kept`: the fields of
+        an X-Accel-Redirect answer, added before the rules see the response."""
         rules = self.output.get(id(request.route if request.route is not None else request.vhost)) \
             if self.output else None
         out = rules.wrap(request, sink) if rules is not None else None
         target: ResponseSink = out if out is not None else sink
+        if kept is not None:
+            target = KeptFields(target, kept)
         if intercept and self.error_pages is not None:
             target = self.error_pages.sink_for(request, target)
         result = await handler(request, target)
@@ -154,6 +161,7 @@ class Dispatcher:
 
     async def route_and_serve(self, request: Request, sink: ResponseSink) -> None:
         rated = False  # client_rate counts a request once, whatever internal redirects follow
+        kept: list[tuple[bytes, bytes]] | None = None  # an X-Accel-Redirect answer's fields
         while True:
             vhost = self.router.vhost(request.host)
             if self.acme_challenge.claims(vhost, request.path):
@@ -175,6 +183,11 @@ class Dispatcher:
                     continue
             route = self.router.route(vhost, request.path)
             request.vhost, request.route = vhost, route
+            if route is not None and route.internal and not request.redirects:
+                raise NotFound(f"{request.path!r}: route {route.prefix} serves internal redirects only")
+            if X_ACCEL in request.notes and (route is None or not route.internal):
+                raise BadGateway(f"X-Accel-Redirect to {request.notes[X_ACCEL]}: not a static route "
+                                 "with internal = true")
             if request.tls is not None:
                 if vhost is not request.tls.vhost:
                     # RFC 9110 §15.5.20: the certificate of the handshake is not this vhost's.
@@ -203,15 +216,24 @@ class Dispatcher:
             handler = self.handlers.get(kind)
             if handler is None:
                 raise NotFound(f"no handler for {kind} routes")
-            result = await self.run_handler(handler, request, sink, intercept=True)
+            result = await self.run_handler(handler, request, sink, intercept=True, kept=kept)
             if result is None:
                 return
             # RFC 3875 §6.2.2: the server serves the new URL as if it had been requested (a GET).
             if request.redirects >= MAX_LOCAL_REDIRECTS:
                 raise InternalServerError(f"more than {MAX_LOCAL_REDIRECTS} local redirects")
             target = parse_target(result.target.encode("latin-1", "replace"), "GET")
-            request.method = "GET"
-            request.target = result.target
+            if result.fields is not None:
+                # X-Accel-Redirect: an internal static route answers, with the backend's fields
+                # (handlers/x_sendfile.py); a HEAD stays a HEAD and the request as the client
+                # sent it stays in the logs, as in nginx.
+                assert route is not None
+                request.notes[X_ACCEL] = f"{result.target!r} (from route {route.prefix})"
+                kept = result.fields
+            else:
+                request.target = result.target
+            if request.method != "HEAD" or result.fields is None:
+                request.method = "GET"
             request.path, request.raw_path, request.query = target.path, target.raw_path, target.query
             request.body = EMPTY_BODY
             request.headers = [(k, v) for k, v in request.headers

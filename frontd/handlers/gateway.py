@@ -43,6 +43,8 @@ from frontd.gateway.cgi import CGITransport, ProcessSlots
 from frontd.gateway.environ import ScriptPaths, build_environ, environ_pairs
 from frontd.gateway.exchange import Transport, exchange
 from frontd.gateway.spool import open_body
+from frontd.handlers.x_sendfile import XSendfile
+from frontd.http.file_answer import FileAnswer
 from frontd.request import Request
 from frontd.response import LocalRedirect, ResponseSink
 
@@ -170,11 +172,12 @@ class GatewayHandler:
     """Serves cgi routes itself and fastcgi/scgi/uwsgi routes through registered transports."""
 
     def __init__(self, config: Config, transports: Mapping[str, TransportFactory] | None = None,
-                 static: StaticFiles | None = None) -> None:
+                 static: StaticFiles | None = None, files: XSendfile | None = None) -> None:
         self.limits = config.limits
         self.transports: dict[str, TransportFactory] = dict(transports or {})
         # What serves the files of a script-mode route that are not scripts (else they are 404s).
         self.static = static
+        self.files = files  # what acts on X-Sendfile / X-Accel-Redirect (routes with x_sendfile)
         self._routes: dict[int, _RouteSetup] = {}
         for vhost in config.vhosts:
             for route in vhost.routes:
@@ -261,8 +264,13 @@ class GatewayHandler:
         try:
             environ = build_environ(request, paths, content_length=body.length,
                                     pass_authorization=route.pass_authorization, extra=setup.extra)
-            return await exchange(request, sink, transport, environ, body, timeout=route.timeout,
-                                  send_timeout=self.limits.send_timeout, nph=nph,
-                                  buffer_response=route.response_buffering)
+            result = await exchange(request, sink, transport, environ, body, timeout=route.timeout,
+                                    send_timeout=self.limits.send_timeout, nph=nph,
+                                    buffer_response=route.response_buffering,
+                                    x_sendfile=bool(route.x_sendfile) and self.files is not None)
         finally:
             body.close()
+        if isinstance(result, FileAnswer):  # the application is released already
+            assert self.files is not None
+            return await self.files.answer(request, sink, route, result, transport.name)
+        return result

@@ -39,8 +39,10 @@ import h11
 from frontd.config.model import Config, Route
 from frontd.errors import BadGateway, BadRequest, GatewayTimeout
 from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
-from frontd.gateway.exchange import connection_lost
+from frontd.gateway.exchange import MAX_DISCARD, connection_lost
 from frontd.gateway.spool import BufferedWriter, Spool, spool
+from frontd.handlers.x_sendfile import XSendfile
+from frontd.http.file_answer import FileAnswer, file_answer
 from frontd.http.forwarded import (
     IDEMPOTENT_METHODS,
     backend_target,
@@ -49,7 +51,7 @@ from frontd.http.forwarded import (
     upgrade_requested,
 )
 from frontd.request import Request, RequestBody
-from frontd.response import ResponseSink
+from frontd.response import LocalRedirect, ResponseSink
 from frontd.rules.authorizer import proxy_fields
 
 log = logging.getLogger("frontd")
@@ -64,6 +66,10 @@ MAX_REPLAY = 64 * 1024
 
 class _Stale(Exception):
     """A reused connection failed before any response byte, and the request may be sent again."""
+
+
+class _TooMuch(Exception):
+    """An X-Sendfile answer's body goes on past MAX_DISCARD: the connection is closed."""
 
 
 class _BodySource:
@@ -113,8 +119,9 @@ class ProxyHandler:
     """The handler of `proxy` routes; one BackendSet per route in each worker, their idle
     connections in the worker's `ConnectionPool` (shared by the routes naming an address)."""
 
-    def __init__(self, config: Config, pool: ConnectionPool | None = None) -> None:
+    def __init__(self, config: Config, pool: ConnectionPool | None = None, files: XSendfile | None = None) -> None:
         self.pool = pool if pool is not None else ConnectionPool()
+        self.files = files  # what acts on X-Sendfile / X-Accel-Redirect (routes with x_sendfile)
         self.max_body_size = config.limits.max_body_size
         self._backends: dict[int, BackendSet] = {}
         for vhost in config.vhosts:
@@ -136,7 +143,7 @@ class ProxyHandler:
         for backends in self._backends.values():
             backends.close()
 
-    async def handle(self, request: Request, sink: ResponseSink) -> None:
+    async def handle(self, request: Request, sink: ResponseSink) -> LocalRedirect | None:
         route = request.route
         assert route is not None and route.proxy
         backends = self.backends(route)
@@ -155,15 +162,18 @@ class ProxyHandler:
             body_length = spooled.length
         source = _BodySource(request.body if spooled is None else spooled, spooled)
         try:
-            await self._forward(request, sink, route, backends, upgrade, target, client_host,
-                                source, body_length)
+            answer = await self._forward(request, sink, route, backends, upgrade, target, client_host,
+                                         source, body_length)
         finally:
             if spooled is not None:
                 spooled.close()
+        if answer is not None and self.files is not None:  # the connection is released already
+            return await self.files.answer(request, sink, route, answer, f"proxy {request.notes['upstream']}")
+        return None
 
     async def _forward(self, request: Request, sink: ResponseSink, route: Route, backends: BackendSet,
                        upgrade: bytes | None, target: str, client_host: bytes, source: _BodySource,
-                       body_length: int | None) -> None:
+                       body_length: int | None) -> FileAnswer | None:
         for attempt in range(2):
             conn = await backends.acquire(fresh=attempt > 0)
             request.notes["upstream"] = str(conn.address)  # the access log's "upstream"
@@ -176,10 +186,10 @@ class ProxyHandler:
             if route.authorizer:
                 headers = proxy_fields(headers, request.auth_variables)
             exchange = _Exchange(backends, conn, route, request, sink, source, target, headers,
-                                 upgrade is not None, retry=attempt == 0)
+                                 upgrade is not None, retry=attempt == 0,
+                                 x_sendfile=bool(route.x_sendfile) and self.files is not None)
             try:
-                await exchange.run()
-                return None
+                return await exchange.run()
             except _Stale as exc:
                 log.info("%s; retrying on a new connection%s", exc, request.log_context())
                 source.rewind()
@@ -209,7 +219,8 @@ class _Exchange:
 
     def __init__(self, backends: BackendSet, conn: BackendConnection, route: Route, request: Request,
                  sink: ResponseSink, source: _BodySource, target: str,
-                 headers: list[tuple[bytes, bytes]], upgrade: bool, *, retry: bool) -> None:
+                 headers: list[tuple[bytes, bytes]], upgrade: bool, *, retry: bool,
+                 x_sendfile: bool = False) -> None:
         self.backends = backends
         self.conn = conn
         self.request = request
@@ -219,6 +230,7 @@ class _Exchange:
         self.headers = headers
         self.upgrade = upgrade
         self.retry = retry
+        self.x_sendfile = x_sendfile
         self.timeout = route.timeout
         self.buffered = route.response_buffering
         self.released = False  # the connection went back to the pool or was closed
@@ -230,7 +242,9 @@ class _Exchange:
         self.waiting_on_client = False
         self.last_sent = 0.0
 
-    async def run(self) -> None:
+    async def run(self) -> FileAnswer | None:
+        """Forward the request and relay the response; a FileAnswer (X-Sendfile) is returned
+        instead, once the connection is released."""
         conn = self.conn
         keep = False
         try:
@@ -249,8 +263,13 @@ class _Exchange:
             response = await self._response_head()
             if isinstance(response, h11.InformationalResponse):  # 101 Switching Protocols
                 await self._tunnel(response)
-                return
+                return None
+            answer = file_answer(response_headers(response.headers)) if self.x_sendfile else None
+            if answer is not None:
+                keep = await self._discard()
+                return answer  # released below, before the file is sent
             keep = await self._relay(response)
+            return None
         finally:
             await self._release(keep)
 
@@ -407,6 +426,25 @@ class _Exchange:
         finally:
             if writer is not None:
                 await writer.close()
+
+    async def _discard(self) -> bool:
+        """X-Sendfile: read the backend's body away, up to MAX_DISCARD bytes; True when the
+        connection can then be pooled (over that, or silent for `timeout`: closed instead)."""
+        left = MAX_DISCARD
+
+        async def drop(data: bytes) -> None:
+            nonlocal left
+            left -= len(data)
+            if left < 0:
+                raise _TooMuch
+
+        try:
+            await self._body(drop)
+        except (_TooMuch, GatewayTimeout):
+            log.info("%s: the body of an X-Sendfile answer not read to its end; closed%s", self.where,
+                     self.request.log_context())
+            return False
+        return self._reusable()
 
     async def _body(self, write: Callable[[bytes], Awaitable[None]]) -> None:
         """Read the response body to its end, handing each piece to `write`."""

@@ -241,7 +241,7 @@ class StaticHandler:
             if route.precompressed if route is not None else request.vhost is not None and request.vhost.precompressed:
                 await self._send_precompressed(request, sink, path, file, st)
                 return
-            await self._send_open_file(request, sink, path, file, st)
+            await self.send_open_file(request, sink, path, file, st)
 
     async def _send_precompressed(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
                                   st: os.stat_result) -> None:
@@ -260,12 +260,12 @@ class StaticHandler:
                 est = os.fstat(fd)
                 if not stat.S_ISREG(est.st_mode) or est.st_mtime < st.st_mtime:
                     continue  # not a file, or stale: older than the original
-                await self._send_open_file(request, sink, path, encoded, est,
+                await self.send_open_file(request, sink, path, encoded, est,
                                            extra=((b"content-encoding", coding.encode()), _VARY))
                 return
-        await self._send_open_file(request, sink, path, file, st, extra=(_VARY,))
+        await self.send_open_file(request, sink, path, file, st, extra=(_VARY,))
 
-    async def _send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
+    async def send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
                               st: os.stat_result, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         """`file` (of stat `st`) as the content of `path`: its type is the name's, its validators
         and length the file's own. `extra` fields go on every answer (200, 206, 304)."""

@@ -1,23 +1,21 @@
-"""One client connection: HTTP/1.1 on h11 and asyncio streams, timeouts, error rendering.
+"""One client connection: HTTP/1.1 requests on h11, error rendering, the access log.
 
 The request head is framed here before h11 sees it, so that leading empty lines can be skipped
-(RFC 9112 §2.2), an over-long request line is a 414 and an over-large head a 431. Each request
-gets a fresh h11.Connection; bytes that arrived after a request (pipelining) are carried over.
+(RFC 9112 §2.2), an over-long request line is a 414 and an over-large head a 431; h11 parses the
+head alone, and sees the bytes after it only when a body is read (Body, in http1_sink.py): a
+pipelined request stays in the buffer. A request whose head is already buffered is served
+without a future or a timer. The bytes in and out, the timeouts and backpressure are
+ConnectionIO's (http1_io.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import time
-from http import HTTPStatus
-from typing import BinaryIO
 
 import h11
 
-from frontd import SERVER_SOFTWARE
 from frontd.config.model import Limits
 from frontd.errors import (
     BadRequest,
@@ -33,44 +31,42 @@ from frontd.errors import (
 )
 from frontd.handlers.dispatch import Dispatcher
 from frontd.handlers.error_page import error_body, error_headers
-from frontd.http.dates import http_date
 from frontd.http.forwarded import TrustedProxies, real_client
 from frontd.http.target import host_from_header, parse_target
+# The header sets, tables and sizes are imported from here by other protocols (HTTP/2) too.
+from frontd.protocol.http1_io import (  # noqa: F401
+    _FRAMING_HEADERS,
+    _PLAIN_DROPPED_HEADERS,
+    SENDFILE_CHUNK,
+    TLS_FILE_CHUNK,
+    ConnectionIO,
+    _ClientGone,
+)
+from frontd.protocol.http1_sink import (  # noqa: F401
+    _BAD_REASON,
+    _DIGITS,
+    _HEADER_BLOCK,
+    _STATUS_LINES,
+    REASONS,
+    SERVER_HEADER,
+    SERVER_LINE,
+    SMALL_FILE,
+    Body,
+    Sink,
+)
 from frontd.request import EMPTY_BODY, Request, TLSInfo
 from frontd.response import AccessRecorder
 from frontd.status.metrics import STATS
 
 log = logging.getLogger("frontd")
 
-READ_SIZE = 65536
-SENDFILE_CHUNK = 1 << 20
-TLS_FILE_CHUNK = 256 * 1024  # a file body through TLS is read and encrypted this much at a time
-SMALL_FILE = 64 * 1024
 # Methods frontd knows. Others are 501 (RFC 9110 §9.1); TRACE is never echoed (405).
 KNOWN_METHODS = frozenset({
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH",
     "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH",
 })
-SERVER_HEADER = (b"server", SERVER_SOFTWARE.encode())
-SERVER_LINE = b"server: " + SERVER_SOFTWARE.encode() + b"\r\n"
-# Framing and hop-by-hop fields are the connection's business, never a handler's.
-_FRAMING_HEADERS = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
-# RFC 6797 §7.2: HSTS is never sent over plain HTTP, whoever set it.
-_PLAIN_DROPPED_HEADERS = _FRAMING_HEADERS | {b"strict-transport-security"}
-# Header lines as RFC 9110 §5.1, §5.5 allow them: a token, ": ", a value without CTLs (HTAB
-# allowed). Checked on the whole block at once: one regex run per response.
-_HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
-_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
-_NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 # Statuses after which the request stream cannot be trusted (or the body was refused unread).
 _FATAL_STATUSES = frozenset({400, 408, 413, 414, 431, 501, 505})
-REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
-
-
-class _ClientGone(Exception):
-    """The client closed or reset the connection, or stopped reading for send_timeout."""
 
 
 def _head_end(buf: bytearray) -> int:
@@ -85,312 +81,43 @@ def _head_end(buf: bytearray) -> int:
     return end
 
 
-class Body:
-    """A request body read from h11 as the handler asks for it, with limit and stall timeout."""
+class Connection(ConnectionIO):
+    """Serves requests on one accepted connection until either side closes or a limit ends it.
 
-    __slots__ = ("length", "_conn", "_h11", "_done", "_received", "_continued")
-
-    def __init__(self, conn: Connection, h11conn: h11.Connection, length: int | None) -> None:
-        self.length = length
-        self._conn = conn
-        self._h11 = h11conn
-        self._done = False
-        self._received = 0
-        self._continued = False
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    async def read(self) -> bytes:
-        if self._done:
-            return b""
-        conn, h = self._conn, self._h11
-        if h.they_are_waiting_for_100_continue and not self._continued:
-            # RFC 9110 §10.1.1: the client waits for this before sending the body.
-            self._continued = True
-            conn.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while True:
-            try:
-                event = h.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise BadRequest(f"malformed request body: {exc}") from None
-            if event is h11.NEED_DATA:
-                try:
-                    async with asyncio.timeout(conn.limits.body_timeout):
-                        data = await conn.reader.read(READ_SIZE)
-                except TimeoutError:
-                    raise RequestTimeout(f"request body stalled for {conn.limits.body_timeout:g}s") from None
-                except ConnectionError:
-                    raise _ClientGone() from None
-                h.receive_data(data)
-                continue
-            if type(event) is h11.Data:
-                self._received += len(event.data)
-                if self._received > conn.limits.max_body_size:
-                    raise ContentTooLarge(f"request body over max_body_size ({conn.limits.max_body_size})")
-                return bytes(event.data)
-            if type(event) is h11.EndOfMessage:
-                self._done = True
-                return b""
-            if type(event) is h11.ConnectionClosed:
-                raise BadRequest("client closed the connection inside the request body")
-
-
-class Sink:
-    """The ResponseSink of one request on this connection.
-
-    h11 parses requests; responses are serialised here, which costs a fraction of building
-    h11 events. Framing follows RFC 9112 §6: the handler's Content-Length when it gave one,
-    else chunked for HTTP/1.1, else close-delimited for HTTP/1.0.
+    The transport calls the protocol methods; `run()`, awaited by the worker, serves the requests
+    one after the other.
     """
 
-    __slots__ = ("started", "status", "bytes_sent", "ended", "close_after", "detached", "keep_alive",
-                 "_conn", "_h11", "_head_only", "_http10", "_pending", "_framing", "_remaining")
-
-    def __init__(self, conn: Connection, h11conn: h11.Connection, head_only: bool, *,
-                 keep_alive: bool, http10: bool) -> None:
-        self.started = False
-        self.ended = False
-        self.detached = False
-        self.close_after = False
-        self.keep_alive = keep_alive
-        self.status = 0
-        self.bytes_sent = 0
-        self._conn = conn
-        self._h11 = h11conn
-        self._head_only = head_only
-        self._http10 = http10
-        self._pending: list[bytes] = []
-        self._framing = _NO_BODY
-        self._remaining = 0
-
-    async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
-        if self.started:
-            raise RuntimeError("response already started")
-        if not 200 <= status <= 599:
-            raise error_for_status(502, f"cannot send status {status} as a response")
-        if reason and _BAD_REASON.search(reason):
-            reason = b""
-        if reason and reason != REASONS.get(status):
-            line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-        else:
-            line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
-        out = [line, SERVER_LINE, b"date: " + http_date(time.time()) + b"\r\n"]
-        length: int | None = None
-        lines: list[bytes] = []
-        for name, value in headers:
-            if name in self._conn.dropped_headers:
-                if name == b"connection" and value.lower() == b"close":
-                    self.close_after = True
-                continue
-            if name == b"content-length":
-                if not _DIGITS.fullmatch(value) or (length is not None and int(value) != length):
-                    raise error_for_status(502, f"invalid Content-Length {value[:40]!r}")
-                length = int(value)
-            lines.append(name + b": " + value + b"\r\n")
-        block = b"".join(lines)
-        if not _HEADER_BLOCK.fullmatch(block):
-            # Response splitting guard: nothing from a backend may end a header line early.
-            bad = next(n for n, v in headers if not _HEADER_BLOCK.fullmatch(n + b": " + v + b"\r\n"))
-            raise error_for_status(502, f"invalid response header {bad[:40]!r}")
-        out.append(block)
-        if self._head_only or status in (204, 304):
-            self._framing = _NO_BODY
-        elif length is not None:
-            self._framing = _LENGTH
-            self._remaining = length
-        elif not self._http10:
-            self._framing = _CHUNKED
-            out.append(b"transfer-encoding: chunked\r\n")
-        else:
-            self._framing = _CLOSE
-            self.close_after = True
-        if not self.keep_alive or self.close_after:
-            self.close_after = True
-            out.append(b"connection: close\r\n\r\n")
-        elif self._http10:
-            out.append(b"connection: keep-alive\r\n\r\n")
-        else:
-            out.append(b"\r\n")
-        self.started = True
-        self.status = status
-        # The head waits for the first body bytes so that small responses leave in one packet.
-        self._pending.append(b"".join(out))
-
-    def _frame(self, n: int) -> tuple[bytes, bytes]:
-        """What goes before and after n body bytes, after checking them against the framing."""
-        framing = self._framing
-        if framing == _CHUNKED:
-            return b"%x\r\n" % n, b"\r\n"
-        if framing == _LENGTH:
-            if n > self._remaining:
-                self.close_after = True
-                raise error_for_status(502, "response body longer than its Content-Length")
-            self._remaining -= n
-        return b"", b""
-
-    async def write(self, data: bytes) -> None:
-        if not data or self._framing == _NO_BODY:
-            return
-        before, after = self._frame(len(data))
-        self.bytes_sent += len(data)
-        out = self._pending
-        self._pending = []
-        if before:
-            out.append(before)
-        out.append(data)
-        if after:
-            out.append(after)
-        await self._conn.send(out)
-
-    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
-        if count <= 0 or self._framing == _NO_BODY:
-            return
-        if count <= SMALL_FILE:
-            # A small body goes out with the head in one write: cheaper than a sendfile round.
-            await self.write(os.pread(file.fileno(), count, offset))
-            return
-        before, after = self._frame(count)
-        conn = self._conn
-        out = self._pending
-        self._pending = []
-        if before:
-            out.append(before)
-        await conn.send(out)
-        await conn.sendfile(file, offset, count)
-        self.bytes_sent += count
-        if after:
-            self._pending.append(after)
-
-    async def end(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        out = self._pending
-        self._pending = []
-        if self._framing == _CHUNKED:
-            out.append(b"0\r\n\r\n")
-        elif self._framing == _LENGTH and self._remaining:
-            # The body fell short of its Content-Length: only closing tells the client.
-            self.close_after = True
-            log.error("response body %d bytes short of its Content-Length; closing", self._remaining)
-        if out:
-            await self._conn.send(out)
-
-    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-        self.detached = True
-        self.started = True
-        self.close_after = True
-        leftover = bytes(self._h11.trailing_data[0])
-        return self._conn.reader, self._conn.writer, leftover
-
-
-class Connection:
-    """Serves requests on one accepted connection until either side closes or a limit ends it."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 dispatcher: Dispatcher, limits: Limits, access_log: AccessRecorder, tls: TLSInfo | None = None,
-                 *, peer: tuple[str, int] | None = None, refused: HTTPError | None = None) -> None:
+    def __init__(self, dispatcher: Dispatcher, limits: Limits, access_log: AccessRecorder,
+                 tls: TLSInfo | None = None, *, peer: tuple[str, int] | None = None,
+                 refused: HTTPError | None = None) -> None:
         """`peer`: the client a PROXY header named (None: the socket's peer). `refused`: the answer
         to the first request, after which the connection closes (a client over its connections)."""
-        self.reader = reader
-        self.writer = writer
+        super().__init__(limits, tls)
         self.dispatcher = dispatcher
-        self.limits = limits
         self.access_log = access_log
-        self.buf = bytearray()
-        self.eof = False
+        self.refused = refused
+        self.scheme = "http" if tls is None else "https"
+        self._peer = peer
         self.idle = True  # no request in progress: graceful shutdown may close it
         self.started = time.monotonic()  # the current request's first byte (status page latency)
-        sock = writer.get_extra_info("socket")
-        local = writer.get_extra_info("sockname")
-        if peer is None:
-            peer = writer.get_extra_info("peername")
+        self.client_addr, self.client_port = "unix:", 0
+        self.server_addr, self.server_port = "", 0
+        self.trusted: TrustedProxies | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        local = transport.get_extra_info("sockname")
+        peer = self._peer if self._peer is not None else transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client_addr, self.client_port = str(peer[0]), int(peer[1])
-        else:  # Unix socket listener
-            self.client_addr, self.client_port = "unix:", 0
         # Only a trusted peer's Forwarded / X-Forwarded-For is read; other connections pay nothing.
-        trusted = dispatcher.trusted_proxies
-        self.trusted: TrustedProxies | None = trusted if trusted is not None and self.client_addr in trusted else None
-        self.refused = refused
+        trusted = self.dispatcher.trusted_proxies
+        self.trusted = trusted if trusted is not None and self.client_addr in trusted else None
         if isinstance(local, tuple):
             self.server_addr, self.server_port = str(local[0]), int(local[1])
         else:
-            self.server_addr, self.server_port = str(local or ""), 0
-        # Inside TLS the socket carries records, not the file: no sendfile(2) there.
-        self._sock = sock if tls is None else None
-        self.tls = tls
-        self.scheme = "http" if tls is None else "https"
-        self.dropped_headers = _PLAIN_DROPPED_HEADERS if tls is None else _FRAMING_HEADERS
-
-    # -- output ---------------------------------------------------------------------------
-
-    async def send(self, pieces: list[bytes]) -> None:
-        writer = self.writer
-        if writer.is_closing():
-            raise _ClientGone()
-        writer.writelines(pieces)
-        transport = writer.transport
-        if transport.get_write_buffer_size() > 65536:
-            await self.drain()
-
-    async def drain(self) -> None:
-        try:
-            async with asyncio.timeout(self.limits.send_timeout):
-                await self.writer.drain()
-        except TimeoutError:
-            raise _ClientGone(f"client read nothing for {self.limits.send_timeout:g}s") from None
-        except ConnectionError:
-            raise _ClientGone() from None
-
-    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
-        if self.tls is not None:
-            await self._send_file_chunks(file, offset, count)
-            return
-        loop = asyncio.get_running_loop()
-        transport = self.writer.transport
-        end = offset + count
-        if self._sock is not None and not transport.get_write_buffer_size():
-            # Nothing queued ahead of the file: one sendfile(2) straight away usually sends it
-            # all, without loop.sendfile's pause/resume and futures. The rest, if the socket
-            # buffer fills, goes the awaited way below.
-            try:
-                offset += os.sendfile(self._sock.fileno(), file.fileno(), offset, count)
-            except BlockingIOError:
-                pass
-            except OSError:
-                raise _ClientGone() from None
-        try:
-            while offset < end:
-                n = min(SENDFILE_CHUNK, end - offset)
-                async with asyncio.timeout(self.limits.send_timeout):
-                    # fallback=False (issue 13 §4): asyncio takes a sendfile(2) that fails at
-                    # the start of a chunk (the client reset the connection) for "sendfile not
-                    # available" and would read the file in a thread pool, whose module a
-                    # worker that dropped privileges may not be able to import. Here it raises
-                    # SendfileNotAvailableError, a RuntimeError: the client is gone.
-                    sent = await loop.sendfile(transport, file, offset, n, fallback=False)
-                if sent <= 0:
-                    raise _ClientGone("file shrank while being sent")
-                offset += sent
-        except TimeoutError:
-            raise _ClientGone(f"client read nothing for {self.limits.send_timeout:g}s") from None
-        except (ConnectionError, RuntimeError):
-            raise _ClientGone() from None
-
-    async def _send_file_chunks(self, file: BinaryIO, offset: int, count: int) -> None:
-        """A file body through TLS: read in chunks, each sent before the next is read (`send`
-        drains past 64 KiB queued), so memory stays bounded whatever the file's size."""
-        fd = file.fileno()
-        end = offset + count
-        while offset < end:
-            data = os.pread(fd, min(TLS_FILE_CHUNK, end - offset), offset)
-            if not data:
-                raise _ClientGone("file shrank while being sent")
-            await self.send([data])
-            offset += len(data)
+            self.server_addr = str(local or "")
 
     # -- the request loop -------------------------------------------------------------------
 
@@ -406,35 +133,23 @@ class Connection:
             log.exception("connection from %s failed", self.client_addr)
         finally:
             STATS.connection_closed()
-            self.writer.close()
-
-    async def _read_more(self) -> bool:
-        try:
-            data = await self.reader.read(READ_SIZE)
-        except ConnectionError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
+            self.finish()
 
     async def _read_head(self, first: bool) -> bytes | None:
         """The raw head of the next request, or None when the client closed between requests."""
         limits = self.limits
+        buf = self.buf
         # RFC 9112 §2.2: ignore at least one empty line before a request-line.
         while True:
-            while self.buf[:1] in (b"\r", b"\n"):
-                del self.buf[:1]
-            if self.buf:
+            if buf[:1] in (b"\r", b"\n"):
+                del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]
+            if buf:
                 break
             if self.eof:
                 return None
             wait = limits.header_timeout if first else limits.keepalive_timeout
             try:
-                async with asyncio.timeout(wait):
-                    if not await self._read_more():
-                        return None
+                await self.wait_data(wait)
             except TimeoutError:
                 if first:
                     raise RequestTimeout(f"no request within header_timeout ({wait:g}s)") from None
@@ -444,16 +159,18 @@ class Connection:
         head = self._take_head()
         if head is not None:
             return head  # the usual case: the whole head came in one read, no timer needed
-        try:
-            async with asyncio.timeout(limits.header_timeout):
-                while True:
-                    if self.eof or not await self._read_more():
-                        raise BadRequest("client closed the connection inside the request head")
-                    head = self._take_head()
-                    if head is not None:
-                        return head
-        except TimeoutError:
-            raise RequestTimeout(f"request head not complete within header_timeout ({limits.header_timeout:g}s)") from None
+        deadline = self._loop.time() + limits.header_timeout
+        while True:
+            if self.eof:
+                raise BadRequest("client closed the connection inside the request head")
+            try:
+                await self._wait_data_until(deadline)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"request head not complete within header_timeout ({limits.header_timeout:g}s)") from None
+            head = self._take_head()
+            if head is not None:
+                return head
 
     def _take_head(self) -> bytes | None:
         """The head at the start of the buffer if it is complete; its size limits checked."""
@@ -491,25 +208,22 @@ class Connection:
             except h11.RemoteProtocolError as exc:
                 raise error_for_status(exc.error_status_hint, f"malformed request: {exc}") from None
             assert isinstance(event, h11.Request)
-            request, body = self._make_request(h, event)
+            request, body, keep_alive = self._make_request(h, event)
             if b"\n " in head or b"\n\t" in head:
                 # RFC 9112 §5.2: obsolete line folding; h11 would unfold it, a front end refuses it.
                 raise BadRequest("obsolete line folding in the request head")
         except HTTPError as exc:
             await self._send_error(exc, None, None, close=True)
             return False
-        # Bytes after the head belong to the body or to the next (pipelined) request.
-        if self.buf:
-            h.receive_data(bytes(self.buf))
-            self.buf.clear()
-        if self.eof:
-            h.receive_data(b"")
         if body is None:
-            # No body: h11 still owes the EndOfMessage that makes the request DONE.
+            # No body: h11 still owes the EndOfMessage that makes the request DONE. The bytes
+            # after the head (a pipelined request) stay in the buffer, never given to h11.
             h.next_event()
-        return await self._serve(h, request, body)
+        return await self._serve(h, request, body, keep_alive)
 
-    def _make_request(self, h: h11.Connection, event: h11.Request) -> tuple[Request, Body | None]:
+    def _make_request(self, h: h11.Connection, event: h11.Request) -> tuple[Request, Body | None, bool]:
+        """The request, its body (None when it has none), and whether the client lets the
+        connection carry another request after it."""
         version = event.http_version.decode()
         if not version.startswith("1."):
             raise HTTPVersionNotSupported(f"HTTP/{version} is not supported")
@@ -518,21 +232,27 @@ class Connection:
         if len(target) > self.limits.max_target_size:
             raise URITooLong(f"request target over {self.limits.max_target_size} bytes")
         headers = list(event.headers)
-        host_values = [v for k, v in headers if k == b"host"]
+        host_value: bytes | None = None
         content_length = None
         chunked = False
+        connection: list[bytes] = []
         for k, v in headers:
-            if k == b"content-length":
+            if k == b"host":
+                if host_value is None:
+                    host_value = v
+            elif k == b"content-length":
                 content_length = int(v)  # h11 has validated it (digits, no conflicting values)
             elif k == b"transfer-encoding":
                 chunked = True
+            elif k == b"connection":
+                connection.append(v)
         if chunked and content_length is not None:
             # RFC 9112 §6.1: a server MAY reject this; a front end must, or it invites smuggling.
             raise BadRequest("both Content-Length and Transfer-Encoding")
         parsed = parse_target(target, method)
         host = parsed.host
-        if host_values:
-            header_host = host_from_header(host_values[0])
+        if host_value is not None:
+            header_host = host_from_header(host_value)
             if host is None:
                 host = header_host
         if method not in KNOWN_METHODS:
@@ -567,11 +287,11 @@ class Connection:
             if found is not None:
                 request.peer_addr = self.client_addr
                 request.client_addr, request.client_port = found
-        return request, body
+        return request, body, _keep_alive(version == "1.0", connection, chunked)
 
-    async def _serve(self, h: h11.Connection, request: Request, body: Body | None) -> bool:
+    async def _serve(self, h: h11.Connection, request: Request, body: Body | None, keep_alive: bool) -> bool:
         # keepalive_timeout = 0 turns keep-alive off: say so rather than announce it and close.
-        keep_alive = self.limits.keepalive_timeout > 0 and _keep_alive(request) and self.refused is None
+        keep_alive = keep_alive and self.limits.keepalive_timeout > 0 and self.refused is None
         sink = Sink(self, h, request.method == "HEAD", keep_alive=keep_alive,
                     http10=request.http_version == "1.0")
         try:
@@ -625,8 +345,10 @@ class Connection:
         # on is _keep_alive's decision, made before the response announced it (issue 12).
         if h.their_state is not h11.DONE and h.their_state is not h11.MUST_CLOSE:
             return False
+        # What h11 was given past the body's end goes back before what arrived since.
         data, closed = h.trailing_data
-        self.buf += data
+        if data:
+            self.buf[:0] = data
         if closed:
             self.eof = True
         return True
@@ -644,7 +366,7 @@ class Connection:
             context = request.log_context() if request else f", client: {self.client_addr}"
             log.log(level, "%d: %s%s", status, exc.detail, context)
         head_only = request is not None and request.method == "HEAD"
-        sink = Sink(self, h, head_only, keep_alive=not close,  # type: ignore[arg-type]
+        sink = Sink(self, h, head_only, keep_alive=not close,
                     http10=request is not None and request.http_version == "1.0")
         body = error_body(status)
         try:
@@ -663,15 +385,13 @@ class Connection:
         return not sink.close_after
 
 
-def _keep_alive(request: Request) -> bool:
-    """Whether the client lets the connection carry another request (RFC 9112 §9.3)."""
-    tokens: set[bytes] = set()
-    for name, value in request.headers:
-        if name == b"connection":
-            tokens.update(token.strip() for token in value.lower().split(b","))
-    if request.http_version == "1.0":
+def _keep_alive(http10: bool, connection: list[bytes], chunked: bool) -> bool:
+    """Whether the client lets the connection carry another request (RFC 9112 §9.3), from the
+    values of its Connection fields."""
+    if not connection:
+        return not http10
+    tokens = {token.strip() for value in connection for token in value.lower().split(b",")}
+    if http10:
         # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; close after it.
-        if any(name == b"transfer-encoding" for name, _ in request.headers):
-            return False
-        return b"keep-alive" in tokens and b"close" not in tokens
+        return not chunked and b"keep-alive" in tokens and b"close" not in tokens
     return b"close" not in tokens

@@ -22,12 +22,12 @@ from frontd.protocol.http1 import Connection
 from frontd.protocol.proxy_header import V1_MAX_LENGTH, header_length, parse
 from frontd.protocol.tls import Certificates, handshake_failure, quiet_undecodable_server_names
 from frontd.protocol.tls_alpn01 import AlpnChallenges
+from frontd.request import TLSInfo
 from frontd.server.child import set_parent_death_signal
 from frontd.server.logs import AccessLogs, reopen_error_log
 from frontd.wire.errors import WireError
 
 log = logging.getLogger("frontd")
-STREAM_LIMIT = 1 << 16
 ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and the like: back off instead of spinning
 MASTER_POLL_INTERVAL = 1.0  # where prctl is missing, how often to look for the master
 READY = b"R"  # written on the readiness pipe once the worker can serve (master.py waits for it)
@@ -150,7 +150,7 @@ class Worker:
                 while self.tasks:
                     for conn in list(self.connections):
                         if conn.idle:
-                            conn.writer.close()
+                            conn.close()
                     await asyncio.wait(list(self.tasks), timeout=0.05)
         except TimeoutError:
             log.warning("shutdown_timeout reached with %d connections open", len(self.tasks))
@@ -217,22 +217,19 @@ class Worker:
                 # sockets report 0: without it a response's last small write waits for the
                 # client's delayed ACK (40 ms).
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
-            protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+            pending = _Pending()
             if tls and self.certificates is not None:
-                transport = await self._handshake(sock, protocol)
+                transport = await self._handshake(sock, pending)
                 if transport is None:
                     return
             else:
-                transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
-            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-            ssl_object = writer.get_extra_info("ssl_object")
+                transport, _ = await loop.connect_accepted_socket(lambda: pending, sock)
+            ssl_object = transport.get_extra_info("ssl_object")
             info = Certificates.info(ssl_object) if ssl_object is not None else None
             limits = self.dispatcher.client_limits
             counted, refused = self._count_connection(sock, peer)
             try:
-                conn = Connection(reader, writer, self.dispatcher, self.config.limits, self.access_log, info,
-                                  peer=peer, refused=refused)
+                conn = self._protocol(transport, pending, info, peer, refused)
                 self.connections.add(conn)
                 try:
                     await conn.run()
@@ -247,6 +244,13 @@ class Worker:
             self.active -= 1
             self._resume()
 
+    def _protocol(self, transport: asyncio.Transport, pending: _Pending, tls: TLSInfo | None,
+                  peer: tuple[str, int] | None, refused: HTTPError | None) -> Connection:
+        """The one place where a connection's protocol is chosen, after the PROXY header and the
+        TLS handshake, and handed the transport with whatever arrived meanwhile."""
+        conn = Connection(self.dispatcher, self.config.limits, self.access_log, tls, peer=peer, refused=refused)
+        pending.hand_over(transport, conn)
+        return conn
 
     def _count_connection(self, sock: socket.socket, peer: tuple[str, int] | None) -> tuple[str | None, HTTPError | None]:
         """client_connections: the client counted for this connection (None: not counted), and
@@ -296,7 +300,7 @@ class Worker:
             return True
         return header.source
 
-    async def _handshake(self, sock: socket.socket, protocol: asyncio.StreamReaderProtocol) -> asyncio.Transport | None:
+    async def _handshake(self, sock: socket.socket, protocol: asyncio.BaseProtocol) -> asyncio.Transport | None:
         """The TLS handshake, within header_timeout; a failure costs one info line and the socket."""
         assert self.certificates is not None
         loop = asyncio.get_running_loop()
@@ -334,6 +338,52 @@ class Worker:
         if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
             return "the client closed the connection"
         return str(exc) or type(exc).__name__
+
+
+class _Pending(asyncio.Protocol):
+    """A connection's protocol until the worker has chosen the real one: it keeps what arrives
+    meanwhile (bytes, the client's end, a lost connection) for `hand_over`."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = False
+        self.lost: tuple[Exception | None] | None = None
+        self.paused = False
+        self.over_tls = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.over_tls = transport.get_extra_info("sslcontext") is not None
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return not self.over_tls  # keep a half-closed TCP connection open for its answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = (exc,)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
+    def hand_over(self, transport: asyncio.Transport, protocol: asyncio.Protocol) -> None:
+        """Make `protocol` the transport's, and tell it what happened so far."""
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self.paused:
+            protocol.pause_writing()
+        if self.data:
+            data = bytes(self.data)
+            self.data.clear()
+            protocol.data_received(data)
+        if self.eof:
+            protocol.eof_received()
+        if self.lost is not None:
+            protocol.connection_lost(self.lost[0])
 
 
 def _peer_name(sock: socket.socket) -> str:

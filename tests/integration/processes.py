@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO, Frontd, wait_for
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -47,6 +47,30 @@ def wait_workers(master: int, count: int, *, not_in: set[int] | None = None, tim
 
     wait_for(ready, timeout, f"{count} worker(s) of {master}" + (f" other than {sorted(not_in)}" if not_in else ""))
     return found
+
+
+def worker_of(server: Frontd) -> int:
+    """The first worker of a running frontd (workers = 1)."""
+    return int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets a process holds open (listeners, clients, backends)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
+def resident(pid: int) -> int:
+    """A process's resident memory in bytes (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def alive(pid: int) -> bool:

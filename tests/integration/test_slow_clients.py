@@ -22,6 +22,7 @@ import requests
 
 from tests.conftest import Frontd, wait_for
 from tests.http_client import RawClient
+from tests.integration.processes import open_sockets, resident, worker_of
 
 Start = Callable[..., Frontd]
 
@@ -51,20 +52,6 @@ def site(tmp_path: Path, extra: str = "", max_processes: int = 4) -> str:
     return (f'workers = 1\n[[vhost]]\nnames = ["localhost"]\ndefault = true\n'
             f'  [[vhost.route]]\n  prefix = "/cgi-bin/"\n  cgi = "{scripts}"\n  max_processes = {max_processes}\n'
             f"{extra}\n")
-
-
-def open_sockets(pid: int) -> int:
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-        except OSError:
-            pass
-    return count
-
-
-def worker_of(server: Frontd) -> int:
-    return int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
 
 
 def normal_client_during_slow_body(server: Frontd, tmp_path: Path, read: str = "/cgi-bin/read.sh",
@@ -210,13 +197,6 @@ def test_slow_readers_hold_no_cgi_process(frontd: Start, tmp_path: Path) -> None
 MANY_READERS = 100
 LARGE = 4 << 20  # large.sh's output
 RSS_BOUND = 64 << 20  # growth of the worker's resident memory: a sixth of the output it holds
-
-
-def resident(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def test_many_slow_readers_spool_to_disk(frontd: Start, tmp_path: Path) -> None:

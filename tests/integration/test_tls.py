@@ -30,6 +30,7 @@ from websockets.sync.server import Server
 
 from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration.proxy_backend import Backend, Backends, Received, Reply
+from tests.integration.processes import children, wait_workers
 from tests.integration.test_proxy_websocket import ws_servers  # noqa: F401 - the fixture
 
 Start = Callable[..., Frontd]
@@ -386,9 +387,12 @@ def test_reload_rereads_certificates_same_config(frontd: Start, site: Path, pki:
     ctx = pki.client()
     before = serial(port, "b.test", ctx)
     pki.issue("b", "b.test")
+    old_workers = children(server.pid)
     os.kill(server.pid, signal.SIGHUP)
-    wait_for(lambda: serial(port, "b.test", ctx) != before, what="the new certificate after reload")
+    # Once the old workers are gone, every connection meets the new generation.
+    wait_workers(server.pid, len(old_workers), not_in=old_workers)
     current = serial(port, "b.test", ctx)
+    assert current != before
     other_key = pki.directory / "other.key"
     pki.issue("other", "b.test")
     shutil.copy(other_key, pki.directory / "b.key")  # a key that is not the certificate's

@@ -9,12 +9,14 @@ backends answered.
     /status    409 with X-Peer-Test: relayed, and a text body
     /slow      sleeps 3 s before answering (the route's timeout is 1 s)
     /big       10 MiB in 64 KiB pieces, a known pattern
+    /fields    200 with the fields the query gives (`?X-Sendfile=/srv/a.pdf`) and a short body
 """
 
 import hashlib
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -61,6 +63,12 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     if path == "/big":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return (BIG_PIECE for _ in range(BIG_PIECES))
+    if path == "/fields":
+        fields = urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""))
+        if not any(name.lower() == "content-type" for name, _ in fields):
+            fields.insert(0, ("Content-Type", "text/plain"))
+        start_response("200 OK", fields)
+        return [b"the body of " + NAME.encode() + b"\n"]
     info = {key: environ.get(key) for key in INFO_KEYS}
     info["peer"] = NAME
     info["app_url"] = environ.get("SCRIPT_NAME", "") + "/"
