@@ -17,6 +17,16 @@ leaves there). A parked connection is closed
   with a kept connection), as soon as a new connection to that address waits for its first
   reply byte: the parked one may be holding the very process the new one waits for.
 
+Those backends serve as many connections at once as they have processes, and a connection
+beyond that waits in their backlog until one of ours is closed. When that happened (a kept
+connection had to be closed for a new one), the pool takes the connections the backend was then
+serving (those answered, and the new one) as its capacity, for `PROBE_INTERVAL` seconds: a request that finds none idle and
+that many busy waits for the next one to be released and is handed it directly (no connect, no
+close), rather than opening another connection only to make a busy one close for it. A hand-off
+waits at most `connect_timeout`; once the interval is over, the next request that finds none
+idle opens a new connection again, which finds out whether the backend grew (php-fpm's dynamic
+pool) and lets a connection of another worker that waits in the backlog in.
+
 Usage (the protocol engine decides whether a connection can carry another request):
 
     backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi",
@@ -33,12 +43,14 @@ import asyncio
 import collections
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from frontd.config.model import Address
 from frontd.errors import BadGateway, HTTPError, ServiceUnavailable
+from frontd.gateway.sockets import SocketStream, connect
 from frontd.status.metrics import STATS
 
 log = logging.getLogger("frontd")
@@ -50,6 +62,8 @@ FAIL_TIMEOUT = 10.0
 # FastCGI connection holds a php-fpm child, and another worker's new connection may need it;
 # and below the 5 s after which Node.js and others close idle connections on their own.
 IDLE_TIMEOUT = 4.0
+# How long a learnt capacity (see above) holds before a new connection is tried again.
+PROBE_INTERVAL = 1.0
 
 
 class _BackendProtocol(asyncio.StreamReaderProtocol):
@@ -89,10 +103,11 @@ class BackendConnection:
     """
 
     __slots__ = ("address", "reader", "writer", "reused", "keep", "requests", "protocol",
-                 "expiry")
+                 "expiry", "on_close")
 
-    def __init__(self, address: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 reused: bool, protocol: _BackendProtocol | None = None) -> None:
+    def __init__(self, address: Address, reader: asyncio.StreamReader | SocketStream,
+                 writer: asyncio.StreamWriter | SocketStream, reused: bool,
+                 protocol: _BackendProtocol | None = None) -> None:
         self.address = address
         self.reader = reader
         self.writer = writer
@@ -101,6 +116,7 @@ class BackendConnection:
         self.requests = 0
         self.protocol = protocol
         self.expiry: asyncio.TimerHandle | None = None  # closes it when parked too long
+        self.on_close: Callable[[BackendConnection], None] | None = None  # the pool counts it busy
 
     def alive(self) -> bool:
         """False once the backend closed its side (or the transport is gone)."""
@@ -118,18 +134,26 @@ class BackendConnection:
         transport = self.writer.transport
         if not transport.is_closing():
             transport.abort()
+        on_close = self.on_close
+        if on_close is not None:
+            self.on_close = None
+            on_close(self)
 
     def watch_idle(self, on_input: Callable[[bytes], None], on_expiry: Callable[[], None], timeout: float) -> None:
         """While parked: `on_input` gets whatever the backend sends (b"" for a close) instead of
         the reader, and `on_expiry` runs after `timeout` seconds."""
         if self.protocol is not None:
             self.protocol.on_idle_input = on_input
+        elif isinstance(self.reader, SocketStream):
+            self.reader.watch_idle(on_input)
         self.expiry = asyncio.get_running_loop().call_later(timeout, on_expiry)
 
     def unwatch_idle(self) -> None:
         """Taken from the pool (or closed): input goes to the reader again, no timer."""
         if self.protocol is not None:
             self.protocol.on_idle_input = None
+        elif isinstance(self.reader, SocketStream):
+            self.reader.watch_idle(None)
         if self.expiry is not None:
             self.expiry.cancel()
             self.expiry = None
@@ -150,6 +174,11 @@ class ConnectionPool:
         self.closed = False  # the worker is stopping: no connection is pooled any more
         self._idle: dict[PoolKey, collections.deque[BackendConnection]] = {}
         self._waiting: dict[PoolKey, set[BackendConnection]] = {}
+        # Backends with a process per connection: the connections in use, the capacity learnt
+        # (connections, when) and the requests waiting for one of them to be handed over.
+        self._busy: dict[PoolKey, set[BackendConnection]] = {}
+        self._capacity: dict[PoolKey, tuple[int, float]] = {}
+        self._queue: dict[PoolKey, collections.deque[asyncio.Future[BackendConnection | None]]] = {}
 
     def idle(self, key: PoolKey) -> collections.deque[BackendConnection]:
         pool = self._idle.get(key)
@@ -176,7 +205,12 @@ class ConnectionPool:
             conn = pool.pop()
             conn.unwatch_idle()
             if conn.alive() and not conn.unread():
-                return conn
+                pending = conn.reader.peek() if isinstance(conn.reader, SocketStream) else None
+                if not pending:
+                    return conn
+                # Bytes or EOF already there, which the idle watch has not seen yet.
+                self._idle_input(key, conn, pending if pending is not True else b"")
+                continue
             conn.close()
         return None
 
@@ -201,6 +235,88 @@ class ConnectionPool:
         """The worker is stopping: close the parked connections now, and pool none from now on."""
         self.closed = True
         self.close_idle()
+        for key in list(self._queue):
+            while self._wake(key, None):
+                pass
+
+    # -- connections in use, and requests waiting for one (process-per-connection backends) ---
+
+    def lend(self, key: PoolKey, conn: BackendConnection) -> None:
+        """`conn` serves a request: counted busy until released or closed."""
+        busy = self._busy.get(key)
+        if busy is None:
+            busy = self._busy[key] = set()
+        busy.add(conn)
+        conn.on_close = lambda closed: self._busy_closed(key, closed)
+
+    def returned(self, key: PoolKey, conn: BackendConnection) -> None:
+        """`conn` is no longer busy (it is about to be parked)."""
+        conn.on_close = None
+        busy = self._busy.get(key)
+        if busy is not None:
+            busy.discard(conn)
+
+    def learn_capacity(self, key: PoolKey) -> None:
+        """A kept connection was just closed for a new one that waits in the backend's backlog:
+        the backend serves as many connections at once as are busy and answered, plus the one
+        that now takes the process the closed connection held."""
+        waiting = self._waiting.get(key, ())
+        serving = sum(1 for conn in self._busy.get(key, ()) if conn not in waiting)
+        self._capacity[key] = (serving + 1, time.monotonic())
+
+    def at_capacity(self, key: PoolKey) -> bool:
+        """True while the learnt capacity holds and that many connections are busy."""
+        learnt = self._capacity.get(key)
+        if learnt is None:
+            return False
+        if time.monotonic() - learnt[1] >= PROBE_INTERVAL:
+            del self._capacity[key]  # time to try a new connection again
+            return False
+        return len(self._busy.get(key, ())) >= learnt[0]
+
+    def hand_off(self, key: PoolKey, conn: BackendConnection) -> bool:
+        """Give a released connection, still busy, to the first request waiting for one."""
+        conn.keep = False  # as when parked: the next exchange decides
+        return self._wake(key, conn)
+
+    async def wait_for_release(self, key: PoolKey, timeout: float) -> BackendConnection | None:
+        """Wait, at most `timeout` seconds, for a busy connection to be handed over; None when
+        the time is up or a busy connection was closed instead (then open a new one)."""
+        queue = self._queue.get(key)
+        if queue is None:
+            queue = self._queue[key] = collections.deque()
+        waiter: asyncio.Future[BackendConnection | None] = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except TimeoutError:
+            return None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                waiter.result().close()  # handed over as the request was cancelled
+            raise
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _wake(self, key: PoolKey, conn: BackendConnection | None) -> bool:
+        queue = self._queue.get(key)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    def _busy_closed(self, key: PoolKey, conn: BackendConnection) -> None:
+        busy = self._busy.get(key)
+        if busy is not None:
+            busy.discard(conn)
+        # A request waiting for a hand-off now opens a connection of its own, unless a new one
+        # already waits for the process this close frees.
+        if self._queue.get(key) and not self.someone_waits(key, conn):
+            self._wake(key, None)
 
     # -- new connections that parked ones yield to -------------------------------------------
 
@@ -252,7 +368,7 @@ class BackendSet:
     def __init__(self, addresses: Sequence[Address], connect_timeout: float, keepalive: int, *,
                  name: str = "backend", fail_timeout: float = FAIL_TIMEOUT,
                  idle_timeout: float = IDLE_TIMEOUT, pool: ConnectionPool | None = None,
-                 yield_idle: bool = False) -> None:
+                 yield_idle: bool = False, bare: bool = False) -> None:
         if not addresses:
             raise ValueError("a BackendSet needs at least one address")
         self.addresses: tuple[Address, ...] = tuple(addresses)
@@ -269,6 +385,14 @@ class BackendSet:
         self._down_until: dict[Address, float] = {}
         self._stat_ids = {address: STATS.backend_id(address) for address in self.addresses}  # status page
         self._keys: dict[Address, PoolKey] = {address: (name, address) for address in self.addresses}
+        # `bare`: connections are SocketStreams (the gateways) where the address needs no name
+        # lookup; else asyncio streams (the proxy, and host names).
+        self._bare: dict[Address, tuple[int, str | tuple[str, int]]] = {}
+        if bare:
+            for address in self.addresses:
+                target = _socket_address(address)
+                if target is not None:
+                    self._bare[address] = target
 
     @property
     def closed(self) -> bool:
@@ -313,9 +437,19 @@ class BackendSet:
         for address in self.order():
             if failure is not None:  # the last failure is the caller's to report
                 log.warning("%s; trying the next backend", failure.detail)
+            key = self._keys[address]
+            counted = self.yield_idle and self.keepalive > 0  # busy connections are counted
             if not fresh and self.keepalive > 0:
                 pooled = await self._pooled(address)
+                if pooled is None and counted and self.pool.at_capacity(key):
+                    pooled = await self.pool.wait_for_release(key, self.connect_timeout)
+                    if pooled is not None:
+                        pooled.reused = True
+                        STATS.backend_used(self._stat_ids[address])
+                        return pooled  # still counted busy
                 if pooled is not None:
+                    if counted:
+                        self.pool.lend(key, pooled)
                     return pooled
             try:
                 conn = await self._connect(address)
@@ -324,7 +458,9 @@ class BackendSet:
                 self.mark_down(address)
                 continue
             if self.yield_idle:
-                self.pool.wait_for_answer(self._keys[address], conn)
+                self.pool.wait_for_answer(key, conn)
+            if counted:
+                self.pool.lend(key, conn)
             return conn
         assert failure is not None
         raise failure
@@ -354,10 +490,14 @@ class BackendSet:
         if self.yield_idle and pool.someone_waits(key, conn):
             log.debug("%s %s: connection not kept: a new one waits for the backend", self.name, conn.address)
             conn.close()
+            pool.learn_capacity(key)
             return
+        if self.yield_idle and pool.hand_off(key, conn):
+            return  # to a request that waited for it: no park, no timer
         if pool.idle_count([key]) >= self.keepalive:
             conn.close()
             return
+        pool.returned(key, conn)
         pool.park(key, conn, self.idle_timeout)
 
     @asynccontextmanager
@@ -393,9 +533,11 @@ class BackendSet:
         key = self._keys[address]
         if not self.pool.idle_count([key]):
             return None
-        # One turn of the event loop lets a FIN that has already arrived reach the protocol, so
-        # a connection the backend closed while idle is caught here rather than by the request.
-        await asyncio.sleep(0)
+        if address not in self._bare:
+            # One turn of the event loop lets a FIN that has already arrived reach the protocol,
+            # so a connection the backend closed while idle is caught here rather than by the
+            # request. (A SocketStream is asked directly, in `take`.)
+            await asyncio.sleep(0)
         conn = self.pool.take(key)
         if conn is None:
             return None
@@ -410,6 +552,18 @@ class BackendSet:
             raise ServiceUnavailable(f"{self.name} {address}: the spawned application is not running "
                                      "(it failed and waits to be restarted; see the error log)")
         timeout = self.connect_timeout
+        bare = self._bare.get(address)
+        if bare is not None:
+            try:
+                stream = await connect(bare[0], bare[1], timeout)
+            except TimeoutError:
+                raise ServiceUnavailable(
+                    f"{self.name} {address}: no connection within connect_timeout ({timeout:g}s)"
+                ) from None
+            except OSError as exc:
+                raise BadGateway(f"{self.name} {address}: connect failed: {exc.strerror or exc}") from None
+            STATS.backend_used(self._stat_ids[address])
+            return BackendConnection(address, stream, stream, reused=False)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
         protocol = _BackendProtocol(reader, loop=loop)
@@ -430,3 +584,16 @@ class BackendSet:
         STATS.backend_used(self._stat_ids[address])
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return BackendConnection(address, reader, writer, reused=False, protocol=protocol)
+
+
+def _socket_address(address: Address) -> tuple[int, str | tuple[str, int]] | None:
+    """(family, address) for socket.connect, or None when the host is a name to look up."""
+    if address.kind == "unix":
+        return socket.AF_UNIX, address.path
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, address.host)
+        except OSError:
+            continue
+        return family, (address.host, address.port)
+    return None

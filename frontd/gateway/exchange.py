@@ -220,8 +220,8 @@ class StreamTransport(Transport):
 class _Exchange:
     """The state of one `exchange()` call: the transport, the body pump, the timeouts."""
 
-    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure", "deadline",
-                 "waiting_on_client", "body_done", "closed")
+    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure", "loop", "timer",
+                 "since", "reading", "timed_out", "waiting_on_client", "body_done", "closed")
 
     def __init__(self, request: Request, sink: ResponseSink, transport: Transport,
                  timeout: float, send_timeout: float) -> None:
@@ -232,11 +232,17 @@ class _Exchange:
         self.send_timeout = send_timeout
         # What stopped the body pump (a client error: 400, 408, 413, or the client gone).
         self.failure: BaseException | None = None
-        # The silence timeout of the read in progress. `timeout` measures the application's
-        # silence: body bytes it accepts restart it, and time spent waiting for the client's
-        # body does not count (issue 13 §1: a 5 s upload to a script reading as it came got a
-        # 504 at a 3 s timeout).
-        self.deadline: asyncio.Timeout | None = None
+        # The silence timeout. `timeout` measures the application's silence while a read waits
+        # for it: body bytes it accepts restart it, and time spent waiting for the client's body
+        # (or for the client to take the response) does not count (issue 13 §1: a 5 s upload to
+        # a script reading as it came got a 504 at a 3 s timeout). One timer per exchange,
+        # checked when it fires and re-armed for what is left (a read moves only `since`); when
+        # the silence is over, it aborts the transport, which wakes the read.
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None
+        self.since = 0.0  # when the current silence started
+        self.reading = False  # a read waits for the application
+        self.timed_out = False
         self.waiting_on_client = False
         self.body_done = False  # the whole request body went to the transport (or there was none)
         self.closed = False  # the transport was closed early, its response read whole
@@ -245,9 +251,8 @@ class _Exchange:
         """The pump waits for the client's body (no timeout), or has just moved body bytes
         (the timeout starts again)."""
         self.waiting_on_client = waiting
-        deadline = self.deadline
-        if deadline is not None and not deadline.expired():
-            deadline.reschedule(None if waiting else asyncio.get_running_loop().time() + self.timeout)
+        if not waiting:
+            self.since = self.loop.time()
 
     async def pump(self, body: BodySource) -> None:
         """Copy the body to the transport; on a client-side failure, abort the exchange."""
@@ -277,29 +282,54 @@ class _Exchange:
             self.failure = exc
             transport.abort()
 
+    def _check_silence(self) -> None:
+        """The timer: 504 once a read has waited `timeout` since the last sign of life."""
+        self.timer = None
+        now = self.loop.time()
+        if self.reading and not self.waiting_on_client:
+            due = self.since + self.timeout
+            if now >= due:
+                self.timed_out = True
+                self.transport.abort()  # wakes the read, which reports the timeout
+                return
+            self.timer = self.loop.call_at(due, self._check_silence)
+        else:
+            self.timer = self.loop.call_at(now + self.timeout, self._check_silence)
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
     async def read(self) -> bytes:
         """The transport's next bytes; 504 after `timeout` seconds of silence, 502 when the
         application's connection fails."""
+        self.since = since = self.loop.time()
+        timer = self.timer
+        if timer is None or timer.when() > since + self.timeout:
+            if timer is not None:
+                timer.cancel()
+            self.timer = self.loop.call_at(since + self.timeout, self._check_silence)
+        self.reading = True
         try:
-            async with asyncio.timeout(None if self.waiting_on_client else self.timeout) as deadline:
-                self.deadline = deadline
-                try:
-                    data = await self.transport.read()
-                except OSError as exc:
-                    # Inside the timeout block, so that a socket's own ETIMEDOUT (a TimeoutError
-                    # too) is not taken for the application's silence.
-                    if self.failure is not None:
-                        raise self.failure from None
-                    raise connection_lost(self.transport.name, exc) from None
-                finally:
-                    self.deadline = None
-        except TimeoutError:
+            data = await self.transport.read()
+        except OSError as exc:
+            # The abort of a timeout may surface as an OSError too: the silence is what counts.
             if self.failure is not None:
                 raise self.failure from None
-            raise GatewayTimeout(f"{self.transport.name}: no output for {self.timeout:g}s") from None
-        if not data and self.failure is not None:
+            if self.timed_out:
+                raise self._timeout() from None
+            raise connection_lost(self.transport.name, exc) from None
+        finally:
+            self.reading = False
+        if self.failure is not None and (self.timed_out or not data):
             raise self.failure
+        if self.timed_out:
+            raise self._timeout()
         return data
+
+    def _timeout(self) -> GatewayTimeout:
+        return GatewayTimeout(f"{self.transport.name}: no output for {self.timeout:g}s")
 
     async def head(self, max_head_size: int) -> ResponseHead:
         parser = ResponseHeadParser(max_head_size, allow_status_line=self.transport.allow_status_line)
@@ -485,6 +515,7 @@ async def exchange(
     except WireError as exc:
         raise BadGateway(f"{transport.name}: {exc}") from None
     finally:
+        state.stop_timer()
         if pump is not None:
             if not pump.done():
                 pump.cancel()

@@ -106,7 +106,8 @@ class FastCGIRoute:
         # Parked connections yield to a new one waiting for its answer: php-fpm gives each
         # connection a child of its own for as long as it stays open (issue 12 item 3).
         self.backends = BackendSet(route.backends, route.connect_timeout, route.keepalive, name="fastcgi",
-                                   pool=pool, idle_timeout=route.keepalive_timeout, yield_idle=True)
+                                   pool=pool, idle_timeout=route.keepalive_timeout, yield_idle=True,
+                                   bare=True)
         # §5.1: FCGI_KEEP_CONN only when connections are pooled; otherwise the application
         # closes the connection after the request, and that is the end of it.
         self.keep_conn = route.keepalive > 0

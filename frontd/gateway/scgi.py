@@ -43,7 +43,7 @@ class SCGIGateway:
 
 def _backend_set(route: Route) -> BackendSet:
     # keepalive 0: §2, the server closes the connection after each response.
-    return BackendSet(route.backends, route.connect_timeout, 0, name="scgi")
+    return BackendSet(route.backends, route.connect_timeout, 0, name="scgi", bare=True)
 
 
 class SCGITransport(StreamTransport):

@@ -38,7 +38,7 @@ class UwsgiRoute:
     __slots__ = ("backends", "allowed_magic")
 
     def __init__(self, route: Route) -> None:
-        self.backends = BackendSet(route.backends, route.connect_timeout, 0, name="uwsgi")
+        self.backends = BackendSet(route.backends, route.connect_timeout, 0, name="uwsgi", bare=True)
         self.allowed_magic = frozenset(
             name.encode() for name, _ in route.env if name.encode().startswith(MAGIC_PREFIX)
         )

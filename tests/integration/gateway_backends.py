@@ -95,7 +95,7 @@ class CaptureServer:
     """A threaded FastCGI, SCGI or uwsgi server that records what it receives."""
 
     def __init__(self, protocol: str, app: App | None = None, *, unix: str | None = None,
-                 label: str = "capture") -> None:
+                 label: str = "capture", processes: int | None = None) -> None:
         assert protocol in ("fastcgi", "scgi", "uwsgi")
         self.protocol = protocol
         self.app: App = app or (env_json if protocol != "uwsgi" else (lambda s, r: as_http(env_json(s, r))))
@@ -106,6 +106,9 @@ class CaptureServer:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._stopped = False
+        # Serve at most this many connections at once, as libfcgi or php-fpm processes do: a
+        # connection beyond them waits in the listen backlog until one is closed.
+        self._processes = threading.Semaphore(processes) if processes else None
         if unix is not None:
             self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.listener.bind(unix)
@@ -147,6 +150,10 @@ class CaptureServer:
 
     def _accept(self) -> None:
         while not self._stopped:
+            if self._processes is not None:
+                while not self._processes.acquire(timeout=0.1):
+                    if self._stopped:
+                        return
             try:
                 sock, _ = self.listener.accept()
             except OSError:
@@ -168,6 +175,8 @@ class CaptureServer:
             pass
         finally:
             sock.close()
+            if self._processes is not None:
+                self._processes.release()
 
     def _record(self, req: Captured) -> None:
         with self._lock:
@@ -398,9 +407,10 @@ class CaptureServers:
         self.directory = directory
         self.started: list[CaptureServer] = []
 
-    def __call__(self, app: App | None = None, *, unix: bool = False, label: str = "capture") -> CaptureServer:
+    def __call__(self, app: App | None = None, *, unix: bool = False, label: str = "capture",
+                 processes: int | None = None) -> CaptureServer:
         path = unix_path(self.directory, f"{self.protocol}{len(self.started)}.sock") if unix else None
-        server = CaptureServer(self.protocol, app, unix=path, label=label)
+        server = CaptureServer(self.protocol, app, unix=path, label=label, processes=processes)
         self.started.append(server)
         return server
 

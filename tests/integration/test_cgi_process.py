@@ -53,6 +53,10 @@ EXTRA = {
                        "printf 'Content-Type: text/plain\\n\\nafter stderr\\n'\n",
     "no-shebang.sh": "printf 'Content-Type: text/plain\\n\\nran\\n'\n",
     "bad-interpreter.sh": "#!/nonexistent/sh\nprintf 'Content-Type: text/plain\\n\\nran\\n'\n",
+    # What the script holds open: its three pipes (or /dev/null), never the worker's sockets.
+    "fds.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nls -l /proc/$$/fd\n",
+    # Answers without reading its (large) body, and exits.
+    "no-read.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nnot read\\n'\n",
     "exit-late.sh": "#!/bin/sh\necho $$ > \"$STATE_DIR/exit-late.pid\"\nprintf 'Content-Type: text/plain\\n\\nbye\\n'\n"
                     "exec >&- 2>&-\nsleep 0.3\n",
 }
@@ -327,6 +331,53 @@ def test_script_writing_a_mib_to_stderr_first_does_not_deadlock(proc: tuple[Fron
 
     wait_for(lambda: logged() >= 1024 * 1024, 10, "1 MiB of stderr in the error log")
     assert b"eeee" not in answer.body
+
+
+def test_script_holds_only_its_pipes_and_the_worker_keeps_its_directory(proc: tuple[Frontd, Site]) -> None:
+    server, site = proc
+    [worker] = workers(server)
+    home = os.readlink(f"/proc/{worker}/cwd")
+    answer = send(server, "/cgi-bin/fds.sh", method="POST", body=b"x" * 10)
+    assert answer.status == 200, answer.body
+    fds = {}
+    for line in answer.body.decode().splitlines():
+        if " -> " in line:
+            left, target = line.split(" -> ", 1)
+            fds[int(left.split()[-1])] = target
+    # The worker's listeners and client sockets, other requests' pipes: none reach the script.
+    assert not [t for t in fds.values() if t.startswith("socket:")], fds
+    assert [fd for fd, t in fds.items() if t.startswith("pipe:")] == [0, 1, 2], fds
+    # The script ran in its own directory; the worker is back in its own.
+    assert os.readlink(f"/proc/{worker}/cwd") == home
+
+
+def test_script_that_exits_before_reading_its_body_is_answered(proc: tuple[Frontd, Site]) -> None:
+    server, _ = proc
+    answer = send(server, "/cgi-bin/no-read.sh", method="POST", body=b"b" * (256 * 1024))  # four pipe buffers
+    assert answer.status == 200 and answer.body == b"not read\n"
+    wait_for(lambda: not zombies(server), 5, "no-read.sh to be reaped")
+
+
+def test_many_concurrent_scripts_reaped_without_zombie_or_fd_leak(proc: tuple[Frontd, Site]) -> None:
+    server, _ = proc
+    [worker] = workers(server)
+    assert send(server, "/cgi-bin/env.sh").status == 200  # what a worker keeps (/dev/null) is open
+    before = fd_count(worker)
+    socks = []
+    for i in range(48):
+        sock = server.connect()
+        target = "/cgi-bin/no-read.sh" if i % 2 else "/cgi-bin/env.sh"
+        body = b"p" * 70000 if i % 3 == 0 else b""
+        sock.sendall(f"POST {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        socks.append(sock)
+    for sock in socks:
+        sock.settimeout(20)
+        assert recv_all(sock).startswith(b"HTTP/1.1 200 ")
+        sock.close()
+    wait_for(lambda: not zombies(server), 10, "every script to be reaped")
+    wait_for(lambda: not children(worker), 10, "no script left under the worker")
+    wait_for(lambda: fd_count(worker) <= before, 10, f"the worker's fds back to {before}")
 
 
 def test_no_zombies_after_all_of_that(proc: tuple[Frontd, Site]) -> None:

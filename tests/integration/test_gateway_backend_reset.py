@@ -4,6 +4,7 @@ that left (499); after, the client's connection is closed with the response cut 
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import struct
@@ -12,8 +13,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import Frontd
+from tests.conftest import Frontd, recv_all, wait_for
 from tests.integration.gateway_backends import WAIT, Answer, CaptureServer, Captured
+from tests.integration.processes import children
 
 Start = Callable[..., Frontd]
 PROTOCOLS = ("fastcgi", "scgi", "uwsgi")
@@ -177,3 +179,39 @@ def test_reset_then_a_fresh_request_is_served(frontd: Start, backend: Callable[.
     with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
         sock.sendall(REQUEST)
         assert sock.recv(1000).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_many_concurrent_exchanges_some_reset_leave_no_fd_behind(frontd: Start,
+                                                                 backend: Callable[..., CaptureServer],
+                                                                 protocol: str) -> None:
+    # Every backend connection is a socket of frontd's own (no asyncio transport): answered,
+    # reset before or inside the response, each one is closed and leaves the event loop.
+    def app(server: CaptureServer, req: Captured) -> Answer:
+        turn = req.env.get("QUERY_STRING", "")
+        if turn.endswith("3"):
+            return Answer(reset=True)
+        if turn.endswith("7"):
+            return Answer(head(protocol, b"Content-Type: text/plain\r\nContent-Length: 9\r\n") + b"par",
+                          reset=True)
+        return Answer(head(protocol, b"Content-Type: text/plain\r\nContent-Length: 2\r\n") + b"ok")
+
+    server_backend = backend(protocol, app)
+    server = frontd(config(protocol, server_backend.address))
+    [worker] = children(server.pid)
+    with server.connect() as sock:  # a first exchange opens what a worker keeps
+        sock.sendall(REQUEST)
+        assert sock.recv(1000).startswith(b"HTTP/1.1 200 ")
+    before = len(os.listdir(f"/proc/{worker}/fd"))
+    socks = []
+    for i in range(40):
+        sock = server.connect()
+        sock.sendall(f"GET /app/?n={i} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n".encode())
+        socks.append((i, sock))
+    for i, sock in socks:
+        sock.settimeout(WAIT)
+        answer = recv_all(sock)
+        sock.close()
+        expected = b"HTTP/1.1 502 " if i % 10 == 3 else b"HTTP/1.1 200 "
+        assert answer.startswith(expected), (i, answer[:200])
+    wait_for(lambda: len(os.listdir(f"/proc/{worker}/fd")) <= before, 10, f"the worker's fds back to {before}")

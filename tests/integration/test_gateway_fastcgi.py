@@ -231,6 +231,31 @@ def test_keepalive_reuses_connections(frontd: Start, backend: Callable[..., Capt
     assert [len(req.body) for req in fcgi.requests] == [0, 1000, 2000, 3000]
 
 
+def test_keepalive_under_load_hands_connections_over(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
+    # Two "processes" (libfcgi, php-fpm's static pool), eight clients at once: once a new
+    # connection had to wait for a kept one to be closed, requests wait for a busy connection to
+    # be handed over instead of each opening one that makes another close (one connection per
+    # request before). None may starve: every request is answered.
+    fcgi = backend(lambda s, r: Answer(env_json(s, r).output, delay=0.02), processes=2)
+    server = frontd(config(fcgi.address, extra='keepalive = 4\ntimeout = "8s"'))
+    statuses: list[int] = []
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(8):
+                statuses.append(session.get(server.url("/app/"), headers=HOST, timeout=15).status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200] * 64, (statuses, server.errors()[-2000:])
+    # The first eight connect (six wait in the backlog), then a probe a second at most.
+    assert fcgi.connections <= 20, fcgi.connections
+    assert all(req.flags == 1 for req in fcgi.requests)
+
+
 def test_stale_pooled_connection_retried_once(frontd: Start, backend: Callable[..., CaptureServer]) -> None:
     def app(server: CaptureServer, req: Captured) -> Answer:
         if req.number == 2:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -66,6 +68,20 @@ def test_post_and_chunked_body(frontd: Start, backend: Callable[..., CaptureServ
     req = scgi.requests[1]
     assert req.env["CONTENT_LENGTH"] == str(3 + 4000)
     assert req.body == b"abc" + b"defg" * 1000
+
+
+@pytest.mark.parametrize("buffering", ["true", "false"])
+def test_body_larger_than_the_socket_buffers_arrives_whole(frontd: Start, backend: Callable[..., CaptureServer],
+                                                          buffering: str) -> None:
+    # 12 MiB: far more than a loopback socket takes at once, so that the sends to the backend
+    # are partial and wait for it to read (frontd's own socket writes, no asyncio stream).
+    scgi = backend()
+    server = frontd(config(scgi.address, extra=f"request_buffering = {buffering}"))  # 16 MiB max
+    body = os.urandom(12 << 20)
+    response = requests.post(server.url("/app/"), data=body, headers=HOST, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["body_length"] == len(body)
+    assert hashlib.sha256(scgi.requests[0].body).digest() == hashlib.sha256(body).digest()
 
 
 def test_header_hygiene_httpoxy_folding_and_merging(frontd: Start, backend: Callable[..., CaptureServer]) -> None:

@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from frontd.config.model import Address
-from frontd.gateway.backends import BackendConnection, BackendSet
+from frontd.gateway import backends as backends_module
+from frontd.gateway.backends import BackendConnection, BackendSet, ConnectionPool
 
 A = Address("tcp", "127.0.0.1", 9001)
 B = Address("tcp", "127.0.0.1", 9002)
@@ -84,5 +85,49 @@ def test_close_closes_the_pool_and_pools_nothing_after() -> None:
         late = connection(A)
         backends.release(late)
         assert backends.idle_count() == 0 and late.writer.transport.is_closing()
+
+    asyncio.run(main())
+
+
+def test_capacity_hand_off_and_no_starvation(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> None:
+        pool = ConnectionPool()
+        key = ("fastcgi", A)
+
+        def busy(waiting: bool = False) -> BackendConnection:
+            conn = BackendConnection(A, asyncio.StreamReader(), _Writer(), reused=False)  # type: ignore[arg-type]
+            if waiting:
+                pool.wait_for_answer(key, conn)
+            pool.lend(key, conn)
+            return conn
+
+        answered, backlogged, kept = busy(), busy(waiting=True), busy()
+        assert not pool.at_capacity(key)  # nothing learnt: a new connection may be opened
+        kept.close()  # a kept connection closed for the backlogged one...
+        pool.learn_capacity(key)  # ...so the backend serves two: `answered` and `backlogged`
+        assert pool.at_capacity(key)
+
+        # A request waiting for a connection is handed the next one released, as it is.
+        first = asyncio.ensure_future(pool.wait_for_release(key, 5))
+        second = asyncio.ensure_future(pool.wait_for_release(key, 5))
+        await asyncio.sleep(0)
+        assert pool.hand_off(key, answered)
+        assert await first is answered
+        # A busy connection that is closed instead lets the next waiter open its own, once no
+        # new connection waits in the backlog for the process it held.
+        pool.answered(key, backlogged)
+        backlogged.close()
+        assert await second is None
+        # A waiter gives up after its time, and a cancelled one does not take a connection.
+        assert await pool.wait_for_release(key, 0.01) is None
+        third = asyncio.ensure_future(pool.wait_for_release(key, 5))
+        await asyncio.sleep(0)
+        third.cancel()
+        await asyncio.sleep(0)
+        assert not pool.hand_off(key, answered)
+
+        # The capacity learnt holds for PROBE_INTERVAL, then a new connection may be tried.
+        monkeypatch.setattr(backends_module, "PROBE_INTERVAL", 0.0)
+        assert not pool.at_capacity(key)
 
     asyncio.run(main())

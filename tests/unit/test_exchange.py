@@ -197,6 +197,30 @@ def test_silence_is_504_and_aborts() -> None:
     assert transport.aborted and sink.started and not sink.ended
 
 
+def test_silence_is_counted_per_read_not_per_exchange() -> None:
+    # Six pauses of 0.04 s with a 0.1 s timeout: 0.24 s in all, never 0.1 s of silence. The one
+    # timer of the exchange is re-armed for what is left of each silence, never fired early.
+    output: list[bytes | float] = [b"Content-Type: text/plain\n\n"]
+    for i in range(6):
+        output += [0.04, b"%d" % i]
+    transport = FakeTransport(output)
+    sink = FakeSink()
+    run(transport, sink, timeout=0.1)
+    assert bytes(sink.body) == b"012345" and sink.ended and transport.closed and not transport.aborted
+
+
+def test_time_the_client_takes_is_not_the_applications_silence() -> None:
+    class SlowSink(FakeSink):
+        async def write(self, data: bytes) -> None:
+            await asyncio.sleep(0.15)  # beyond the timeout, and no read waits meanwhile
+            await super().write(data)
+
+    transport = FakeTransport([b"Content-Type: text/plain\n\n", b"a", b"b"])
+    sink = SlowSink()
+    run(transport, sink, timeout=0.1)
+    assert bytes(sink.body) == b"ab" and not transport.aborted
+
+
 def test_content_length_excess_cut_and_shortfall_502() -> None:
     sink = FakeSink()
     transport = FakeTransport([b"Content-Type: text/plain\nContent-Length: 3\n\nabcdef"])
