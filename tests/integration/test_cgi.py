@@ -298,6 +298,28 @@ def test_meta_variables(cgi: tuple[Frontd, Site], script: str) -> None:
     assert env["ARGC"] == "1"
 
 
+def test_per_request_variables_follow_each_request_and_connection(cgi: tuple[Frontd, Site]) -> None:
+    """What varies per request is never carried over from an earlier one on the same route:
+    QUERY_STRING, HTTP_*, CONTENT_LENGTH per request, REMOTE_PORT per connection."""
+    server, _ = cgi
+    seen = []
+    for _ in range(2):
+        with server.connect() as sock:
+            client = RawClient(sock)
+            port = str(sock.getsockname()[1])
+            client.send(b"GET /cgi-bin/env?one HTTP/1.1\r\nHost: localhost\r\nX-A: 1\r\n\r\n")
+            first = env_of(client.read())
+            client.send(b"POST /cgi-bin/env?two HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi")
+            second = env_of(client.read())
+        assert (first["QUERY_STRING"], first["HTTP_X_A"], first["REQUEST_METHOD"]) == ("one", "1", "GET")
+        assert "CONTENT_LENGTH" not in first
+        assert (second["QUERY_STRING"], second["REQUEST_METHOD"], second["CONTENT_LENGTH"]) == ("two", "POST", "2")
+        assert "HTTP_X_A" not in second
+        assert first["REMOTE_PORT"] == second["REMOTE_PORT"] == port
+        seen.append(port)
+    assert seen[0] != seen[1]
+
+
 def test_no_path_info_and_http_1_0(cgi: tuple[Frontd, Site]) -> None:
     server, _ = cgi
     env = env_of(send(server, "/cgi-bin/env", version="1.0"))
