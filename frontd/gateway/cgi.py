@@ -205,6 +205,8 @@ class CGITransport(Transport):
         self._stdin_ready: _Readiness | None = None
         self._stdout_ready: _Readiness | None = None
         self._stderr_partial = b""
+        self._unread = b""  # output that `output_ended` found and `read` has not returned yet
+        self._stdout_eof = False  # `output_ended` saw the end of the output; `read` reports it
         self._stderr_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._exited = False  # the leader has exited (not reaped yet)
@@ -302,9 +304,16 @@ class CGITransport(Transport):
         self._close_stdin()
 
     async def read(self) -> bytes:
+        if self._unread:
+            data, self._unread = self._unread, b""
+            return data
         while True:
             fd = self._stdout
             if fd < 0:
+                return b""
+            if self._stdout_eof:
+                self._close_stdout()
+                await self._check_not_killed()
                 return b""
             try:
                 data = os.read(fd, READ_SIZE)
@@ -318,6 +327,32 @@ class CGITransport(Transport):
                 self._close_stdout()
                 await self._check_not_killed()
             return data
+
+    def output_ended(self) -> bool:
+        """A small script has often written everything and exited by the time its first output
+        is read: one more read that finds the end of the pipe, and an exit status that says the
+        script exited of its own accord (not killed, issue 13 §3), tell so without waiting."""
+        fd = self._stdout
+        if fd < 0 or self._unread or not self.pid:
+            return False
+        if not self._stdout_eof:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except OSError:  # BlockingIOError: more may come; anything else: `read` reports it
+                return False
+            if data:
+                self._unread = data
+                return False
+            self._stdout_eof = True
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        if info is None or info.si_code != os.CLD_EXITED:
+            return False  # still running, or killed: `read` finds out as it always did
+        self._stdout_eof = False
+        self._close_stdout()
+        return True
 
     async def close(self) -> None:
         """The output ended: reap the script once it exits, allowing it `timeout` to do so."""

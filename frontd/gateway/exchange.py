@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from frontd.errors import BadGateway, GatewayTimeout, HTTPError
+from frontd.gateway.sockets import SocketStream
 from frontd.gateway.spool import BodySource, BufferedWriter
 from frontd.http.file_answer import FileAnswer, file_answer
 from frontd.http.headers import HOP_BY_HOP
@@ -104,6 +105,12 @@ class Transport(abc.ABC):
         Raise BadGateway (or WireError) when the transport's own framing is broken. An OSError
         raised here (a connection reset) becomes a 502 naming the transport in the core.
         """
+
+    def output_ended(self) -> bool:
+        """Without waiting: True when the response is known to have been read whole (what
+        `read` returned so far is all of it, and it ended cleanly). The core then gives the
+        client a Content-Length rather than chunks; False whenever that is not known yet."""
+        return False
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -198,6 +205,21 @@ class StreamTransport(Transport):
                 # EOF: decode(b"") either finished the response or raised on a truncated one.
                 self.finished = True
         return b""
+
+    def output_ended(self) -> bool:
+        if not self.finished:
+            reader = self.reader
+            # A connection-delimited response (SCGI, uwsgi, FastCGI that closes): ended once the
+            # backend's close is in, which it often sends right behind the response.
+            if not isinstance(reader, SocketStream) or not reader.ended():
+                return False
+            try:
+                if self.decode(b""):
+                    return False
+            except WireError:
+                return False  # cut short (FastCGI without its FCGI_END_REQUEST): `read` says so
+            self.finished = True
+        return not self.aborted
 
     async def close(self) -> None:
         self.release()
@@ -360,6 +382,11 @@ class _Exchange:
         if no_content:
             headers = [(k, v) for k, v in headers if k != b"content-length"]
             declared = None
+        elif declared is None and self.transport.output_ended():
+            # The whole output came with the head: the client gets a Content-Length and the
+            # response in one write, rather than a chunk and then the last-chunk in another.
+            declared = len(head.body_start)
+            headers.append((b"content-length", b"%d" % declared))
         await sink.start(head.status, headers, head.reason)
         if buffered:
             await self._relay_buffered(head.body_start, declared, no_content)

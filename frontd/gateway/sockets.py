@@ -100,6 +100,23 @@ class SocketStream:
     def at_eof(self) -> bool:
         return (self._eof or self._closed) and not self._buffer
 
+    def ended(self) -> bool:
+        """Without waiting: True when the peer has closed its side and everything it sent was
+        read. False when bytes are still to read, nothing came yet, or the connection failed
+        (a read then reports the failure)."""
+        if self._buffer or self._exc is not None or self._closed:
+            return False
+        if self._eof:
+            return True
+        try:
+            data = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:  # BlockingIOError: nothing yet; anything else: a read will say
+            return False
+        if data:
+            return False
+        self._eof = True
+        return True
+
     def exception(self) -> BaseException | None:
         return self._exc
 

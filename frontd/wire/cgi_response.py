@@ -104,6 +104,10 @@ class ResponseHeadParser:
         """
         if self._result is not None:
             raise RuntimeError("the response head is complete; the rest is body")
+        if not self._buffer:
+            head = self._whole_head(data)
+            if head is not None:
+                return head
         buffer = self._buffer
         buffer += data
         while True:
@@ -126,6 +130,26 @@ class ResponseHeadParser:
                 self._buffer = bytearray()
                 return self._result
             self._parse_line(line)
+
+    def _whole_head(self, data: bytes) -> ResponseHead | None:
+        """The common case: the first output holds the whole head. Its lines are split at once
+        instead of searched for one by one; None (nothing consumed) when the head is not all
+        there, or starts with its blank line."""
+        if not self._first_line or data.startswith((b"\n", b"\r\n")):
+            return None
+        end = data.find(b"\n\n")
+        crlf = data.find(b"\n\r\n")
+        if crlf >= 0 and (end < 0 or crlf < end):
+            end, body = crlf, crlf + 3
+        else:
+            body = end + 2
+        if end < 0 or body > self._max_size:
+            return None
+        for line in data[:end].split(b"\n"):
+            # §6.2: a line ends in LF or CRLF; only that one CR goes (see `feed`).
+            self._parse_line(line[:-1] if line.endswith(b"\r") else line)
+        self._result = self._finish(data[body:])
+        return self._result
 
     def eof(self) -> None:
         """The output ended. Raises WireError unless the head was complete (§6.2: a response

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Frontd, recv_all, start_frontd, stop_process
+from tests.conftest import Frontd, recv_all, start_frontd, stop_process, wait_for
 from tests.http_client import Answer, RawClient, parse_one
 
 # -- the site: scripts, C programs, config ------------------------------------------------------
@@ -109,6 +109,10 @@ SCRIPTS: dict[str, str] = {
     "sum.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nprintf 'CONTENT_LENGTH=%s\\n' "
               "\"${CONTENT_LENGTH-unset}\"\nhead -c \"${CONTENT_LENGTH:-0}\" | sha256sum\n",
     "crlf.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\nX-A: b\\r\\n\\r\\ncrlf\\n'\n",
+    # Writes a first line, then waits (at most 10 s) for the test to create $STATE_DIR/go-QUERY.
+    "wait.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nfirst\\n'\ni=0\n"
+               "while [ ! -e \"$STATE_DIR/go-$QUERY_STRING\" ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i + 1)); done\n"
+               "printf 'second\\n'\n",
     "sub/inner.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nSCRIPT_NAME=%s\\nPATH_INFO=%s\\n' "
                     "\"$SCRIPT_NAME\" \"$PATH_INFO\"\n",
 }
@@ -294,6 +298,28 @@ def test_meta_variables(cgi: tuple[Frontd, Site], script: str) -> None:
     assert env["ARGC"] == "1"
 
 
+def test_per_request_variables_follow_each_request_and_connection(cgi: tuple[Frontd, Site]) -> None:
+    """What varies per request is never carried over from an earlier one on the same route:
+    QUERY_STRING, HTTP_*, CONTENT_LENGTH per request, REMOTE_PORT per connection."""
+    server, _ = cgi
+    seen = []
+    for _ in range(2):
+        with server.connect() as sock:
+            client = RawClient(sock)
+            port = str(sock.getsockname()[1])
+            client.send(b"GET /cgi-bin/env?one HTTP/1.1\r\nHost: localhost\r\nX-A: 1\r\n\r\n")
+            first = env_of(client.read())
+            client.send(b"POST /cgi-bin/env?two HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi")
+            second = env_of(client.read())
+        assert (first["QUERY_STRING"], first["HTTP_X_A"], first["REQUEST_METHOD"]) == ("one", "1", "GET")
+        assert "CONTENT_LENGTH" not in first
+        assert (second["QUERY_STRING"], second["REQUEST_METHOD"], second["CONTENT_LENGTH"]) == ("two", "POST", "2")
+        assert "HTTP_X_A" not in second
+        assert first["REMOTE_PORT"] == second["REMOTE_PORT"] == port
+        seen.append(port)
+    assert seen[0] != seen[1]
+
+
 def test_no_path_info_and_http_1_0(cgi: tuple[Frontd, Site]) -> None:
     server, _ = cgi
     env = env_of(send(server, "/cgi-bin/env", version="1.0"))
@@ -443,16 +469,43 @@ def test_status_field(cgi: tuple[Frontd, Site]) -> None:
     assert "status" not in {k.lower() for k in answer.headers}
 
 
-def test_crlf_header_block_and_chunked_framing(cgi: tuple[Frontd, Site]) -> None:
+def test_crlf_header_block(cgi: tuple[Frontd, Site]) -> None:
     server, _ = cgi
     answer = send(server, "/cgi-bin/crlf.sh")
     assert answer.status == 200 and answer.body == b"crlf\n" and answer.headers["x-a"] == "b"
-    # No Content-Length from the script: chunked for HTTP/1.1 ...
-    assert answer.headers.get("transfer-encoding") == "chunked"
-    # ... and close-delimited for HTTP/1.0 (RFC 3875 §6.2.1: fitted to the client).
-    raw = server.raw(b"GET /cgi-bin/crlf.sh HTTP/1.0\r\nHost: localhost\r\n\r\n")
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert b"chunked" not in head.lower() and b"content-length" not in head.lower() and body == b"crlf\n"
+    # No Content-Length from the script: a script that has exited by the time its output is
+    # read gets one from frontd; otherwise the body is chunked (next test).
+    assert answer.headers.get("transfer-encoding") == "chunked" or answer.headers.get("content-length") == "5"
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_output_still_running_is_streamed_chunked_or_close_delimited(cgi: tuple[Frontd, Site],
+                                                                     version: str) -> None:
+    """A script that has written part of its output and goes on: its first line reaches the client
+    at once, framed without a length (RFC 3875 §6.2.1: fitted to the client): chunked for
+    HTTP/1.1, close-delimited for HTTP/1.0."""
+    server, site = cgi
+    name = version.replace(".", "")
+    with server.connect() as sock:
+        sock.sendall(f"GET /cgi-bin/wait.sh?{name} HTTP/{version}\r\nHost: localhost\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        got = b""
+
+        def first_line() -> bool:
+            nonlocal got
+            got += sock.recv(65536)
+            return b"first\n" in got
+
+        wait_for(first_line, what="the script's first line")
+        (site.state / f"go-{name}").touch()
+        got += recv_all(sock)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"content-length" not in head.lower()
+    if version == "1.1":
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert body == b"6\r\nfirst\n\r\n7\r\nsecond\n\r\n0\r\n\r\n"
+    else:
+        assert b"chunked" not in head.lower() and body == b"first\nsecond\n"
 
 
 def test_script_content_length_kept_with_keep_alive(cgi: tuple[Frontd, Site]) -> None:

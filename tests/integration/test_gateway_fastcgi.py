@@ -394,3 +394,68 @@ def test_graceful_stop_closes_pooled_connections_at_once(frontd: Start, backend:
         slow.join(20)
     assert statuses == [200]  # the request that ran through the stop is answered
     assert server.proc.wait(10) == 0
+
+
+def _one_segment_backend(listener: socket.socket, output: bytes, served: list[int]) -> None:
+    """Answers each request with FCGI_STDOUT, the empty FCGI_STDOUT and FCGI_END_REQUEST in one
+    send, so that frontd reads the whole response at once; stops when `listener` is closed."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            while True:  # records up to the empty FCGI_STDIN that ends the request
+                while len(data) < 8:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                if len(data) < 8:
+                    break
+                _, kind, rid, length, padding = struct.unpack(">BBHHBx", data[:8])
+                while len(data) < 8 + length + padding:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                data = data[8 + length + padding:]
+                if kind == 5 and length == 0:
+                    def record(kind: int, body: bytes) -> bytes:
+                        return struct.pack(">BBHHBx", 1, kind, rid, len(body), 0) + body
+
+                    conn.sendall(record(6, output) + record(6, b"") + record(3, struct.pack(">IB3x", 0, 0)))
+                    served.append(rid)
+                    break
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_whole_response_read_with_the_head_gets_a_content_length(frontd: Start, version: str) -> None:
+    """The response and its FCGI_END_REQUEST arrived with the head: the client gets the body with
+    a Content-Length (one write) rather than chunked or close-delimited, and HTTP/1.0 keeps its
+    connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    served: list[int] = []
+    thread = threading.Thread(target=_one_segment_backend,
+                              args=(listener, b"Content-Type: text/plain\r\nX-App: 1\r\n\r\nhello\n", served))
+    thread.start()
+    try:
+        server = frontd(config("127.0.0.1:%d" % listener.getsockname()[1]))
+        with server.connect() as sock:
+            client = RawClient(sock)
+            for _ in range(2):  # the same connection twice: kept alive for HTTP/1.0 too
+                keep = "Connection: keep-alive\r\n" if version == "1.0" else ""
+                client.send(f"GET /app/ HTTP/{version}\r\nHost: app.test\r\n{keep}\r\n".encode())
+                answer = client.read()
+                assert answer.status == 200 and answer.body == b"hello\n" and answer.headers["x-app"] == "1"
+                assert answer.headers.get("content-length") == "6"
+                assert "transfer-encoding" not in answer.headers
+        assert len(served) == 2
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(10)

@@ -142,3 +142,20 @@ def test_peek_tells_nothing_bytes_or_eof_without_reading() -> None:
         stream.abort()
 
     asyncio.run(main())
+
+
+def test_ended_only_once_the_peer_closed_and_everything_was_read() -> None:
+    async def main() -> None:
+        stream, peer = pair()
+        assert not stream.ended()  # nothing yet: the peer may still send
+        peer.sendall(b"answer")
+        assert not stream.ended()  # bytes to read: not the end, and none are consumed
+        peer.close()
+        assert not stream.ended()
+        assert await stream.read() == b"answer"
+        assert stream.ended() and stream.ended()  # the close is seen without a read, and kept
+        assert await stream.read() == b""
+        stream.abort()
+        assert not stream.ended()  # closed by us: a read reports it, not the peer's end
+
+    asyncio.run(main())

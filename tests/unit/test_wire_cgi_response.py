@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from frontd.wire.cgi_response import ResponseHead, ResponseHeadParser
@@ -382,3 +384,37 @@ def test_wire_error_message_names_field_bytes_and_section() -> None:
     message = str(caught.value)
     assert message.startswith("header X-A: control byte b'\\r' in value: b'X-A: a\\rSet-Cookie: x=1'")
     assert "RFC 9110 §5" in message
+
+
+def _outcome(feed: Callable[[], ResponseHead]) -> object:
+    try:
+        head = feed()
+    except WireError as exc:
+        return ("error", str(exc))
+    return (head.status, head.reason, head.headers, head.location, head.body_start, head.kind)
+
+
+@pytest.mark.parametrize("data", [
+    LF_DOC, CRLF_DOC, b"Content-Type: a\r\nX: b\n\nbody\n\nmore", b"Content-Type: a\n\r\nbody\r\n\r\n",
+    b"\nContent-Type: a\n\n", b"\r\nContent-Type: a\n\n", b"Content-Type: a\r\r\n\r\n", b"X: a\rY: b\n\n",
+    b"Location: /p\n\n", b"Status: 404\nStatus: 200\n\n", b"Content-Type: a\n b\n\n", b"Bad Name: x\n\n",
+    b"HTTP/1.1 204 No Content\r\n\r\n", b"Content-Type: a\nHTTP/1.1 200 OK\n\n", b"X: " + b"x" * 120 + b"\n\n",
+])
+@pytest.mark.parametrize("allow_status_line", [False, True])
+def test_whole_head_in_one_piece_parses_as_line_by_line(data: bytes, allow_status_line: bool) -> None:
+    """The first output holding the whole head takes a shortcut; it must agree with the parse
+    of the same bytes one at a time, errors included."""
+    whole = _outcome(lambda: parse(data, max_size=100, allow_status_line=allow_status_line))
+    bytewise = _outcome(lambda: parse_bytewise_max(data, 100, allow_status_line))
+    assert whole == bytewise
+
+
+def parse_bytewise_max(data: bytes, max_size: int, allow_status_line: bool) -> ResponseHead:
+    parser = ResponseHeadParser(max_size, allow_status_line=allow_status_line)
+    for i in range(len(data)):
+        head = parser.feed(data[i:i + 1])
+        if head is not None:
+            return ResponseHead(head.status, head.reason, head.headers, head.location,
+                                head.body_start + data[i + 1:], head.kind)
+    parser.eof()
+    raise AssertionError("eof() should have raised")
