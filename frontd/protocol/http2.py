@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import time
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import h2.config
 import h2.connection
@@ -325,8 +325,8 @@ class H2Protocol(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
+        self.transport = transport = cast(asyncio.Transport, transport)
         # Backpressure in bytes, not in writes: pause_writing past HIGH_WATER.
         transport.set_write_buffer_limits(high=HIGH_WATER)
         local = transport.get_extra_info("sockname")
