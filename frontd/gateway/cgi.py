@@ -370,7 +370,7 @@ class CGITransport(Transport):
         pipe's end is seen, the exit status follows within microseconds; a script still running
         is given `EXIT_WAIT` seconds to report it.
         """
-        if self.popen is None or self._reaped:
+        if not self.pid or self._reaped:
             return
         try:
             info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
