@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import grp
+import importlib.util
 import os
 import pwd
 import re
@@ -34,7 +35,9 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 TOP_KEYS: tuple[str, ...] = (
     "listen", "workers", "pid_file", "error_log", "access_log", "log_level", "user", "group",
     "shutdown_timeout", "limits", "vhost", "run_dir", "tls", "acme", "access_log_format", "trusted_proxies",
+    "event_loop",
 )
+EVENT_LOOPS: tuple[str, ...] = ("asyncio", "uvloop")
 _CONFIG_DEFAULTS = Config(path="", listen=(), vhosts=())
 _TOML_POSITION_RE = re.compile(r"(.*) \(at (?:line (\d+), column (\d+)|end of document)\)", re.DOTALL)
 
@@ -97,6 +100,7 @@ class _Loader(VHostsSection, ListenersSection, LimitsSection, TLSSection):
             positive=False,
         )
         limits = self.limits(data["limits"]) if "limits" in data else Limits()
+        event_loop = self.event_loop(data.get("event_loop", "asyncio"))
         # The workers open the access log at start, and both logs again on USR1.
         for key, target in (("error_log", error_log), ("access_log", access_log)):
             if target not in ("-", "off"):
@@ -132,6 +136,7 @@ class _Loader(VHostsSection, ListenersSection, LimitsSection, TLSSection):
             tls=tls,
             acme=acme,
             trusted_proxies=trusted_proxies,
+            event_loop=event_loop,
         )
 
     def workers(self, value: object) -> int:
@@ -142,6 +147,12 @@ class _Loader(VHostsSection, ListenersSection, LimitsSection, TLSSection):
         if value < 1:
             self.fail("workers", f'must be at least 1 (or "auto"), got {value}')
         return value
+
+    def event_loop(self, value: object) -> str:
+        choice = self.choice(value, "event_loop", EVENT_LOOPS)
+        if choice == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            self.fail("event_loop", "\"uvloop\" is not installed (pip install 'frontd[speed]')")
+        return choice
 
     def log_level(self, value: object) -> str:
         level = self.string(value, "log_level").lower()

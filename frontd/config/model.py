@@ -271,6 +271,8 @@ class Config:
     acme: AcmeConfig | None = None
     # Peers (normalised networks) whose Forwarded / X-Forwarded-For / PROXY header names the client.
     trusted_proxies: tuple[str, ...] = ()
+    # The workers' event loop: "asyncio" (the standard library's) or "uvloop" (the `speed` extra).
+    event_loop: str = "asyncio"
 
     def listener_options(self) -> tuple[Listener, ...]:
         """One Listener per entry of `listen` (plain ones when only addresses were given)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from frontd.config.model import Limits
 from frontd.request import TLSInfo
@@ -51,6 +51,8 @@ class ConnectionIO(asyncio.Protocol):
         self.lost = False  # the transport is closed
         self._loop = asyncio.get_running_loop()
         self._sock: socket.socket | None = None
+        # Whether the loop implements sendfile (asyncio's does; uvloop's does not).
+        self._loop_sendfile = type(self._loop).sendfile is not asyncio.AbstractEventLoop.sendfile
         self._reading = True
         self._read_high = max(READ_HIGH, limits.max_header_size + 1)
         self._writing_paused = False
@@ -64,8 +66,8 @@ class ConnectionIO(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
+        self.transport = transport = cast(asyncio.Transport, transport)
         # Inside TLS the socket carries records, not the file: no sendfile(2) there.
         self._sock = transport.get_extra_info("socket") if self.tls is None else None
 
@@ -207,6 +209,10 @@ class ConnectionIO(asyncio.Protocol):
             except OSError:
                 raise _ClientGone() from None
         if offset >= end:
+            return
+        if not self._loop_sendfile:
+            # A loop without sendfile (uvloop): the rest goes as copies, a chunk at a time.
+            await self._send_file_chunks(file, offset, end - offset)
             return
         try:
             while offset < end:

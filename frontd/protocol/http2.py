@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -121,8 +122,8 @@ class H2Protocol(H2Output, asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
+        self.transport = transport = cast(asyncio.Transport, transport)
         # Backpressure in bytes, not in writes: pause_writing past HIGH_WATER.
         transport.set_write_buffer_limits(high=HIGH_WATER)
         local = transport.get_extra_info("sockname")

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import ssl
+from collections.abc import Callable
 
 from frontd.config.model import Config
 from frontd.errors import HTTPError
@@ -35,6 +36,7 @@ READY = b"R"  # written on the readiness pipe once the worker can serve (master.
 # Closing a TLS connection sends close_notify and waits this long for the client's (asyncio's
 # default is 30 s): a client that vanished does not hold a socket for half a minute.
 TLS_SHUTDOWN_TIMEOUT = 5.0
+EVENT_LOOP_ENV = "FRONTD_EVENT_LOOP"  # "asyncio" or "uvloop": overrides the config's event_loop
 
 
 class Worker:
@@ -67,6 +69,7 @@ class Worker:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        log.debug("event loop: %s", "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio")
         self.access_log = AccessLogs(self.config)
         certificates = self.certificates
         self.dispatcher = Dispatcher(self.config, https_port=self._https_port(), has_certificate=(
@@ -479,5 +482,20 @@ def run_worker(config: Config, sockets: list[socket.socket], master_pid: int | N
                h2_sockets: frozenset[int] = frozenset()) -> None:
     """Serve until told to stop; with `master_pid`, also stop when that master dies; with `ready`,
     write READY on that descriptor once serving."""
-    asyncio.run(Worker(config, sockets, master_pid, tls_sockets, certificates, ready, proxy_sockets,
-                       h2_sockets).run())
+    with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
+        runner.run(Worker(config, sockets, master_pid, tls_sockets, certificates, ready, proxy_sockets,
+                          h2_sockets).run())
+
+
+def loop_factory(setting: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The worker's event loop: uvloop's for "uvloop" (when installed), else asyncio's own (None).
+    FRONTD_EVENT_LOOP, when set, overrides the config's choice."""
+    setting = os.environ.get(EVENT_LOOP_ENV) or setting
+    if setting == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        log.warning("event loop: uvloop is not installed; running on asyncio's loop")
+        return None
+    return uvloop.new_event_loop

@@ -156,6 +156,8 @@ MISTAKES: list[tuple[str, str, str]] = [
         "shutdown_timeout = true\n" + VHOST,
         'shutdown_timeout: expected a duration (seconds, or a string such as "30s"), got true',
     ),
+    ("event-loop-typo", 'event_loop = "uvlop"\n' + VHOST,
+     'event_loop: expected "asyncio" or "uvloop", got "uvlop" (did you mean "uvloop"?)'),
     # listen
     ("listen-empty", "listen = []\n" + VHOST, "listen: empty array; give one or more addresses"),
     (
@@ -513,6 +515,10 @@ def test_defaults(site: Path) -> None:
     assert proxy.keepalive_timeout == fastcgi.keepalive_timeout == 4.0  # idle pooled connections
     assert fastcgi.root is None and fastcgi.index == ()
     assert fastcgi.pass_authorization is True
+
+
+def test_event_loop(site: Path) -> None:
+    assert load(site, VHOST).event_loop == "asyncio"
 
 
 def test_workers_auto(site: Path) -> None:
