@@ -207,6 +207,7 @@ class Worker:
 
     async def _serve(self, sock: socket.socket, tls: bool = False, proxy: bool = False, h2: bool = False) -> None:
         loop = asyncio.get_running_loop()
+        transport: asyncio.Transport | None = None
         try:
             peer: tuple[str, int] | None = None
             if proxy:
@@ -258,6 +259,14 @@ class Worker:
                     limits.close(counted)
         except OSError:
             sock.close()
+        except Exception:
+            # A defect in setting a connection up: one error line, and the client is not left
+            # waiting on a connection nobody serves.
+            log.exception("connection setup failed, client: %s", _peer_name(sock))
+            if transport is not None:
+                transport.abort()
+            else:
+                sock.close()
         finally:
             self.active -= 1
             self._resume()

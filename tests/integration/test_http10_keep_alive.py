@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Frontd, recv_all
+from tests.conftest import Frontd, recv_all, wait_for
 from tests.http_client import Answer, RawClient
 
 # Echoes its body with a Content-Length, so that the response can be kept alive.
@@ -19,9 +19,14 @@ ECHO_SH = """#!/bin/sh
 body=$(head -c "${CONTENT_LENGTH:-0}")
 printf 'Content-Type: text/plain\\r\\nContent-Length: %d\\r\\n\\r\\n%s' "${#body}" "$body"
 """
-# No Content-Length: an HTTP/1.0 client can only find the end of this body by the close.
+# No Content-Length: an HTTP/1.0 client can only find the end of this body by the close. The
+# script is still running when its head is relayed (it waits for the test's go file, at most
+# 10 s), so frontd cannot count the body and give it a length.
 STREAM_SH = """#!/bin/sh
-printf 'Content-Type: text/plain\\r\\n\\r\\nno length\\n'
+printf 'Content-Type: text/plain\\r\\n\\r\\nno '
+n=0
+while [ ! -e "{go}" ] && [ $n -lt 1000 ]; do sleep 0.01; n=$((n + 1)); done
+printf 'length\\n'
 """
 
 CONFIG = """
@@ -42,7 +47,7 @@ KEEP = b"Connection: keep-alive\r\n"
 def server(frontd, site: Path, tmp_path: Path) -> Frontd:
     cgi = tmp_path / "cgi-bin"
     cgi.mkdir()
-    for name, text in (("echo.sh", ECHO_SH), ("stream.sh", STREAM_SH)):
+    for name, text in (("echo.sh", ECHO_SH), ("stream.sh", STREAM_SH.format(go=tmp_path / "go"))):
         (cgi / name).write_text(text)
         (cgi / name).chmod(0o755)
     return frontd(CONFIG.format(root=site, cgi=cgi))
@@ -103,10 +108,19 @@ def test_pipelined_requests(server: Frontd) -> None:
         assert client.read().body == b"hello\n"
 
 
-def test_response_without_length_closes_and_says_so(server: Frontd) -> None:
+def test_response_without_length_closes_and_says_so(server: Frontd, tmp_path: Path) -> None:
     with server.connect() as sock:
         sock.sendall(get10(b"/cgi-bin/stream.sh") + get10(b"/hello.txt"))
-        data = recv_all(sock)  # returns only because the server closes
+        data = b""
+
+        def head_relayed() -> bool:
+            nonlocal data
+            data += sock.recv(65536)
+            return b"\r\n\r\nno " in data
+
+        wait_for(head_relayed, what="the script's head and first bytes")
+        (tmp_path / "go").touch()
+        data += recv_all(sock)  # returns only because the server closes
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"\r\nconnection: close" in head.lower() and b"keep-alive" not in head.lower()
