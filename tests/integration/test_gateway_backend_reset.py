@@ -198,10 +198,10 @@ def test_many_concurrent_exchanges_some_reset_leave_no_fd_behind(frontd: Start,
 
     server_backend = backend(protocol, app)
     server = frontd(config(protocol, server_backend.address))
-    [worker] = children(server.pid)
     with server.connect() as sock:  # a first exchange opens what a worker keeps
         sock.sendall(REQUEST)
         assert sock.recv(1000).startswith(b"HTTP/1.1 200 ")
+    [worker] = children(server.pid)  # forked and serving: it answered
     before = len(os.listdir(f"/proc/{worker}/fd"))
     socks = []
     for i in range(40):
