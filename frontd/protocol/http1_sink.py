@@ -20,6 +20,7 @@ import h11
 from frontd import SERVER_SOFTWARE
 from frontd.errors import BadRequest, ContentTooLarge, RequestTimeout, error_for_status
 from frontd.http.dates import http_date
+from frontd.protocol.common import _DIGITS, check_status, declared_length  # noqa: F401 - _DIGITS re-exported by http1
 from frontd.protocol.http1_io import ConnectionIO, _ClientGone
 
 log = logging.getLogger("frontd")
@@ -31,7 +32,6 @@ SERVER_LINE = b"server: " + SERVER_SOFTWARE.encode() + b"\r\n"
 # allowed). Checked on the whole block at once: one regex run per response.
 _HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
 _BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
 _NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
@@ -151,8 +151,7 @@ class Sink:
     async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
         if self.started:
             raise RuntimeError("response already started")
-        if not 200 <= status <= 599:
-            raise error_for_status(502, f"cannot send status {status} as a response")
+        check_status(status)
         if reason and _BAD_REASON.search(reason):
             reason = b""
         if reason and reason != REASONS.get(status):
@@ -169,9 +168,7 @@ class Sink:
                     self.close_after = True
                 continue
             if name == b"content-length":
-                if not _DIGITS.fullmatch(value) or (length is not None and int(value) != length):
-                    raise error_for_status(502, f"invalid Content-Length {value[:40]!r}")
-                length = int(value)
+                length = declared_length(value, length)
             lines.append(name + b": " + value + b"\r\n")
         block = b"".join(lines)
         if not _HEADER_BLOCK.fullmatch(block):
