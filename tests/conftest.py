@@ -177,21 +177,25 @@ def start_frontd(tmp_path: Path, config: str, *, top: str = "", name: str = "fro
 
 def wait_listening(server: Frontd, stderr_path: Path) -> None:
     regex = re.compile(r"listening on (\S+)")
+    started = re.compile(r"frontd \d+ started with \d+ worker")
 
     def ready() -> bool:
         if server.proc.poll() is not None:
             raise AssertionError(f"frontd exited with {server.proc.returncode}: "
                                  f"{stderr_path.read_text(errors='replace')}{server.errors()}")
-        found = regex.findall(server.errors())
-        if found:
-            server.addresses = found
-            for address in found:
-                m = re.fullmatch(r"127\.0\.0\.1:(\d+)", address)
-                if m:
-                    server.port = int(m.group(1))
-                    return True
-            return True
-        return False
+        errors = server.errors()
+        found = regex.findall(errors)
+        # Listening comes first (the master binds), then the workers report ready: a test that
+        # starts only after "started with" never meets a worker that is still starting.
+        if not found or not started.search(errors):
+            return False
+        server.addresses = found
+        for address in found:
+            m = re.fullmatch(r"127\.0\.0\.1:(\d+)", address)
+            if m:
+                server.port = int(m.group(1))
+                break
+        return True
 
     wait_for(ready, START_TIMEOUT, "frontd to listen")
 
