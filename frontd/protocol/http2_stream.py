@@ -156,6 +156,8 @@ class StreamSink:
         length: int | None = None
         for name, value in headers:
             name = name.lower()
+            if type(value) is not bytes or type(name) is not bytes:  # a bytearray: the encoder hashes fields
+                name, value = bytes(name), bytes(value)
             if name in dropped:
                 continue
             if not _NAME.fullmatch(name) or not _VALUE.fullmatch(value):
