@@ -31,6 +31,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 import hyperframe.frame
 
 from frontd.config.model import Limits
@@ -53,6 +54,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # A header list over max_header_size is a 431 on its stream; decoding stops (and the connection
 # ends) at this many times max_header_size.
 HEADER_LIST_HARD_LIMIT = 4
+# Header blocks of indexed fields remembered per connection with what they decode to.
+MAX_REPEATED_BLOCKS = 32
 
 
 class _LocalSettings(h2.settings.Settings):
@@ -64,6 +67,31 @@ class _LocalSettings(h2.settings.Settings):
     @property
     def max_concurrent_streams(self) -> int:
         return 2**31
+
+
+class RepeatingDecoder(hpack.Decoder):
+    """hpack's decoder, which returns the fields it decoded last time for a block it has seen
+    since the dynamic table last changed, when the block is only indexed fields (RFC 7541 §6.1:
+    every byte has its top bit set). Such a block does not change the table, so it decodes the
+    same way until a block that is not all indexed (a literal with indexing, a table size update)
+    arrives. A client repeating its requests sends such blocks (its :authority, user-agent and
+    accept fields indexed once), and hpack's decoding would cost a tenth of each request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._repeats: dict[bytes, list[hpack.HeaderTuple]] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> list[hpack.HeaderTuple]:  # type: ignore[override]
+        if not raw or not data or min(data) < 0x80:
+            self._repeats.clear()
+            return cast(list[hpack.HeaderTuple], super().decode(data, raw))
+        found = self._repeats.get(data)
+        if found is None:
+            found = cast(list[hpack.HeaderTuple], super().decode(data, raw))
+            if len(self._repeats) >= MAX_REPEATED_BLOCKS:
+                self._repeats.clear()
+            self._repeats[data] = found
+        return found
 
 
 class _Stream:
@@ -106,6 +134,7 @@ class H2Protocol(H2Output, asyncio.Protocol):
                                            validate_inbound_headers=False, normalize_inbound_headers=False,
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.decoder = RepeatingDecoder()
         # HPACK bomb: decoding stops at HEADER_LIST_HARD_LIMIT times max_header_size (before our
         # SETTINGS are acknowledged too) and the connection ends, as its HPACK state is lost; a
         # header list over max_header_size alone gets a 431 on its stream.
