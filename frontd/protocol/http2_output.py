@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Container
+from collections.abc import Callable, Container
 
 import h2.connection
 import h2.exceptions
@@ -193,9 +193,9 @@ class H2Output:
         if self.transport is None or self.transport.is_closing() or stream_id not in self.streams:
             raise StreamGone()
 
-    async def window(self, stream_id: int, event: asyncio.Event, wanted: int) -> int:
+    async def window(self, stream_id: int, waiter: Callable[[], asyncio.Event], wanted: int) -> int:
         """How many bytes may go on the stream now (at least 1), waiting up to send_timeout for
-        the client to open its window."""
+        the client to open its window (on the stream's event, which `waiter` gives)."""
         while True:
             self._check(stream_id)
             try:
@@ -204,6 +204,7 @@ class H2Output:
                 raise StreamGone() from None
             if available > 0:
                 return min(available, wanted)
+            event = waiter()
             event.clear()
             try:
                 async with asyncio.timeout(self.limits.send_timeout):

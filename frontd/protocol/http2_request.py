@@ -84,8 +84,7 @@ def make_request(fields: Iterable[tuple[bytes, bytes]], ended: bool, limits: Lim
     cookies: list[bytes] = []
     host_field: bytes | None = None
     size = 0
-    for name, value in fields:
-        name, value = bytes(name), bytes(value)
+    for name, value in fields:  # bytes: h2 decodes with header_encoding=None
         size += len(name) + len(value) + 32  # RFC 9113 §6.5.2: a field's size in the list
         if name.startswith(b":"):
             if headers or cookies:
