@@ -52,7 +52,7 @@ class H2Output:
         self.transport: asyncio.Transport | None = None
         self._paused = False
         self._unflushed = 0  # DATA bytes framed since the last write to the transport
-        self._framed: list[bytes] = []  # frames waiting for that write, in order (send_data)
+        self._framed: list[bytes | memoryview] = []  # frames waiting for that write, in order
         self._flush_scheduled = False
         self._writable = asyncio.Event()
         self._writable.set()
@@ -127,7 +127,7 @@ class H2Output:
             raise error_for_status(502, f"response header not sendable over HTTP/2: {exc}") from None
         self._schedule_flush()
 
-    def _frame(self, kind: bytes, flags: int, stream_id: int, payload: bytes) -> None:
+    def _frame(self, kind: bytes, flags: int, stream_id: int, payload: bytes | memoryview) -> None:
         """A frame built here (RFC 9113 §4.1: a 9-byte head, no padding or priority), queued after
         whatever h2 has framed before it."""
         framed = self._framed
@@ -137,10 +137,11 @@ class H2Output:
         framed.append(len(payload).to_bytes(3, "big") + kind + bytes((flags,)) + stream_id.to_bytes(4, "big"))
         framed.append(payload)
 
-    def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None:
+    def send_data(self, stream_id: int, data: memoryview, end: bool = False) -> None:
         """DATA within the windows `window` granted, framed here (RFC 9113 §6.1: no padding),
         which costs a tenth of h2's frame objects; h2's two outbound windows are charged, and
-        its stream state moved on END_STREAM, as its send_data would."""
+        its stream state moved on END_STREAM, as its send_data would. The frames are views of
+        `data` until the flush joins them."""
         self._check(stream_id)
         stream = self.h2.streams.get(stream_id)
         fast = stream is not None and stream.state_machine.state in _SENDING_STATES

@@ -50,7 +50,7 @@ class StreamConnection(Protocol):
 
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool = False) -> None: ...
 
-    def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None: ...
+    def send_data(self, stream_id: int, data: memoryview, end: bool = False) -> None: ...
 
     def end_stream(self, stream_id: int) -> None: ...
 
@@ -191,13 +191,15 @@ class StreamSink:
             if len(data) > self._remaining:
                 raise error_for_status(502, "response body longer than its Content-Length")
             self._remaining -= len(data)
-        view = memoryview(data)
+        # Frames hold views of the body until the next flush: a bytes body is not copied, a
+        # mutable one (a caller may reuse its buffer) is, once.
+        view = memoryview(data if type(data) is bytes else bytes(data))
         conn = self._conn
         while view:
             n = await conn.window(self._id, self._window_waiter, len(view))
             # The frame that completes the Content-Length ends the stream: no empty DATA frame after.
             last = n == len(view) and self._remaining == 0
-            conn.send_data(self._id, view[:n].tobytes(), end=last)
+            conn.send_data(self._id, view[:n], end=last)
             self.bytes_sent += n
             view = view[n:]
             if last:
