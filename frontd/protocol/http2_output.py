@@ -15,6 +15,8 @@ from collections.abc import Callable, Container
 import h2.connection
 import h2.exceptions
 import h2.stream
+import hpack.huffman
+import hpack.huffman_constants
 from h2.connection import ConnectionInputs
 from h2.errors import ErrorCodes
 from h2.stream import StreamInputs
@@ -22,7 +24,7 @@ from h2.stream import StreamInputs
 from frontd.config.model import Limits
 from frontd.errors import error_for_status
 from frontd.protocol.http2_stream import StreamGone
-from frontd.wire.hpack import encode_block
+from frontd.wire.hpack import encode_field
 
 log = logging.getLogger("frontd")
 
@@ -30,6 +32,15 @@ HIGH_WATER = 256 * 1024  # bytes queued in the transport before the streams wait
 # Stream states in which HEADERS and DATA may go (RFC 9113 §5.1): send_headers and send_data
 # frame them without h2 there.
 _SENDING_STATES = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE})
+# RFC 7541 Appendix B, as hpack has it.
+_HUFFMAN = hpack.huffman.HuffmanEncoder(hpack.huffman_constants.REQUEST_CODES,
+                                        hpack.huffman_constants.REQUEST_CODES_LENGTH).encode
+# Response fields, HPACK-coded, for every connection of the worker: Server, Content-Type, the
+# Date of this second and a hot file's Last-Modified, ETag and Content-Length come back again
+# and again, and Huffman coding in Python costs microseconds a field.
+_CODED: dict[tuple[bytes, bytes], bytes] = {}
+MAX_CODED_FIELDS = 1024
+MAX_CODED_VALUE = 256  # longer values are coded each time, not kept
 # RFC 9113 §6.1, §6.2: frame types and flags.
 _DATA = b"\x00"
 _HEADERS = b"\x01"
@@ -106,7 +117,7 @@ class H2Output:
         stream = self.h2.streams.get(stream_id)
         if (stream is not None and stream.state_machine.state in _SENDING_STATES
                 and not headers[0][1].startswith(b"1") and not self.h2.encoder.header_table.resized):
-            block = encode_block(headers)
+            block = _encode_block(headers)
             if len(block) <= self.h2.max_outbound_frame_size:
                 try:
                     self.h2.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
@@ -241,3 +252,19 @@ class H2Output:
         if self.transport is not None:
             self.transport.abort()
 
+
+
+def _encode_block(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A response's header block (frontd/wire/hpack.py), its fields coded once per worker."""
+    coded = _CODED
+    out = []
+    for field in headers:
+        piece = coded.get(field)
+        if piece is None:
+            piece = encode_field(field[0], field[1], _HUFFMAN)
+            if len(field[1]) <= MAX_CODED_VALUE:
+                if len(coded) >= MAX_CODED_FIELDS:
+                    coded.clear()
+                coded[field] = piece
+        out.append(piece)
+    return b"".join(out)

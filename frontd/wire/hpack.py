@@ -2,14 +2,18 @@
 
 Each field is an index into the static table when name and value are both there (§6.1), else a
 "literal header field without indexing" (§6.2.2) whose name is a static index when it has one;
-strings go without Huffman coding (§5.2, H = 0). Such a block changes neither side's dynamic
-table, so it needs no encoder state and can be mixed freely with blocks from a stateful encoder
-on the same connection, as long as that encoder's pending table size updates (§4.2) go first.
+a string is Huffman-coded when a coder is given and that makes it shorter (§5.2). Such a block
+changes neither side's dynamic table, so it needs no encoder state and can be mixed freely with
+blocks from a stateful encoder on the same connection, as long as that encoder's pending table
+size updates (§4.2) go first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+# A Huffman coder (RFC 7541 §5.2, Appendix B): the code of a string, padded to whole bytes.
+Huffman = Callable[[bytes], bytes]
 
 # RFC 7541 Appendix A: the static table, index 1 to 61.
 STATIC_TABLE: tuple[tuple[bytes, bytes], ...] = (
@@ -91,8 +95,12 @@ def encode_integer(value: int, prefix_bits: int, first: int = 0) -> bytes:
     return bytes(out)
 
 
-def encode_string(value: bytes) -> bytes:
-    """§5.2: a string literal, not Huffman-coded."""
+def encode_string(value: bytes, huffman: Huffman | None = None) -> bytes:
+    """§5.2: a string literal, Huffman-coded (H = 1) when `huffman` makes it shorter."""
+    if huffman is not None and value:
+        coded = huffman(value)
+        if len(coded) < len(value):
+            return encode_integer(len(coded), 7, 0x80) + coded
     n = len(value)
     return (bytes((n,)) if n < 127 else encode_integer(n, 7)) + value
 
@@ -108,18 +116,17 @@ for _index, (_name, _value) in enumerate(STATIC_TABLE, 1):
 del _index, _name, _value
 
 
-def encode_field(name: bytes, value: bytes) -> bytes:
+def encode_field(name: bytes, value: bytes, huffman: Huffman | None = None) -> bytes:
     """One field: a static index, or a literal without indexing. `name` is in lower case."""
     indexed = _INDEXED.get((name, value))
     if indexed is not None:
         return indexed
     head = _NAMED.get(name)
     if head is None:
-        head = b"\x00" + encode_string(name)
-    n = len(value)
-    return head + (bytes((n,)) if n < 127 else encode_integer(n, 7)) + value
+        head = b"\x00" + encode_string(name, huffman)
+    return head + encode_string(value, huffman)
 
 
-def encode_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+def encode_block(fields: Iterable[tuple[bytes, bytes]], huffman: Huffman | None = None) -> bytes:
     """A header block: pseudo-header fields must come first in `fields` (RFC 9113 §8.3)."""
-    return b"".join([encode_field(name, value) for name, value in fields])
+    return b"".join([encode_field(name, value, huffman) for name, value in fields])

@@ -6,9 +6,14 @@ from __future__ import annotations
 import random
 
 import hpack
+import hpack.huffman
+import hpack.huffman_constants
 import pytest
 
 from frontd.wire.hpack import STATIC_TABLE, encode_block, encode_field, encode_integer, encode_string
+
+HUFFMAN = hpack.huffman.HuffmanEncoder(hpack.huffman_constants.REQUEST_CODES,
+                                       hpack.huffman_constants.REQUEST_CODES_LENGTH).encode
 
 
 @pytest.mark.parametrize(("value", "prefix", "wire"), [
@@ -42,6 +47,17 @@ def test_literal_new_name_and_long_names_and_values() -> None:
     assert encode_string(b"v" * 300)[:3] == b"\x7f\xad\x01"
 
 
+def test_huffman_coded_strings() -> None:
+    # C.4.1: "www.example.com", Huffman-coded.
+    assert encode_string(b"www.example.com", HUFFMAN) == bytes.fromhex("8cf1e3c2e5f23a6ba0ab90f4ff")
+    # C.6.1: "302" and "private", here in literals without indexing (name indices 8 and 24).
+    assert encode_field(b":status", b"302", HUFFMAN) == bytes.fromhex("08826402")
+    assert encode_field(b"cache-control", b"private", HUFFMAN) == bytes.fromhex("0f0985aec3771a4b")
+    # Bytes with long codes: the plain string is shorter, so it is sent plain.
+    assert encode_string(b"\x00\x01", HUFFMAN) == b"\x02\x00\x01"
+    assert encode_string(b"", HUFFMAN) == b"\x00"
+
+
 def test_the_static_table_has_61_entries() -> None:
     assert len(STATIC_TABLE) == 61
     assert STATIC_TABLE[0] == (b":authority", b"") and STATIC_TABLE[60] == (b"www-authenticate", b"")
@@ -57,4 +73,5 @@ def test_a_stateful_decoder_reads_blocks_back_and_indexes_nothing() -> None:
             value = bytes(rng.randrange(0x20, 0x7f) for _ in range(rng.choice([0, 3, 126, 127, 128, 5000])))
             fields.append((rng.choice(names).lstrip(b":") or b"x", value))
         assert decoder.decode(encode_block(fields), raw=True) == fields
+        assert decoder.decode(encode_block(fields, HUFFMAN), raw=True) == fields
     assert len(decoder.header_table.dynamic_entries) == 0
