@@ -54,8 +54,11 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # A header list over max_header_size is a 431 on its stream; decoding stops (and the connection
 # ends) at this many times max_header_size.
 HEADER_LIST_HARD_LIMIT = 4
-# Header blocks of indexed fields remembered per connection with what they decode to.
-MAX_REPEATED_BLOCKS = 32
+# Header blocks of indexed fields remembered per connection with what they decode to: at most
+# this many blocks of at most this many bytes (one field a byte), a few KiB of tuples whose
+# names and values are the dynamic table's own.
+MAX_REPEATED_BLOCKS = 8
+MAX_REPEATED_BLOCK = 64
 
 
 class _LocalSettings(h2.settings.Settings):
@@ -75,7 +78,9 @@ class RepeatingDecoder(hpack.Decoder):
     every byte has its top bit set). Such a block does not change the table, so it decodes the
     same way until a block that is not all indexed (a literal with indexing, a table size update)
     arrives. A client repeating its requests sends such blocks (its :authority, user-agent and
-    accept fields indexed once), and hpack's decoding would cost a tenth of each request."""
+    accept fields indexed once), and hpack's decoding would cost a tenth of each request. The
+    table does not change while blocks are remembered, so they keep no field alive that the
+    table does not hold too."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,6 +89,8 @@ class RepeatingDecoder(hpack.Decoder):
     def decode(self, data: bytes, raw: bool = False) -> list[hpack.HeaderTuple]:  # type: ignore[override]
         if not raw or not data or min(data) < 0x80:
             self._repeats.clear()
+            return cast(list[hpack.HeaderTuple], super().decode(data, raw))
+        if len(data) > MAX_REPEATED_BLOCK:
             return cast(list[hpack.HeaderTuple], super().decode(data, raw))
         found = self._repeats.get(data)
         if found is None:

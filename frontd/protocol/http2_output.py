@@ -40,7 +40,7 @@ _HUFFMAN = hpack.huffman.HuffmanEncoder(hpack.huffman_constants.REQUEST_CODES,
 # and again, and Huffman coding in Python costs microseconds a field.
 _CODED: dict[tuple[bytes, bytes], bytes] = {}
 MAX_CODED_FIELDS = 1024
-MAX_CODED_VALUE = 256  # longer values are coded each time, not kept
+MAX_CODED_FIELD = 256  # bytes of name and value; a longer field is coded each time, not kept
 # RFC 9113 §6.1, §6.2: frame types and flags.
 _DATA = b"\x00"
 _HEADERS = b"\x01"
@@ -262,7 +262,7 @@ def _encode_block(headers: list[tuple[bytes, bytes]]) -> bytes:
         piece = coded.get(field)
         if piece is None:
             piece = encode_field(field[0], field[1], _HUFFMAN)
-            if len(field[1]) <= MAX_CODED_VALUE:
+            if len(field[0]) + len(field[1]) <= MAX_CODED_FIELD:
                 if len(coded) >= MAX_CODED_FIELDS:
                     coded.clear()
                 coded[field] = piece

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hpack
 import pytest
 
-from frontd.protocol.http2 import RepeatingDecoder
+from frontd.protocol.http2 import MAX_REPEATED_BLOCK, MAX_REPEATED_BLOCKS, RepeatingDecoder
 
 INDEX_62 = b"\xbe"  # §6.1: indexed field 62, the newest entry of the dynamic table
 
@@ -26,8 +26,11 @@ def test_repeated_block_follows_the_dynamic_table() -> None:
         decoder.decode(INDEX_62, raw=True)
 
 
-def test_remembers_a_bounded_number_of_blocks() -> None:
+def test_remembers_a_bounded_number_of_short_blocks() -> None:
     decoder = RepeatingDecoder()
     for index in range(1, 62):
         decoder.decode(bytes((0x80 | index, 0x82)), raw=True)
-    assert 0 < len(decoder._repeats) <= 32
+    assert 0 < len(decoder._repeats) <= MAX_REPEATED_BLOCKS
+    decoder._repeats.clear()
+    assert len(decoder.decode(b"\x82" * (MAX_REPEATED_BLOCK + 1), raw=True)) == MAX_REPEATED_BLOCK + 1
+    assert not decoder._repeats
