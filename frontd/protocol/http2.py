@@ -31,6 +31,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 import hyperframe.frame
 
 from frontd.config.model import Limits
@@ -40,7 +41,7 @@ from frontd.handlers.error_page import error_body, error_headers
 from frontd.http.forwarded import TrustedProxies
 from frontd.protocol.http2_guard import FloodGuard
 from frontd.protocol.http2_output import HIGH_WATER, H2Output
-from frontd.protocol.http2_request import make_request
+from frontd.protocol.http2_request import Malformed, check_trailers, make_request
 from frontd.protocol.http2_stream import CONNECTION_FIELDS, PLAIN_DROPPED, StreamBody, StreamGone, StreamSink
 from frontd.request import Request, TLSInfo
 from frontd.response import AccessRecorder
@@ -53,6 +54,11 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # A header list over max_header_size is a 431 on its stream; decoding stops (and the connection
 # ends) at this many times max_header_size.
 HEADER_LIST_HARD_LIMIT = 4
+# Header blocks of indexed fields remembered per connection with what they decode to: at most
+# this many blocks of at most this many bytes (one field a byte), a few KiB of tuples whose
+# names and values are the dynamic table's own.
+MAX_REPEATED_BLOCKS = 8
+MAX_REPEATED_BLOCK = 64
 
 
 class _LocalSettings(h2.settings.Settings):
@@ -64,6 +70,35 @@ class _LocalSettings(h2.settings.Settings):
     @property
     def max_concurrent_streams(self) -> int:
         return 2**31
+
+
+class RepeatingDecoder(hpack.Decoder):
+    """hpack's decoder, which returns the fields it decoded last time for a block it has seen
+    since the dynamic table last changed, when the block is only indexed fields (RFC 7541 §6.1:
+    every byte has its top bit set). Such a block does not change the table, so it decodes the
+    same way until a block that is not all indexed (a literal with indexing, a table size update)
+    arrives. A client repeating its requests sends such blocks (its :authority, user-agent and
+    accept fields indexed once), and hpack's decoding would cost a tenth of each request. The
+    table does not change while blocks are remembered, so they keep no field alive that the
+    table does not hold too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._repeats: dict[bytes, list[hpack.HeaderTuple]] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> list[hpack.HeaderTuple]:  # type: ignore[override]
+        if not raw or not data or min(data) < 0x80:
+            self._repeats.clear()
+            return cast(list[hpack.HeaderTuple], super().decode(data, raw))
+        if len(data) > MAX_REPEATED_BLOCK:
+            return cast(list[hpack.HeaderTuple], super().decode(data, raw))
+        found = self._repeats.get(data)
+        if found is None:
+            found = cast(list[hpack.HeaderTuple], super().decode(data, raw))
+            if len(self._repeats) >= MAX_REPEATED_BLOCKS:
+                self._repeats.clear()
+            self._repeats[data] = found
+        return found
 
 
 class _Stream:
@@ -99,12 +134,14 @@ class H2Protocol(H2Output, asyncio.Protocol):
         self.first = True  # no request yet: header_timeout applies, not keepalive_timeout
         self._timer: asyncio.TimerHandle | None = None
         self._guard = FloodGuard()
-        # Response fields are checked and lower-cased by StreamSink.start already: h2's own
-        # outbound checks would cost a third of the time spent on a small response.
+        # h2's own header checks are off, both ways: response fields are checked and lower-cased
+        # by StreamSink.start, request fields by make_request (RFC 9113 §8.2, §8.3) in the pass
+        # that builds the Request, and cookie crumbs are joined there too.
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=True, normalize_inbound_headers=True,
+                                           validate_inbound_headers=False, normalize_inbound_headers=False,
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.decoder = RepeatingDecoder()
         # HPACK bomb: decoding stops at HEADER_LIST_HARD_LIMIT times max_header_size (before our
         # SETTINGS are acknowledged too) and the connection ends, as its HPACK state is lost; a
         # header list over max_header_size alone gets a 431 on its stream.
@@ -202,6 +239,11 @@ class H2Protocol(H2Output, asyncio.Protocol):
         elif kind is h2.events.ConnectionTerminated:
             self.going_away = True
             self._close_when_done()
+        elif kind is h2.events.TrailersReceived:
+            try:
+                check_trailers(event.headers or ())  # type: ignore[attr-defined]
+            except Malformed as exc:
+                self._malformed(exc)
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
@@ -214,28 +256,32 @@ class H2Protocol(H2Output, asyncio.Protocol):
             self._count_control()  # a client that keeps doing this is flooding
             self.reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
+        now = time.monotonic()
+        ended = event.stream_ended is not None
+        try:
+            made = make_request(event.headers or (), ended, self.limits, client=(self.client_addr, self.client_port),
+                                server=(self.server_addr, self.server_port), scheme=self.scheme, tls=self.tls,
+                                trusted=self.trusted)
+        except Malformed as exc:
+            self._malformed(exc)
+            return
         self.first = False
         self._cancel_timer()
-        ended = event.stream_ended is not None
-        now = time.monotonic()
-        method = b"GET"
-        for name, value in event.headers or ():
-            if name == b":method":
-                method = bytes(value)
-        sink = StreamSink(self, stream_id, method == b"HEAD")
-        stream = _Stream(None, None, sink, now)
+        sink = StreamSink(self, stream_id, made.request.method == "HEAD")
+        stream = _Stream(made.request, None, sink, now)
         stream.client_done = ended
         self.streams[stream_id] = stream
-        made = make_request(list(event.headers or ()), ended, self.limits, client=(self.client_addr, self.client_port),
-                            server=(self.server_addr, self.server_port), scheme=self.scheme, tls=self.tls,
-                            trusted=self.trusted)
-        stream.request = made.request
         error = made.error if made.error is not None else self.refused
         if made.error is None and not ended:
             stream.body = made.request.body = StreamBody(self, stream_id, made.length, made.expect)
         stream.task = asyncio.get_running_loop().create_task(self._serve(stream_id, stream, error))
         if self.refused is not None:
             self.shutdown()  # client_connections: this stream's 429 is the last answer
+
+    def _malformed(self, exc: Malformed) -> None:
+        log.info("HTTP/2 connection error (PROTOCOL_ERROR): malformed request: %s, client: %s", exc,
+                 self.client_addr)
+        self._goaway_and_close(h2.errors.ErrorCodes.PROTOCOL_ERROR)
 
     def _data(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id

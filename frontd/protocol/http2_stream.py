@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 import h2.errors
@@ -49,7 +50,7 @@ class StreamConnection(Protocol):
 
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool = False) -> None: ...
 
-    def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None: ...
+    def send_data(self, stream_id: int, data: memoryview, end: bool = False) -> None: ...
 
     def end_stream(self, stream_id: int) -> None: ...
 
@@ -57,7 +58,7 @@ class StreamConnection(Protocol):
 
     def acknowledge(self, stream_id: int, size: int) -> None: ...
 
-    async def window(self, stream_id: int, event: asyncio.Event, wanted: int) -> int: ...
+    async def window(self, stream_id: int, waiter: Callable[[], asyncio.Event], wanted: int) -> int: ...
 
     async def drain(self) -> None: ...
 
@@ -140,12 +141,19 @@ class StreamSink:
         self._head_only = head_only
         self._no_body = head_only
         self._remaining: int | None = None
-        self._window = asyncio.Event()  # set by WINDOW_UPDATE and SETTINGS while we wait on it
+        # Set by WINDOW_UPDATE and SETTINGS while a write waits on it; made by the first such wait.
+        self._window: asyncio.Event | None = None
         self._head: list[tuple[bytes, bytes]] | None = None  # a bodiless response's fields, until end()
 
     def window_opened(self) -> None:
         """WINDOW_UPDATE or SETTINGS from the client: a write waiting for its window tries again."""
-        self._window.set()
+        if self._window is not None:
+            self._window.set()
+
+    def _window_waiter(self) -> asyncio.Event:
+        if self._window is None:
+            self._window = asyncio.Event()
+        return self._window
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
         if self.started:
@@ -156,6 +164,8 @@ class StreamSink:
         length: int | None = None
         for name, value in headers:
             name = name.lower()
+            if type(value) is not bytes or type(name) is not bytes:  # a bytearray: the encoder hashes fields
+                name, value = bytes(name), bytes(value)
             if name in dropped:
                 continue
             if not _NAME.fullmatch(name) or not _VALUE.fullmatch(value):
@@ -181,13 +191,15 @@ class StreamSink:
             if len(data) > self._remaining:
                 raise error_for_status(502, "response body longer than its Content-Length")
             self._remaining -= len(data)
-        view = memoryview(data)
+        # Frames hold views of the body until the next flush: a bytes body is not copied, a
+        # mutable one (a caller may reuse its buffer) is, once.
+        view = memoryview(data if type(data) is bytes else bytes(data))
         conn = self._conn
         while view:
-            n = await conn.window(self._id, self._window, len(view))
+            n = await conn.window(self._id, self._window_waiter, len(view))
             # The frame that completes the Content-Length ends the stream: no empty DATA frame after.
             last = n == len(view) and self._remaining == 0
-            conn.send_data(self._id, view[:n].tobytes(), end=last)
+            conn.send_data(self._id, view[:n], end=last)
             self.bytes_sent += n
             view = view[n:]
             if last:

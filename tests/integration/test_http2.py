@@ -185,6 +185,19 @@ def test_nghttp_many_streams_on_one_connection(srv: H2Server) -> None:
     assert len(rows) == 30
 
 
+def test_nghttp_with_no_hpack_table_gets_the_size_update_first(srv: H2Server) -> None:
+    """A client whose SETTINGS_HEADER_TABLE_SIZE is 0: the first response block after it starts
+    with a dynamic table size update (RFC 7541 §4.2), which nghttp2 requires (COMPRESSION_ERROR
+    otherwise); the blocks after it reference the static table only."""
+    base = f"https://127.0.0.1:{srv.tls}"
+    out = subprocess.run(["nghttp", "-n", "-s", "-c", "0", "-m", "5", "--timeout=20", f"{base}/hello.txt",
+                          f"{base}/nothing"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = re.findall(r"^\s*\d+\s+\S+\s+\S+\s+\S+\s+(\d{3})\s+(\S+) (\S+)$", out.stdout, re.M)
+    assert sorted(set(rows)) == [("200", "6", "/hello.txt"), ("404", "124", "/nothing")], out.stdout
+    assert len(rows) == 10
+
+
 def test_h2load_all_requests_succeed(srv: H2Server) -> None:
     out = subprocess.run(["h2load", "-n", "400", "-c", "4", "-m", "10", f"https://127.0.0.1:{srv.tls}/hello.txt"],
                          capture_output=True, text=True, timeout=120)

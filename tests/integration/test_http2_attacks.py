@@ -198,13 +198,15 @@ def test_memory_and_fds_after_the_attacks(srv: H2Server) -> None:
 def test_malformed_requests(srv: H2Server) -> None:
     """RFC 9113 §8.2.2, §8.3: connection-specific fields, a te other than trailers and upper-case
     names end the connection (PROTOCOL_ERROR), as does a request with neither :authority nor Host."""
-    for field in [("connection", "keep-alive"), ("te", "gzip"), ("X-Upper", "1"), ("transfer-encoding", "chunked")]:
+    for fields in [[("connection", "keep-alive")], [("te", "gzip")], [("X-Upper", "1")],
+                   [("transfer-encoding", "chunked")], [("x-space", " before")], [("x-nul", "a\x00b")],
+                   [(":path", "/again")], [("accept", "*/*"), (":custom", "1")], [("host", "b.test")]]:
         with srv.client() as c:
             c.flush()
-            block = hpack.Encoder().encode([*PREFACE_HEADERS, field])
+            block = hpack.Encoder().encode([*PREFACE_HEADERS, *fields])
             send_quietly(c, hyperframe.frame.HeadersFrame(1, data=block, flags=["END_STREAM", "END_HEADERS"]).serialize())
             c.wait_closed()
-            assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR, field
+            assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR, fields
     with srv.client() as c:
         assert c.get("/hello.txt", [("te", "trailers")]).status == 200
         c.conn.config.validate_outbound_headers = False  # h2 would not send it
@@ -213,3 +215,17 @@ def test_malformed_requests(srv: H2Server) -> None:
         c.flush()
         c.wait_closed()
         assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+
+
+def test_trailers_with_a_pseudo_header_field_end_the_connection(srv: H2Server) -> None:
+    """RFC 9113 §8.1: trailers carry no pseudo-header field; a block that does is malformed."""
+    with srv.client() as c:
+        c.flush()
+        encoder = hpack.Encoder()
+        head = encoder.encode([(":method", "POST"), *PREFACE_HEADERS[1:3], (":path", "/hello.txt")])
+        trailers = encoder.encode([(":path", "/other")])
+        send_quietly(c, hyperframe.frame.HeadersFrame(1, data=head, flags=["END_HEADERS"]).serialize()
+                     + hyperframe.frame.HeadersFrame(1, data=trailers, flags=["END_STREAM", "END_HEADERS"]).serialize())
+        c.wait_closed()
+        assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    still_serving(srv)
