@@ -21,7 +21,9 @@ is a regular file not older than the original: with the original's Content-Type,
 validators, ranges and conditionals, and `Vary: Accept-Encoding` on every answer for the file.
 
 File bodies go to `sink.sendfile`: zero-copy and in constant memory (the connection copies only a
-body small enough to leave in the same write as the head). Several ranges are coalesced by
+body small enough to leave in the same write as the head). The bytes of small files are kept per
+worker (`[limits] file_cache_size`, handlers/file_cache.py) and written from there; every check
+above still runs for each request, and the cache is keyed by the stat the walk returns. Several ranges are coalesced by
 http/ranges.py and answered with the whole file when their multipart framing would outweigh it.
 """
 
@@ -32,10 +34,12 @@ import os
 import stat
 import time
 import urllib.parse
+from collections.abc import Awaitable
 from typing import BinaryIO
 
 from frontd.config.model import Config, Route, VHost
 from frontd.errors import Forbidden, MethodNotAllowed, NotFound, PreconditionFailed
+from frontd.handlers.file_cache import FileCache
 from frontd.http import conditional, encoding, ranges
 from frontd.http.dates import http_date
 from frontd.http.mime import content_type
@@ -76,6 +80,8 @@ class StaticHandler:
 
     def __init__(self, config: Config) -> None:
         self._script_extensions = config.script_extensions
+        size = config.limits.file_cache_size
+        self.cache = FileCache(size) if size > 0 else None
         # Per vhost, the CGI directories whose files must never go out as bytes.
         self._cgi_dirs: dict[int, tuple[str, ...]] = {
             id(vhost): tuple(route.directory for route in vhost.routes
@@ -222,6 +228,16 @@ class StaticHandler:
         await sink.start(301, [(b"location", location.encode("ascii")), (b"content-length", b"0")])
 
     async def _send_file(self, request: Request, sink: ResponseSink, path: str, lst: os.stat_result) -> None:
+        route = request.route
+        precompressed = route.precompressed if route is not None else (request.vhost is not None
+                                                                        and request.vhost.precompressed)
+        cache = self.cache
+        if cache is not None and not precompressed:
+            # Keyed by the stat the walk just took: a changed, replaced or chmod-ed file misses.
+            data = cache.get(lst)
+            if data is not None:
+                await self.send_open_file(request, sink, path, None, lst, data=data)
+                return
         try:
             fd = os.open(path, _OPEN_FLAGS)
         except OSError as exc:
@@ -237,10 +253,15 @@ class StaticHandler:
             # The inode the walk checked, still a regular file (see the module docstring).
             if (st.st_ino, st.st_dev) != (lst.st_ino, lst.st_dev) or not stat.S_ISREG(st.st_mode):
                 raise NotFound(f"{request.path!r} changed while it was being opened")
-            route = request.route
-            if route.precompressed if route is not None else request.vhost is not None and request.vhost.precompressed:
+            if precompressed:
                 await self._send_precompressed(request, sink, path, file, st)
                 return
+            if cache is not None and cache.wanted(st):
+                data = os.pread(fd, st.st_size, 0)
+                cache.put(st, data)
+                if len(data) == st.st_size:
+                    await self.send_open_file(request, sink, path, None, st, data=data)
+                    return
             await self.send_open_file(request, sink, path, file, st)
 
     async def _send_precompressed(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
@@ -265,10 +286,18 @@ class StaticHandler:
                 return
         await self.send_open_file(request, sink, path, file, st, extra=(_VARY,))
 
-    async def send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
-                              st: os.stat_result, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    async def send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO | None,
+                              st: os.stat_result, extra: tuple[tuple[bytes, bytes], ...] = (), *,
+                              data: bytes | None = None) -> None:
         """`file` (of stat `st`) as the content of `path`: its type is the name's, its validators
-        and length the file's own. `extra` fields go on every answer (200, 206, 304)."""
+        and length the file's own. `extra` fields go on every answer (200, 206, 304). `data`, when
+        given, is the file's whole content (from the cache) and is sent instead of `file`."""
+        def body(offset: int, count: int) -> Awaitable[None]:
+            if data is not None:
+                return sink.write(data[offset:offset + count])
+            assert file is not None
+            return sink.sendfile(file, offset, count)
+
         fields: dict[bytes, bytes] = {}
         for name, value in request.headers:
             if name in _CONDITIONAL_HEADERS:
@@ -306,7 +335,7 @@ class StaticHandler:
                                        (b"content-length", b"%d" % length)])
                 for part_head, first, last in parts:
                     await sink.write(part_head)
-                    await sink.sendfile(file, first, last - first + 1)
+                    await body(first, last - first + 1)
                 await sink.write(closing)
                 return
             # Small ranges whose part heads outweigh the bytes asked for: the whole file costs
@@ -317,13 +346,13 @@ class StaticHandler:
             await sink.start(200, headers)
             # The sink sends the bytes zero-copy, or copies a small body into the head's write;
             # for HEAD it sends nothing.
-            await sink.sendfile(file, 0, size)
+            await body(0, size)
         else:
             first, last = spans[0]
             headers += [(b"content-range", ranges.content_range(first, last, size)),
                         (b"content-length", b"%d" % (last - first + 1))]
             await sink.start(206, headers)
-            await sink.sendfile(file, first, last - first + 1)
+            await body(first, last - first + 1)
 
     @staticmethod
     async def _listing(request: Request, sink: ResponseSink, directory: str) -> None:

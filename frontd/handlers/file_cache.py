@@ -1,0 +1,77 @@
+"""The bytes of small static files, kept per worker: `[limits] file_cache_size`.
+
+A hit spares the open, fstat, read and close of a small file; everything else a static request
+does still runs (the path walk with its `lstat` per segment, the symlink, dot-file, script and
+CGI checks). An entry is keyed by the stat of the file the walk found: (device, inode, size,
+mtime, ctime), in nanoseconds. So a file replaced (rename over, delete and re-create: another
+inode), rewritten (mtime and ctime), or whose owner, mode or ACL changed (chmod, chown, setfacl:
+ctime) is looked up under another key and opened again, and a file made unreadable stops being
+served exactly as without the cache: its open fails. A directory made unsearchable makes the
+walk's `lstat` fail first.
+
+Only files whose ctime lies more than a second in the past are kept: a file system stamps times
+at a clock tick's resolution, so a write in the same tick as the read would otherwise leave the
+key unchanged beside new bytes. A change after the read moves the ctime to now, away from any
+key kept.
+
+The entries form an LRU bounded in total bytes; a file over `max_file` is never kept.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+
+# Files up to this size are kept: the size the connection sends in one write with the head.
+MAX_FILE = 64 * 1024
+# A ctime at least this old (ns) cannot be shared by a write still to come (see the docstring).
+SETTLED_NS = 1_000_000_000
+
+Key = tuple[int, int, int, int, int]
+
+
+def file_key(st: os.stat_result) -> Key:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+class FileCache:
+    """An LRU of file contents by `file_key`, at most `max_size` bytes in all."""
+
+    __slots__ = ("max_size", "max_file", "size", "_entries")
+
+    def __init__(self, max_size: int, max_file: int = MAX_FILE) -> None:
+        self.max_size = max_size
+        self.max_file = min(max_file, max_size)
+        self.size = 0
+        self._entries: OrderedDict[Key, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, st: os.stat_result) -> bytes | None:
+        """The bytes of the file of this stat, if kept."""
+        key = file_key(st)
+        data = self._entries.get(key)
+        if data is not None:
+            self._entries.move_to_end(key)
+        return data
+
+    def wanted(self, st: os.stat_result) -> bool:
+        """Whether a file of this stat (from its open descriptor) may be kept."""
+        return st.st_size <= self.max_file and time.time_ns() - st.st_ctime_ns > SETTLED_NS
+
+    def put(self, st: os.stat_result, data: bytes) -> None:
+        """Keep `data`, read from the open file whose fstat is `st` after that fstat; a short
+        read (the file shrank meanwhile) is not kept."""
+        if len(data) != st.st_size or not self.wanted(st):
+            return
+        key = file_key(st)
+        entries = self._entries
+        old = entries.pop(key, None)
+        if old is not None:
+            self.size -= len(old)
+        while entries and self.size + len(data) > self.max_size:
+            self.size -= len(entries.popitem(last=False)[1])
+        entries[key] = data
+        self.size += len(data)
