@@ -39,7 +39,7 @@ from typing import BinaryIO
 
 from frontd.config.model import Config, Route, VHost
 from frontd.errors import Forbidden, MethodNotAllowed, NotFound, PreconditionFailed
-from frontd.handlers.file_cache import FileCache
+from frontd.handlers.file_cache import CachedFile, FileCache
 from frontd.http import conditional, encoding, ranges
 from frontd.http.dates import http_date
 from frontd.http.mime import content_type
@@ -152,8 +152,21 @@ class StaticHandler:
             raise Forbidden(f"{request.path!r}: {path} is a CGI program; its bytes are never served")
         if self._password_files and path in self._password_files:
             raise Forbidden(f"{request.path!r}: {path} is an htpasswd file of auth; it is never served")
+        cache = self.cache
+        if cache is not None and not self._precompressed(request):
+            # Keyed by the stat the walk just took: a changed, replaced or chmod-ed file misses.
+            cached = cache.get(st)
+            if cached is not None:
+                await self.send_open_file(request, sink, path, None, st, cached=cached)
+                return None
         await self._send_file(request, sink, path, st)
         return None
+
+    @staticmethod
+    def _precompressed(request: Request) -> bool:
+        route = request.route
+        return route.precompressed if route is not None else (request.vhost is not None
+                                                               and request.vhost.precompressed)
 
     def _is_script(self, name: str, path: str) -> bool:
         """Whether the name asked for, or that of the file it leads to, ends in a script extension."""
@@ -228,16 +241,6 @@ class StaticHandler:
         await sink.start(301, [(b"location", location.encode("ascii")), (b"content-length", b"0")])
 
     async def _send_file(self, request: Request, sink: ResponseSink, path: str, lst: os.stat_result) -> None:
-        route = request.route
-        precompressed = route.precompressed if route is not None else (request.vhost is not None
-                                                                        and request.vhost.precompressed)
-        cache = self.cache
-        if cache is not None and not precompressed:
-            # Keyed by the stat the walk just took: a changed, replaced or chmod-ed file misses.
-            data = cache.get(lst)
-            if data is not None:
-                await self.send_open_file(request, sink, path, None, lst, data=data)
-                return
         try:
             fd = os.open(path, _OPEN_FLAGS)
         except OSError as exc:
@@ -253,14 +256,14 @@ class StaticHandler:
             # The inode the walk checked, still a regular file (see the module docstring).
             if (st.st_ino, st.st_dev) != (lst.st_ino, lst.st_dev) or not stat.S_ISREG(st.st_mode):
                 raise NotFound(f"{request.path!r} changed while it was being opened")
-            if precompressed:
+            if self._precompressed(request):
                 await self._send_precompressed(request, sink, path, file, st)
                 return
+            cache = self.cache
             if cache is not None and cache.wanted(st):
-                data = os.pread(fd, st.st_size, 0)
-                cache.put(st, data)
-                if len(data) == st.st_size:
-                    await self.send_open_file(request, sink, path, None, st, data=data)
+                cached = cache.put(st, os.pread(fd, st.st_size, 0))
+                if cached is not None:
+                    await self.send_open_file(request, sink, path, None, st, cached=cached)
                     return
             await self.send_open_file(request, sink, path, file, st)
 
@@ -288,13 +291,13 @@ class StaticHandler:
 
     async def send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO | None,
                               st: os.stat_result, extra: tuple[tuple[bytes, bytes], ...] = (), *,
-                              data: bytes | None = None) -> None:
+                              cached: CachedFile | None = None) -> None:
         """`file` (of stat `st`) as the content of `path`: its type is the name's, its validators
-        and length the file's own. `extra` fields go on every answer (200, 206, 304). `data`, when
-        given, is the file's whole content (from the cache) and is sent instead of `file`."""
+        and length the file's own. `extra` fields go on every answer (200, 206, 304). `cached`,
+        when given, is the file kept in memory, sent instead of `file`."""
         def body(offset: int, count: int) -> Awaitable[None]:
-            if data is not None:
-                return sink.write(data[offset:offset + count])
+            if cached is not None:
+                return sink.write(cached.data[offset:offset + count])
             assert file is not None
             return sink.sendfile(file, offset, count)
 
@@ -304,9 +307,11 @@ class StaticHandler:
                 # RFC 9110 §5.3: several lines of a list-based field are one comma-separated list.
                 fields[name] = fields[name] + b", " + value if name in fields else value
         size = st.st_size
-        etag = conditional.make_etag(st)
         mtime = st.st_mtime
-        last_modified = http_date(mtime)
+        if cached is not None:
+            etag, last_modified = cached.etag, cached.last_modified
+        else:
+            etag, last_modified = conditional.make_etag(st), http_date(mtime)
         ctype = content_type(path)
         headers = [(b"content-type", ctype), (b"last-modified", last_modified), (b"etag", etag),
                    (b"accept-ranges", b"bytes"), *extra]

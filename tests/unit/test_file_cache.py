@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from frontd.config.load import ConfigError, load_config
-from frontd.handlers.file_cache import SETTLED_NS, FileCache, file_key
+from frontd.handlers.file_cache import SETTLED_NS, CachedFile, FileCache, file_key
+from frontd.http.dates import http_date
+
+
+def data(entry: CachedFile | None) -> bytes | None:
+    return entry.data if entry is not None else None
 
 
 def settled_stat(path: Path, data: bytes) -> os.stat_result:
@@ -26,8 +31,11 @@ def settled_stat(path: Path, data: bytes) -> os.stat_result:
 def test_a_kept_file_is_found_by_its_stat(tmp_path: Path) -> None:
     cache = FileCache(1024)
     st = settled_stat(tmp_path / "a", b"abc")
-    cache.put(st, b"abc")
-    assert cache.get(st) == b"abc"
+    kept = cache.put(st, b"abc")
+    assert kept is not None and cache.get(st) is kept
+    assert kept.data == b"abc"
+    assert kept.etag == b'"%x-3"' % st.st_mtime_ns
+    assert kept.last_modified == http_date(st.st_mtime)
     assert len(cache) == 1 and cache.size == 3
 
 
@@ -51,14 +59,14 @@ def test_a_fresh_file_is_not_kept(tmp_path: Path) -> None:
     st = os.stat(path)
     assert time.time_ns() - st.st_ctime_ns < SETTLED_NS
     assert not cache.wanted(st)
-    cache.put(st, b"abc")
+    assert cache.put(st, b"abc") is None
     assert cache.get(st) is None
 
 
 def test_a_short_read_is_not_kept(tmp_path: Path) -> None:
     cache = FileCache(1024)
     st = settled_stat(tmp_path / "a", b"abcd")
-    cache.put(st, b"abc")  # the file shrank between fstat and read
+    assert cache.put(st, b"abc") is None  # the file shrank between fstat and read
     assert cache.get(st) is None
 
 
@@ -80,10 +88,10 @@ def test_least_recently_used_goes_first(tmp_path: Path) -> None:
     c = settled_stat(tmp_path / "c", b"cccc")
     cache.put(a, b"aaaa")
     cache.put(b, b"bbbb")
-    assert cache.get(a) == b"aaaa"  # a is now the most recent
+    assert data(cache.get(a)) == b"aaaa"  # a is now the most recent
     cache.put(c, b"cccc")  # 12 bytes > 10: b goes
     assert cache.get(b) is None
-    assert cache.get(a) == b"aaaa" and cache.get(c) == b"cccc"
+    assert data(cache.get(a)) == b"aaaa" and data(cache.get(c)) == b"cccc"
     assert cache.size == 8
     cache.put(a, b"aaaa")  # the same key again is not counted twice
     assert cache.size == 8 and len(cache) == 2
