@@ -28,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FILES = {"small": ("small.txt", 96), "64KiB": ("64k.bin", 64 * 1024), "1MiB": ("1m.bin", 1 << 20)}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SETTLED = 2.2  # seconds: more than the age at which the file cache keeps a file
 
 
 def cpu_seconds(pid: int) -> float:
@@ -67,9 +68,12 @@ def start(tree: Path, work: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     docroot.mkdir()
     for name, size in FILES.values():
         (docroot / name).write_bytes((b"frontd static file bench.\n" * (size // 26 + 1))[:size])
-    old = time.time() - 3600  # older than a second, as a deployed site's files are
+    old = time.time() - 3600  # as a deployed site's files are
     for name, _ in FILES.values():
         os.utime(docroot / name, (old, old))
+    # The file cache keeps a file once its ctime (now: it cannot be set back) is two seconds old.
+    created = time.time()
+    wait_until(lambda: time.time() - created > SETTLED, SETTLED + 5, "the files' ctime to settle")
     error_log = work / "error.log"
     conf = work / "frontd.conf"
     conf.write_text(f'listen = ["127.0.0.1:0"]\nworkers = 1\nerror_log = "{error_log}"\naccess_log = "off"\n'

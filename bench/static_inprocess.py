@@ -27,9 +27,9 @@ from frontd.handlers.dispatch import Dispatcher
 from frontd.protocol.http1 import Connection
 from frontd.request import Request
 
-# The file cache keeps a file once its ctime is a second old (as a deployed site's are); a
+# The file cache keeps a file once its ctime is two seconds old (as a deployed site's are); a
 # constant here, so that trees without the cache run too.
-SETTLED_NS = 1_000_000_000
+SETTLED_NS = 2_000_000_000
 REQUEST = b"GET /small.txt HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 
 

@@ -9,10 +9,11 @@ ctime) is looked up under another key and opened again, and a file made unreadab
 served exactly as without the cache: its open fails. A directory made unsearchable makes the
 walk's `lstat` fail first.
 
-Only files whose ctime lies more than a second in the past are kept: a file system stamps times
-at a clock tick's resolution, so a write in the same tick as the read would otherwise leave the
-key unchanged beside new bytes. A change after the read moves the ctime to now, away from any
-key kept.
+Only files whose ctime lies more than two seconds in the past are kept: a file system stamps
+times at its own resolution (nanoseconds on ext4, XFS and btrfs, a second on ext3, two seconds on
+FAT), so a write in the same tick as the read would otherwise leave the key unchanged beside new
+bytes. Once a whole tick has passed since the ctime, a later change stamps a later ctime, away
+from any key kept.
 
 The entries form an LRU bounded in total bytes; a file over `max_file` is never kept. With the
 bytes go the file's validators (ETag, Last-Modified), which depend on the stat alone; its
@@ -30,8 +31,9 @@ from frontd.http.dates import http_date
 
 # Files up to this size are kept: the size the connection sends in one write with the head.
 MAX_FILE = 64 * 1024
-# A ctime at least this old (ns) cannot be shared by a write still to come (see the docstring).
-SETTLED_NS = 1_000_000_000
+# A ctime older than this (ns) cannot be shared by a write still to come: the coarsest time
+# stamps (FAT's) tick every two seconds (see the docstring).
+SETTLED_NS = 2_000_000_000
 
 Key = tuple[int, int, int, int, int]
 

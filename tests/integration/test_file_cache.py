@@ -2,7 +2,7 @@
 file system no longer holds.
 
 One frontd serves the module. Every file is created first and the tests wait (on the condition,
-with a deadline) until their ctime is more than a second old, the age the cache asks before it
+with a deadline) until their ctime is more than two seconds old, the age the cache asks before it
 keeps a file; each test then asks for its file twice (the second answer from the cache, which
 `test_cached_file_is_sent_without_opening_it` shows with strace), changes it the way a deploy or
 an administrator would, and checks the next answer is the new state's.
@@ -38,7 +38,7 @@ def content(name: str, version: int = 1) -> bytes:
 def settle(paths: list[Path]) -> None:
     """Until every file's ctime is old enough for the cache to keep it."""
     wait_for(lambda: all(time.time_ns() - p.lstat().st_ctime_ns > SETTLED_NS + 50_000_000 for p in paths),
-             5, "the files' ctime to be a second old")
+             10, "the files' ctime to be old enough")
 
 
 @pytest.fixture(scope="module")

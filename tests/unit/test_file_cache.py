@@ -18,7 +18,7 @@ def data(entry: CachedFile | None) -> bytes | None:
 
 
 def settled_stat(path: Path, data: bytes) -> os.stat_result:
-    """A stat of `path` holding `data`, its ctime moved a second and more into the past (as
+    """A stat of `path` holding `data`, its ctime moved past the settling age (as
     seen by the cache) by a stat_result copy: the kernel sets ctime only to now."""
     path.write_bytes(data)
     st = os.stat(path)
@@ -52,7 +52,7 @@ def test_each_part_of_the_key_counts(tmp_path: Path) -> None:
 
 
 def test_a_fresh_file_is_not_kept(tmp_path: Path) -> None:
-    """A ctime within the last second may be shared by a write still to come."""
+    """A ctime within the last two seconds may be shared by a write still to come."""
     cache = FileCache(1024)
     path = tmp_path / "a"
     path.write_bytes(b"abc")
