@@ -23,8 +23,9 @@ validators, ranges and conditionals, and `Vary: Accept-Encoding` on every answer
 File bodies go to `sink.sendfile`: zero-copy and in constant memory (the connection copies only a
 body small enough to leave in the same write as the head). The bytes of small files are kept per
 worker (`[limits] file_cache_size`, handlers/file_cache.py) and written from there; every check
-above still runs for each request, and the cache is keyed by the stat the walk returns. Several ranges are coalesced by
-http/ranges.py and answered with the whole file when their multipart framing would outweigh it.
+above still runs for each request, and the cache is keyed by the stat the walk returns. Several
+ranges are coalesced by http/ranges.py and answered with the whole file when their multipart
+framing would outweigh it.
 """
 
 from __future__ import annotations
