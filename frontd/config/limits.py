@@ -26,7 +26,7 @@ class LimitsSection(ValueReader):
                 continue  # client_limits() below
             if name in ("max_connections", "http2_max_streams"):
                 values[name] = self.integer(item, key, 1)
-            elif name == "max_body_size":
+            elif name in ("max_body_size", "file_cache_size"):
                 values[name] = self.size(item, key, positive=False)
             elif name.startswith("max_"):
                 values[name] = self.size(item, key, positive=True)

@@ -96,6 +96,7 @@ class Limits:
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     http2_max_streams: int = 128  # concurrent streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)
+    file_cache_size: int = 16 * 1024 * 1024  # small static files' bytes kept per worker; 0 = none
     # Per client address, across all workers (frontd/rules/limits.py); 0 = no limit.
     client_connections: int = 0  # open connections; beyond -> 429 and close
     client_rate: float = 0.0  # requests per second refilling the bucket; beyond -> 429

@@ -21,8 +21,11 @@ is a regular file not older than the original: with the original's Content-Type,
 validators, ranges and conditionals, and `Vary: Accept-Encoding` on every answer for the file.
 
 File bodies go to `sink.sendfile`: zero-copy and in constant memory (the connection copies only a
-body small enough to leave in the same write as the head). Several ranges are coalesced by
-http/ranges.py and answered with the whole file when their multipart framing would outweigh it.
+body small enough to leave in the same write as the head). The bytes of small files are kept per
+worker (`[limits] file_cache_size`, handlers/file_cache.py) and written from there; every check
+above still runs for each request, and the cache is keyed by the stat the walk returns. Several
+ranges are coalesced by http/ranges.py and answered with the whole file when their multipart
+framing would outweigh it.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ import os
 import stat
 import time
 import urllib.parse
+from collections.abc import Awaitable
 from typing import BinaryIO
 
 from frontd.config.model import Config, Route, VHost
 from frontd.errors import Forbidden, MethodNotAllowed, NotFound, PreconditionFailed
+from frontd.handlers.file_cache import CachedFile, FileCache
 from frontd.http import conditional, encoding, ranges
 from frontd.http.dates import http_date
 from frontd.http.mime import content_type
@@ -76,6 +81,8 @@ class StaticHandler:
 
     def __init__(self, config: Config) -> None:
         self._script_extensions = config.script_extensions
+        size = config.limits.file_cache_size
+        self.cache = FileCache(size) if size > 0 else None
         # Per vhost, the CGI directories whose files must never go out as bytes.
         self._cgi_dirs: dict[int, tuple[str, ...]] = {
             id(vhost): tuple(route.directory for route in vhost.routes
@@ -146,8 +153,21 @@ class StaticHandler:
             raise Forbidden(f"{request.path!r}: {path} is a CGI program; its bytes are never served")
         if self._password_files and path in self._password_files:
             raise Forbidden(f"{request.path!r}: {path} is an htpasswd file of auth; it is never served")
+        cache = self.cache
+        if cache is not None and not self._precompressed(request):
+            # Keyed by the stat the walk just took: a changed, replaced or chmod-ed file misses.
+            cached = cache.get(st)
+            if cached is not None:
+                await self.send_open_file(request, sink, path, None, st, cached=cached)
+                return None
         await self._send_file(request, sink, path, st)
         return None
+
+    @staticmethod
+    def _precompressed(request: Request) -> bool:
+        route = request.route
+        return route.precompressed if route is not None else (request.vhost is not None
+                                                               and request.vhost.precompressed)
 
     def _is_script(self, name: str, path: str) -> bool:
         """Whether the name asked for, or that of the file it leads to, ends in a script extension."""
@@ -237,10 +257,15 @@ class StaticHandler:
             # The inode the walk checked, still a regular file (see the module docstring).
             if (st.st_ino, st.st_dev) != (lst.st_ino, lst.st_dev) or not stat.S_ISREG(st.st_mode):
                 raise NotFound(f"{request.path!r} changed while it was being opened")
-            route = request.route
-            if route.precompressed if route is not None else request.vhost is not None and request.vhost.precompressed:
+            if self._precompressed(request):
                 await self._send_precompressed(request, sink, path, file, st)
                 return
+            cache = self.cache
+            if cache is not None and cache.wanted(st):
+                cached = cache.put(st, os.pread(fd, st.st_size, 0))
+                if cached is not None:
+                    await self.send_open_file(request, sink, path, None, st, cached=cached)
+                    return
             await self.send_open_file(request, sink, path, file, st)
 
     async def _send_precompressed(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
@@ -265,19 +290,29 @@ class StaticHandler:
                 return
         await self.send_open_file(request, sink, path, file, st, extra=(_VARY,))
 
-    async def send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO,
-                              st: os.stat_result, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    async def send_open_file(self, request: Request, sink: ResponseSink, path: str, file: BinaryIO | None,
+                              st: os.stat_result, extra: tuple[tuple[bytes, bytes], ...] = (), *,
+                              cached: CachedFile | None = None) -> None:
         """`file` (of stat `st`) as the content of `path`: its type is the name's, its validators
-        and length the file's own. `extra` fields go on every answer (200, 206, 304)."""
+        and length the file's own. `extra` fields go on every answer (200, 206, 304). `cached`,
+        when given, is the file kept in memory, sent instead of `file`."""
+        def body(offset: int, count: int) -> Awaitable[None]:
+            if cached is not None:
+                return sink.write(cached.data[offset:offset + count])
+            assert file is not None
+            return sink.sendfile(file, offset, count)
+
         fields: dict[bytes, bytes] = {}
         for name, value in request.headers:
             if name in _CONDITIONAL_HEADERS:
                 # RFC 9110 §5.3: several lines of a list-based field are one comma-separated list.
                 fields[name] = fields[name] + b", " + value if name in fields else value
         size = st.st_size
-        etag = conditional.make_etag(st)
         mtime = st.st_mtime
-        last_modified = http_date(mtime)
+        if cached is not None:
+            etag, last_modified = cached.etag, cached.last_modified
+        else:
+            etag, last_modified = conditional.make_etag(st), http_date(mtime)
         ctype = content_type(path)
         headers = [(b"content-type", ctype), (b"last-modified", last_modified), (b"etag", etag),
                    (b"accept-ranges", b"bytes"), *extra]
@@ -306,7 +341,7 @@ class StaticHandler:
                                        (b"content-length", b"%d" % length)])
                 for part_head, first, last in parts:
                     await sink.write(part_head)
-                    await sink.sendfile(file, first, last - first + 1)
+                    await body(first, last - first + 1)
                 await sink.write(closing)
                 return
             # Small ranges whose part heads outweigh the bytes asked for: the whole file costs
@@ -317,13 +352,13 @@ class StaticHandler:
             await sink.start(200, headers)
             # The sink sends the bytes zero-copy, or copies a small body into the head's write;
             # for HEAD it sends nothing.
-            await sink.sendfile(file, 0, size)
+            await body(0, size)
         else:
             first, last = spans[0]
             headers += [(b"content-range", ranges.content_range(first, last, size)),
                         (b"content-length", b"%d" % (last - first + 1))]
             await sink.start(206, headers)
-            await sink.sendfile(file, first, last - first + 1)
+            await body(first, last - first + 1)
 
     @staticmethod
     async def _listing(request: Request, sink: ResponseSink, directory: str) -> None:

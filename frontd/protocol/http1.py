@@ -208,22 +208,22 @@ class Connection(ConnectionIO):
             except h11.RemoteProtocolError as exc:
                 raise error_for_status(exc.error_status_hint, f"malformed request: {exc}") from None
             assert isinstance(event, h11.Request)
-            request, body, keep_alive = self._make_request(h, event)
+            request, body, keep_alive, upgrade = self._make_request(h, event)
             if b"\n " in head or b"\n\t" in head:
                 # RFC 9112 §5.2: obsolete line folding; h11 would unfold it, a front end refuses it.
                 raise BadRequest("obsolete line folding in the request head")
         except HTTPError as exc:
             await self._send_error(exc, None, None, close=True)
             return False
-        if body is None:
-            # No body: h11 still owes the EndOfMessage that makes the request DONE. The bytes
-            # after the head (a pipelined request) stay in the buffer, never given to h11.
+        if body is None and upgrade:
+            # h11 takes an Upgrade field for a protocol switch proposal: after the EndOfMessage
+            # it owes, the client is in MIGHT_SWITCH_PROTOCOL, and _reusable closes the connection.
             h.next_event()
         return await self._serve(h, request, body, keep_alive)
 
-    def _make_request(self, h: h11.Connection, event: h11.Request) -> tuple[Request, Body | None, bool]:
-        """The request, its body (None when it has none), and whether the client lets the
-        connection carry another request after it."""
+    def _make_request(self, h: h11.Connection, event: h11.Request) -> tuple[Request, Body | None, bool, bool]:
+        """The request, its body (None when it has none), whether the client lets the
+        connection carry another request after it, and whether it has an Upgrade field."""
         version = event.http_version.decode()
         if not version.startswith("1."):
             raise HTTPVersionNotSupported(f"HTTP/{version} is not supported")
@@ -234,7 +234,7 @@ class Connection(ConnectionIO):
         headers = list(event.headers)
         host_value: bytes | None = None
         content_length = None
-        chunked = False
+        chunked = upgrade = False
         connection: list[bytes] = []
         for k, v in headers:
             if k == b"host":
@@ -246,6 +246,8 @@ class Connection(ConnectionIO):
                 chunked = True
             elif k == b"connection":
                 connection.append(v)
+            elif k == b"upgrade":
+                upgrade = True
         if chunked and content_length is not None:
             # RFC 9112 §6.1: a server MAY reject this; a front end must, or it invites smuggling.
             raise BadRequest("both Content-Length and Transfer-Encoding")
@@ -287,7 +289,7 @@ class Connection(ConnectionIO):
             if found is not None:
                 request.peer_addr = self.client_addr
                 request.client_addr, request.client_port = found
-        return request, body, _keep_alive(version == "1.0", connection, chunked)
+        return request, body, _keep_alive(version == "1.0", connection, chunked), upgrade
 
     async def _serve(self, h: h11.Connection, request: Request, body: Body | None, keep_alive: bool) -> bool:
         # keepalive_timeout = 0 turns keep-alive off: say so rather than announce it and close.
@@ -337,13 +339,19 @@ class Connection(ConnectionIO):
                 return False
         if sink.close_after:
             return False
-        return self._reusable(h)
+        return self._reusable(h, body)
 
-    def _reusable(self, h: h11.Connection) -> bool:
+    def _reusable(self, h: h11.Connection, body: Body | None) -> bool:
         # The request must be complete. h11 puts every HTTP/1.0 client in MUST_CLOSE after its
         # request, as h11 itself does not do HTTP/1.0 keep-alive; whether this connection goes
         # on is _keep_alive's decision, made before the response announced it (issue 12).
-        if h.their_state is not h11.DONE and h.their_state is not h11.MUST_CLOSE:
+        state = h.their_state
+        if state is h11.SEND_BODY and body is None:
+            # A request without a body ends with its head. h11 was given the head alone, so it
+            # holds nothing past it, and the EndOfMessage it owes (a tenth of the request's
+            # parse) is not asked for: the bytes after the head stay in the buffer.
+            return True
+        if state is not h11.DONE and state is not h11.MUST_CLOSE:
             return False
         # What h11 was given past the body's end goes back before what arrived since.
         data, closed = h.trailing_data

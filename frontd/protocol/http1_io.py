@@ -51,6 +51,7 @@ class ConnectionIO(asyncio.Protocol):
         self.lost = False  # the transport is closed
         self._loop = asyncio.get_running_loop()
         self._sock: socket.socket | None = None
+        self._fd = -1  # the socket's descriptor, for writes that need not queue (not over TLS)
         # Whether the loop implements sendfile (asyncio's does; uvloop's does not).
         self._loop_sendfile = type(self._loop).sendfile is not asyncio.AbstractEventLoop.sendfile
         self._reading = True
@@ -70,6 +71,8 @@ class ConnectionIO(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         # Inside TLS the socket carries records, not the file: no sendfile(2) there.
         self._sock = transport.get_extra_info("socket") if self.tls is None else None
+        if self._sock is not None:
+            self._fd = self._sock.fileno()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -169,7 +172,20 @@ class ConnectionIO(asyncio.Protocol):
         transport = self.transport
         if transport.is_closing():
             raise _ClientGone()
-        transport.writelines(pieces)
+        if self._fd < 0 or transport.get_write_buffer_size():
+            transport.writelines(pieces)
+        else:
+            # Nothing queued: the pieces go to the socket in one writev(2), without the join
+            # (a copy of the whole body) that the transport's writelines makes first; what the
+            # socket does not take is queued in the transport, which sends it when it can.
+            try:
+                sent = os.writev(self._fd, pieces)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                raise _ClientGone() from None
+            if sent < sum(map(len, pieces)):
+                transport.write(b"".join(pieces)[sent:])
         if self._writing_paused:
             await self.drain()
 

@@ -65,6 +65,23 @@ def test_pipelined_requests_split_at_every_byte(frontd, site: Path) -> None:
     assert "400:" not in server.errors()
 
 
+def test_bodiless_requests_pipelined_but_not_after_an_upgrade(frontd, site: Path) -> None:
+    """A request without a body ends with its head (h11 is not asked for its EndOfMessage); one
+    with an Upgrade field is a protocol switch proposal to h11, and a static answer to it ends
+    the connection: the request pipelined after it is not taken for HTTP/1.1."""
+    server = start(frontd, site)
+    plain = b"GET /hello.txt HTTP/1.1\r\nHost: site.test\r\n\r\n"
+    upgrade = b"GET /hello.txt HTTP/1.1\r\nHost: site.test\r\nConnection: upgrade\r\nUpgrade: other\r\n\r\n"
+    with server.connect() as sock:
+        client = RawClient(sock)
+        client.send(plain * 3 + upgrade + plain)
+        for _ in range(4):
+            answer = client.read()
+            assert (answer.status, answer.body) == (200, b"hello\n")
+        assert client.closed_by_peer()
+    still_serving(server)
+
+
 def test_client_that_pipelines_and_reads_nothing_is_bounded_then_dropped(frontd, site: Path) -> None:
     # Megabytes of pipelined requests for 60 KiB answers it never reads: frontd stops reading
     # (its buffer bounded) and stops writing (the transport paused), then after send_timeout
