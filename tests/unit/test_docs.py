@@ -1,0 +1,382 @@
+"""The documentation against the code: every key the configuration loader accepts, every flag of
+`frontd --help`, every signal the master handles and every `FRONTD_*` environment variable is
+documented, and every example configuration in docs/*.md and README.md loads.
+
+Conventions the docs follow (this module enforces them):
+
+- docs/configuration.md has one section per kind of table in the file, headed as in `SECTIONS`
+  below; a section documents its keys in the first column of its Markdown tables
+  (`` | `key` | ``, or `` | `allow`, `deny`, `auth` | `` for a row shared by several). A section
+  lists exactly the keys the loader accepts there: none missing, none it refuses.
+- A ```toml block is checked by what it holds, with the paths it names created first in a
+  temporary directory (absolute ones moved under it, relative ones against the file's directory,
+  as frontd resolves them; see `Sandbox`):
+  * a block with a `[[vhost]]` header is a whole file, which must pass `frontd -t`;
+  * a block of one or more `[[vhost.route]]` tables, or of a route's keys (`prefix = ...`), is
+    checked as the routes of one default vhost;
+  * any other block holds top-level keys or tables (`[limits]`, `listen = ...`), checked followed by
+    one default vhost.
+  A block preceded by the line `<!-- fragment -->` is only parsed as TOML; that is for the few
+  examples that cannot load on a machine without something outside frontd (an optional package).
+- In ```sh, ```console, ```ini and untagged blocks, every frontd command given flags (`frontd -t`,
+  `.venv/bin/frontd -s reload`, `python -m frontd -c`, `ExecStart=/usr/bin/frontd -c`) parses with
+  frontd's own option parser: real flags, real `-s` names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from frontd import cli
+from frontd.config.access import AUTH_KEYS
+from frontd.config.limits import LIMIT_KEYS
+from frontd.config.listeners import LISTENER_KEYS
+from frontd.config.load import TOP_KEYS
+from frontd.config.routes import ROUTE_KEYS
+from frontd.config.rules import REWRITE_KEYS
+from frontd.config.tls import ACME_KEYS, TLS_KEYS
+from frontd.config.vhosts import VHOST_KEYS
+from frontd.server.master import MASTER_SIGNALS
+from frontd.server.pidfile import SIGNALS
+from tests.conftest import REPO
+
+DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+CONFIGURATION = REPO / "docs" / "configuration.md"
+OPERATIONS = REPO / "docs" / "operations.md"
+FRAGMENT_MARK = "<!-- fragment -->"
+
+# Heading of a section of docs/configuration.md -> the keys the loader accepts in that table.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "Top level": TOP_KEYS,
+    "Listener tables": LISTENER_KEYS,
+    "`[tls]`": TLS_KEYS,
+    "`[acme]`": ACME_KEYS,
+    "`[limits]`": LIMIT_KEYS,
+    "`[[vhost]]`": VHOST_KEYS,
+    "`auth` tables": AUTH_KEYS,
+    "`[[vhost.rewrite]]`": REWRITE_KEYS,
+    "`[[vhost.route]]`": ROUTE_KEYS,
+}
+
+_HEADING_RE = re.compile(r"^#{1,6} (.+?)\s*$", re.MULTILINE)
+_ROW_KEYS_RE = re.compile(r"^\| *((?:`[a-z_][a-z0-9_]*`(?:, *)?)+) *\|", re.MULTILINE)
+_FENCE_RE = re.compile(r"^( *)```([a-z]*)\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
+
+
+# -- keys, flags, signals -----------------------------------------------------------------------
+
+
+def sections(text: str) -> dict[str, str]:
+    """Each heading of a Markdown text -> the text up to the next heading of any level."""
+    found = list(_HEADING_RE.finditer(text))
+    return {
+        match.group(1): text[match.end(): found[i + 1].start() if i + 1 < len(found) else len(text)]
+        for i, match in enumerate(found)
+    }
+
+
+def table_keys(section: str) -> set[str]:
+    """The backticked names in the first column of a section's tables."""
+    return {key for cell in _ROW_KEYS_RE.findall(section) for key in re.findall(r"`([^`]+)`", cell)}
+
+
+@pytest.mark.parametrize("heading", SECTIONS)
+def test_every_key_is_documented_in_its_section(heading: str) -> None:
+    found = sections(CONFIGURATION.read_text())
+    assert heading in found, f"docs/configuration.md has no section headed {heading!r}"
+    documented = table_keys(found[heading])
+    accepted = set(SECTIONS[heading])
+    assert sorted(accepted - documented) == [], f"accepted but not documented under {heading!r}"
+    assert sorted(documented - accepted) == [], f"documented under {heading!r} but refused by the loader"
+
+
+def help_text(capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def code_text(path: Path) -> str:
+    """Everything in code: fenced blocks and inline `spans`, where commands are written."""
+    text = path.read_text()
+    blocks = [match.group(3) for match in _FENCE_RE.finditer(text)]
+    spans = re.findall(r"`([^`\n]+)`", _FENCE_RE.sub("", text))
+    return "\n".join(blocks + spans)
+
+
+def test_every_flag_of_help_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    text = help_text(capsys)
+    flags = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", text.split("options:", 1)[1]))
+    assert {"-c", "--config", "-t", "--test", "-s", "--signal"} <= flags, text
+    documented = "\n".join(code_text(path) for path in DOCS)
+    missing = [flag for flag in sorted(flags) if not re.search(rf"(?<![\w-]){flag}(?![\w-])", documented)]
+    assert missing == [], "flags of frontd --help that no doc shows in code"
+    names = re.search(r"--signal \{([a-z,]+)\}", text)
+    assert names is not None, text
+    assert set(names.group(1).split(",")) == set(SIGNALS)
+
+
+def signal_rows() -> dict[str, str]:
+    """docs/operations.md's table of signals: each signal name in a row's first column -> the row."""
+    table = sections(OPERATIONS.read_text())["Signals and `frontd -s`"]
+    rows: dict[str, str] = {}
+    for row in re.findall(r"^\|.*\|$", table, re.MULTILINE):
+        first = row.split("|")[1]
+        for name in re.findall(r"`([A-Z0-9]+)`", first):
+            rows[name] = row
+    return rows
+
+
+def test_every_signal_of_the_master_is_documented() -> None:
+    rows = signal_rows()
+    handled = {signal.Signals(signum).name.removeprefix("SIG") for signum in MASTER_SIGNALS}
+    handled.discard("CHLD")  # its own workers' exits, not a command
+    assert sorted(handled - set(rows)) == [], "signals the master handles missing from docs/operations.md"
+    for name, signum in SIGNALS.items():
+        cells = rows.get(signum.name.removeprefix("SIG"), "").split("|")
+        assert len(cells) > 2 and f"`{name}`" in cells[2], f"frontd -s {name} is not shown beside {signum.name}"
+
+
+def test_every_environment_variable_is_documented() -> None:
+    sources = "\n".join(path.read_text() for path in (REPO / "frontd").rglob("*.py"))
+    used = set(re.findall(r"\bFRONTD_[A-Z_]+\b", sources))
+    documented = "\n".join(path.read_text() for path in DOCS)
+    assert used, "no FRONTD_ variables found: the pattern is stale"
+    assert sorted(name for name in used if f"`{name}" not in documented) == []
+
+
+# -- examples -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int
+    lang: str
+    text: str
+    fragment: bool
+
+    def __str__(self) -> str:
+        return f"{self.path.relative_to(REPO)}:{self.line}"
+
+
+def blocks(*langs: str) -> list[Block]:
+    found: list[Block] = []
+    for path in DOCS:
+        text = path.read_text()
+        for match in _FENCE_RE.finditer(text):
+            if match.group(2) not in langs:
+                continue
+            indent = len(match.group(1))
+            body = "".join(line[indent:] for line in match.group(3).splitlines(keepends=True))
+            before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
+            found.append(Block(path, text.count("\n", 0, match.start()) + 1, match.group(2), body,
+                               before == FRAGMENT_MARK))
+    return found
+
+
+TOML_BLOCKS = blocks("toml")
+MINIMAL_VHOST = '[[vhost]]\nnames = ["localhost"]\ndefault = true\nroot = "www"\n'
+# A spawned backend needs a user to run as when frontd runs as root, as the tests may: a file
+# without one gets this line first.
+AS_ROOT = 'user = "nobody"\n' if os.geteuid() == 0 else ""
+
+
+def as_whole_file(block: Block) -> str:
+    """The block as a complete configuration file (see the module's docstring)."""
+    text = block.text
+    data = tomllib.loads(text)
+    if not re.search(r"^\s*\[\[vhost\]\]", text, re.MULTILINE):
+        if "prefix" in data:
+            text = f"{MINIMAL_VHOST}\n[[vhost.route]]\n{text}"
+        elif set(data) == {"vhost"}:
+            text = f"{MINIMAL_VHOST}\n{text}"
+        else:
+            tls = any(isinstance(entry, dict) and entry.get("tls") for entry in _listeners(data))
+            text = f"{text}\n{MINIMAL_VHOST}" + ('tls = "internal"\n' if tls else "")
+    return text if "user" in data else AS_ROOT + text
+
+
+def _listeners(data: dict[str, Any]) -> list[Any]:
+    listen = data.get("listen", [])
+    return listen if isinstance(listen, list) else [listen]
+
+
+class Sandbox:
+    """A temporary tree in which an example's paths exist: the config file is conf/frontd.conf,
+    an absolute path /x/y becomes fs/x/y (rewritten in the text), and each path is created as
+    what its key wants (a directory, a file's directory, an htpasswd file, a certificate)."""
+
+    def __init__(self, root: Path) -> None:
+        # Searchable by all, as a deployment's directories are: the checks of workers' `user`
+        # reach every path from /.
+        root.chmod(0o755)
+        self.root = root
+        self.conf = root / "conf" / "frontd.conf"
+        self.conf.parent.mkdir()
+        (self.conf.parent / "www").mkdir()  # MINIMAL_VHOST's root
+        self.moved: dict[str, str] = {}
+        self.ca = trustme.CA()
+        self.issued: dict[tuple[str, ...], trustme.LeafCert] = {}
+
+    def write(self, text: str) -> Path:
+        data = tomllib.loads(text)
+        for kind, value, names in _fs_values(data):
+            self.create(kind, value, names)
+        for old, new in self.moved.items():
+            text = text.replace(f'"{old}"', f'"{new}"').replace(f'"unix:{old}"', f'"unix:{new}"')
+        self.conf.write_text(text)
+        return self.conf
+
+    def create(self, kind: str, value: str, names: tuple[str, ...]) -> None:
+        real = value
+        if os.path.isabs(value):
+            if kind in ("program", "cgi") and os.path.isfile(value) and os.access(value, os.X_OK):
+                return  # a program of this machine, as /usr/bin/perl
+            real = str(self.root / "fs" / value.lstrip("/"))
+            self.moved[value] = real
+        target = Path(os.path.normpath(self.conf.parent / real))
+        if kind in ("dir", "cgi"):
+            target.mkdir(parents=True, exist_ok=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "program":
+            target.write_text("#!/bin/sh\n")
+            target.chmod(0o755)
+        elif kind == "htpasswd":
+            digest = base64.b64encode(hashlib.sha1(b"secret").digest()).decode()
+            target.write_text(f"staff:{{SHA}}{digest}\n")
+        elif kind in ("certificate", "key"):
+            names = names or ("localhost",)
+            leaf = self.issued.setdefault(names, self.ca.issue_cert(*names))
+            pem = leaf.cert_chain_pems[0] if kind == "certificate" else leaf.private_key_pem
+            pem.write_to_path(str(target))
+        elif kind == "pem":
+            self.ca.cert_pem.write_to_path(str(target))
+
+
+Found = Iterator[tuple[str, str, tuple[str, ...]]]
+
+
+def _fs_values(data: dict[str, Any]) -> Found:
+    """(what to create, path, vhost names) for every file-system path of a parsed config."""
+    for key in ("pid_file", "error_log", "access_log"):
+        yield from _file(data.get(key))
+    if "run_dir" in data:
+        yield "file", data["run_dir"], ()  # frontd creates it; its parent must exist
+    for entry in _listeners(data):
+        address = entry["address"] if isinstance(entry, dict) else entry
+        if address.startswith("unix:"):
+            yield "file", address.removeprefix("unix:"), ()
+    acme = data.get("acme", {})
+    if "storage" in acme:
+        yield "file", acme["storage"], ()
+    if "ca_bundle" in acme:
+        yield "pem", acme["ca_bundle"], ()
+    for vhost in data.get("vhost", []):
+        names = tuple(vhost.get("names", ()))
+        yield from _file(vhost.get("access_log"))
+        for table in (vhost, *vhost.get("route", [])):
+            yield from _table_paths(table, names)
+
+
+def _file(value: str | None) -> Found:
+    if value is not None and value not in ("-", "off"):
+        yield "file", value, ()
+
+
+def _table_paths(table: dict[str, Any], names: tuple[str, ...]) -> Found:
+    for key in ("root", "static", "cwd"):
+        if key in table:
+            yield "dir", table[key], names
+    if isinstance(table.get("cgi"), str):
+        yield "cgi", table["cgi"], names
+    sendfile = table.get("x_sendfile", [])
+    for directory in [sendfile] if isinstance(sendfile, str) else sendfile:
+        yield "dir", directory, names
+    if table.get("socket", "").startswith("unix:"):
+        yield "file", table["socket"].removeprefix("unix:"), names
+    for program in table.get("interpreters", {}).values():
+        if "/" in program:
+            yield "program", program, names
+    if isinstance(table.get("auth"), dict):
+        yield "htpasswd", table["auth"]["htpasswd"], names
+    for key, kind in (("tls_certificate", "certificate"), ("tls_key", "key")):
+        if key in table:
+            yield kind, table[key], names
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temporary directory with no private directory above it (pytest's tmp_path is below one
+    that only its user may enter)."""
+    path = Path(tempfile.mkdtemp(prefix="frontd-docs-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("block", TOML_BLOCKS, ids=str)
+def test_toml_example_loads(
+    block: Block, open_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Bare program names (spawn = ["python3", ...]) are found as on a server, not in a developer's
+    # own PATH, which the spawned processes' user may not be able to enter.
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")
+    try:
+        tomllib.loads(block.text)
+    except tomllib.TOMLDecodeError as exc:
+        pytest.fail(f"{block}: not TOML: {exc}")
+    if block.fragment:
+        return
+    conf = Sandbox(open_tmp).write(as_whole_file(block))
+    status = cli.main(["-t", "-c", str(conf)])
+    out, err = capsys.readouterr()
+    assert status == 0, f"{block}: frontd -t failed:\n{err}\n{conf.read_text()}"
+    assert "configuration ok" in out
+
+
+_COMMAND_RE = re.compile(r"(?:^|[\s=/;&|(])(?:frontd|python3? -m frontd)((?: +[^\s;&|)]+)*)")
+
+
+def frontd_commands(block: Block) -> Iterator[list[str]]:
+    """The arguments of each frontd command given flags in a shell, console or unit-file block."""
+    for line in block.text.splitlines():
+        if block.lang == "console":
+            if not line.startswith("$ "):
+                continue  # output
+            line = line[2:]
+        line = re.sub(r"(^|\s)#.*", "", line)
+        for match in _COMMAND_RE.finditer(line):
+            args = shlex.split(match.group(1))
+            if args and args[0].startswith("-"):
+                yield args
+
+
+COMMAND_BLOCKS = [block for block in blocks("sh", "console", "ini", "") if any(frontd_commands(block))]
+
+
+@pytest.mark.parametrize("block", COMMAND_BLOCKS, ids=str)
+def test_shell_example_uses_real_flags(block: Block, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in frontd_commands(block):
+        try:
+            cli._parser().parse_args(args)
+        except SystemExit as exc:
+            assert exc.code == 0, f"{block}: frontd {shlex.join(args)}: {capsys.readouterr().err}"
