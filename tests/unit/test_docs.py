@@ -105,6 +105,16 @@ def test_every_key_is_documented_in_its_section(heading: str) -> None:
     assert sorted(documented - accepted) == [], f"documented under {heading!r} but refused by the loader"
 
 
+_TABLE_KEYS = {"limits": LIMIT_KEYS, "tls": TLS_KEYS, "acme": ACME_KEYS}
+
+
+def test_keys_named_with_their_table_exist() -> None:
+    """`[limits] send_timeout` or `limits.send_timeout` in the prose names a key of that table."""
+    for path in DOCS:
+        for table, key in re.findall(r"`\[?(limits|tls|acme)(?:\] |\.)([a-z_0-9]+)`", path.read_text()):
+            assert key in _TABLE_KEYS[table], f"{path.relative_to(REPO)}: [{table}] has no key {key!r}"
+
+
 def help_text(capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--help"])
