@@ -1,13 +1,16 @@
-"""The documentation against the code: every key the configuration loader accepts, every flag of
-`frontd --help`, every signal the master handles and every `FRONTD_*` environment variable is
-documented, and every example configuration in docs/*.md and README.md loads.
+"""The documentation against the code: every key the configuration loader accepts is documented,
+with its true default where its table states one as a value; so are every flag of `frontd --help`,
+every signal the master handles and every `FRONTD_*` environment variable; and every example
+configuration in docs/*.md and README.md loads.
 
 Conventions the docs follow (this module enforces them):
 
 - docs/configuration.md has one section per kind of table in the file, headed as in `SECTIONS`
   below; a section documents its keys in the first column of its Markdown tables
   (`` | `key` | ``, or `` | `allow`, `deny`, `auth` | `` for a row shared by several). A section
-  lists exactly the keys the loader accepts there: none missing, none it refuses.
+  lists exactly the keys the loader accepts there: none missing, none it refuses. A Default cell
+  that is one value in backticks (or one per kind of route, `` fastcgi: `0`; proxy: `8` ``) is
+  what the loader gives when the key is left out; a default told in words is not checked.
 - A ```toml block is checked by what it holds, with the paths it names created first in a
   temporary directory (absolute ones moved under it, relative ones against the file's directory,
   as frontd resolves them; see `Sandbox`):
@@ -35,7 +38,8 @@ import signal
 import tempfile
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +50,8 @@ from frontd import cli
 from frontd.config.access import AUTH_KEYS
 from frontd.config.limits import LIMIT_KEYS
 from frontd.config.listeners import LISTENER_KEYS
-from frontd.config.load import TOP_KEYS
+from frontd.config.load import TOP_KEYS, ConfigError, parse_config
+from frontd.config.model import Config
 from frontd.config.routes import ROUTE_KEYS
 from frontd.config.rules import REWRITE_KEYS
 from frontd.config.tls import ACME_KEYS, TLS_KEYS
@@ -103,6 +108,84 @@ def test_every_key_is_documented_in_its_section(heading: str) -> None:
     accepted = set(SECTIONS[heading])
     assert sorted(accepted - documented) == [], f"accepted but not documented under {heading!r}"
     assert sorted(documented - accepted) == [], f"documented under {heading!r} but refused by the loader"
+
+
+def default_rows(section: str) -> Iterator[tuple[str, Any, str, dict[str, bool]]]:
+    """(key, value, kinds, needed) for each row of a section's key tables whose Default is one TOML
+    value (`` `"16KiB"` ``, `` `1024` ``, `` `false` ``) or one per kind of route (`` fastcgi: `0`;
+    proxy: `8` ``), with the boolean keys that its meaning says it "Needs" set true. Defaults told in
+    words are not checked."""
+    lines = re.findall(r"^\|.*\|$", section, re.MULTILINE)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    booleans = {cells[0].strip("`") for cells in rows if len(cells) > 3 and cells[1].startswith("boolean")}
+    for cells in rows:
+        key = re.fullmatch(r"`([a-z_0-9]+)`", cells[0])
+        if key is None or len(cells) < 4:
+            continue
+        needed = {name: True for name in re.findall(r"Needs `([a-z_]+)`", cells[-1]) if name in booleans}
+        kinds = cells[3] if len(cells) > 4 else ""
+        if re.fullmatch(r"`[^`]+`", cells[2]):
+            defaults = [(kinds, cells[2].strip("`"))]
+        elif re.fullmatch(r"[a-z]+: `[^`]+`(?:; [a-z]+: `[^`]+`)+", cells[2]):
+            defaults = re.findall(r"([a-z]+): `([^`]+)`", cells[2])
+        else:
+            continue
+        for kind, text in defaults:
+            try:
+                value = tomllib.loads(f"value = {text}")["value"]
+            except tomllib.TOMLDecodeError:
+                continue  # a word in backticks, not a value
+            yield key.group(1), value, kind, needed
+
+
+# A route of each kind, for the defaults of route options.
+ROUTE_TARGETS: dict[str, object] = {
+    "static": "www", "cgi": "www", "fastcgi": "127.0.0.1:9000", "scgi": "127.0.0.1:4000",
+    "uwsgi": "127.0.0.1:3031", "proxy": "http://127.0.0.1:8081", "redirect": "/elsewhere/",
+}
+
+
+def with_keys(heading: str, entry: dict[str, Any], kinds: str) -> dict[str, Any]:
+    """A minimal file with `entry`'s keys in the table of `heading` (a route of one of `kinds`)."""
+    vhost: dict[str, Any] = {"root": "www"}  # the first vhost takes every request
+    data: dict[str, Any] = {"vhost": [vhost], "limits": {}, "tls": {}, "acme": {}}
+    if heading == "Top level":
+        data.update(entry)
+    elif heading == "Listener tables":
+        data["listen"] = [{"address": "127.0.0.1:8080", **entry}]
+    elif heading == "`[[vhost]]`":
+        vhost.update(entry)
+    elif heading == "`[[vhost.route]]`":
+        kind = next(word for word in re.findall(r"[a-z]+", kinds) if word in ROUTE_TARGETS or word == "all")
+        kind = "proxy" if kind == "all" else kind
+        vhost["route"] = [{"prefix": "/r/", kind: ROUTE_TARGETS[kind], **entry}]
+    else:
+        data[heading.strip("`[]")].update(entry)
+    return data
+
+
+def canonical(config: Config) -> Config:
+    """`config` with networks written one way: the built-in `status_allow` is ("127.0.0.1", "::1"),
+    the same list read from a file ("127.0.0.1/32", "::1/128")."""
+    vhosts = tuple(replace(vhost, status_allow=tuple(str(ip_network(net)) for net in vhost.status_allow))
+                   for vhost in config.vhosts)
+    return replace(config, vhosts=vhosts)
+
+
+@pytest.mark.parametrize("heading", SECTIONS)
+def test_documented_defaults_are_the_defaults(heading: str, tmp_path: Path) -> None:
+    """A key set to the default its row states loads as the same configuration as the key left out."""
+    (tmp_path / "www").mkdir()
+    path = str(tmp_path / "frontd.conf")
+    for key, value, kinds, needed in default_rows(sections(CONFIGURATION.read_text())[heading]):
+        if kinds.startswith("with `spawn`"):
+            continue  # only with a command to run
+        try:
+            given = parse_config(with_keys(heading, {**needed, key: value}, kinds), path)
+        except ConfigError as exc:
+            pytest.fail(f"{heading} {key} = {value!r}, its documented default, is refused: {exc}")
+        left_out = parse_config(with_keys(heading, needed, kinds), path)
+        assert canonical(given) == canonical(left_out), f"{heading}: {key} = {value!r} is documented as the default"
 
 
 _TABLE_KEYS = {"limits": LIMIT_KEYS, "tls": TLS_KEYS, "acme": ACME_KEYS}
