@@ -198,6 +198,15 @@ def test_keys_named_with_their_table_exist() -> None:
             assert key in _TABLE_KEYS[table], f"{path.relative_to(REPO)}: [{table}] has no key {key!r}"
 
 
+def test_key_tables_of_other_pages_name_real_keys() -> None:
+    """The tables headed "Key" on the topical pages (spawn.md's, rules.md's) name keys that exist."""
+    known = {key for keys in SECTIONS.values() for key in keys}
+    for path in DOCS:
+        for table in re.findall(r"^\| Key \|.*\n\|[-|]+\|\n((?:\|.*\n)+)", path.read_text(), re.MULTILINE):
+            for key in re.findall(r"^\| `([a-z_0-9]+)`", table, re.MULTILINE):
+                assert key in known, f"{path.relative_to(REPO)}: no such key {key!r}"
+
+
 def help_text(capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--help"])
