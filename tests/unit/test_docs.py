@@ -265,6 +265,21 @@ def test_every_environment_variable_is_documented() -> None:
     assert sorted(name for name in used if f"`{name}" not in documented) == []
 
 
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def test_links_between_pages_reach_a_heading() -> None:
+    anchors = {path.name: {slug(h) for h in _HEADING_RE.findall(_FENCE_RE.sub("", path.read_text()))} for path in DOCS}
+    for path in DOCS:
+        text = _FENCE_RE.sub("", path.read_text())
+        for target, anchor in re.findall(r"\]\(((?:docs/)?[a-z0-9]+\.md)?#([^)\s]+)\)", text):
+            page = Path(target).name if target else path.name
+            assert page in anchors, f"{path.relative_to(REPO)}: link to missing page {target}"
+            assert anchor in anchors[page], f"{path.relative_to(REPO)}: no heading for {target}#{anchor}"
+
+
 # -- examples -------------------------------------------------------------------------------------
 
 
