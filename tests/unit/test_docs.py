@@ -51,8 +51,8 @@ from frontd.config.access import AUTH_KEYS
 from frontd.config.limits import LIMIT_KEYS
 from frontd.config.listeners import LISTENER_KEYS
 from frontd.config.load import TOP_KEYS, ConfigError, parse_config
-from frontd.config.model import Config
-from frontd.config.routes import ROUTE_KEYS
+from frontd.config.model import ROUTE_KINDS, Config
+from frontd.config.routes import ROUTE_KEYS, ROUTE_OPTIONS
 from frontd.config.rules import REWRITE_KEYS
 from frontd.config.tls import ACME_KEYS, TLS_KEYS
 from frontd.config.vhosts import VHOST_KEYS
@@ -108,6 +108,23 @@ def test_every_key_is_documented_in_its_section(heading: str) -> None:
     accepted = set(SECTIONS[heading])
     assert sorted(accepted - documented) == [], f"accepted but not documented under {heading!r}"
     assert sorted(documented - accepted) == [], f"documented under {heading!r} but refused by the loader"
+
+
+def test_route_options_name_the_kinds_they_apply_to() -> None:
+    """The Kinds column of the route options is the loader's: an option elsewhere is an error."""
+    section = sections(CONFIGURATION.read_text())["`[[vhost.route]]`"]
+    for line in re.findall(r"^\|.*\|$", section, re.MULTILINE):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) != 5 or not cells[0].startswith("`"):
+            continue
+        if cells[3].startswith("all"):
+            documented = set(ROUTE_KINDS)
+        elif cells[3] == "with `spawn`":
+            documented = set(ROUTE_OPTIONS["spawn"])
+        else:
+            documented = {word for word in re.findall(r"[a-z]+", cells[3]) if word in ROUTE_KINDS}
+        for key in re.findall(r"`([a-z_]+)`", cells[0]):
+            assert documented == set(ROUTE_OPTIONS.get(key, ROUTE_KINDS)), f"route option {key}: kinds {cells[3]!r}"
 
 
 def default_rows(section: str) -> Iterator[tuple[str, Any, str, dict[str, bool]]]:
