@@ -118,6 +118,8 @@ def _format_limit(name: str, value: int | float) -> str:
         return str(value) if value else "off"
     if name == "client_rate":
         return format_rate(value) if value else "off"
+    if name == "file_cache_size":
+        return format_size(int(value)) if value else "off"
     if name.startswith("max_"):
         return format_size(int(value))
     return format_duration(float(value))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from frontd.config.load import ConfigError, load_config
+from frontd.config.summary import summary
 from frontd.handlers.file_cache import SETTLED_NS, CachedFile, FileCache, file_key
 from frontd.http.dates import http_date
 
@@ -105,7 +106,10 @@ def test_file_cache_size_key(tmp_path: Path, value: str | None, expected: int) -
     (tmp_path / "www").mkdir()
     conf = tmp_path / "frontd.conf"
     conf.write_text(VHOST + ("" if value is None else f"[limits]\nfile_cache_size = {value}\n"))
-    assert load_config(str(conf)).limits.file_cache_size == expected
+    config = load_config(str(conf))
+    assert config.limits.file_cache_size == expected
+    # `frontd -t` shows it as a size, as it is written.
+    assert f"file_cache_size={({16 << 20: '16MiB', 1 << 20: '1MiB', 0: 'off'})[expected]}" in summary(config)
 
 
 def test_file_cache_size_must_not_be_negative(tmp_path: Path) -> None:
