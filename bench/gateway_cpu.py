@@ -156,6 +156,35 @@ class Backends:
                 proc.wait(5)
 
 
+def syscalls(label: str, worker: int, port: int, path: str, seconds: int, connections: int) -> None:
+    """`strace -c` on the worker under wrk's load: each system call's count per request."""
+    trace = subprocess.Popen(["strace", "-c", "-p", str(worker)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _traced(worker), 10, "strace to attach")
+        requests = run_wrk(port, path, seconds, connections)
+    finally:
+        trace.send_signal(signal.SIGINT)
+        _, report = trace.communicate(timeout=30)
+    counts = []
+    for line in report.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[3].isdigit() and fields[-1] != "total":
+            counts.append((int(fields[3]), fields[-1]))
+    counts.sort(reverse=True)
+    total = sum(n for n, _ in counts)
+    print(f"{label:15} {total / requests:5.1f} system calls/request (under strace, {requests} requests): "
+          + ", ".join(f"{name} {n / requests:.2f}" for n, name in counts if n / requests >= 0.05), flush=True)
+
+
+def _traced(pid: int) -> bool:
+    """True once a tracer is attached to `pid` (TracerPid in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("TracerPid:"):
+            return line.split()[1] != "0"
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tree", type=Path, default=HERE.parent, help="the checkout whose frontd runs")
@@ -165,6 +194,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--profile", action="store_true",
                         help="after the measurements, py-spy record the worker under each scenario's load")
+    parser.add_argument("--syscalls", action="store_true",
+                        help="after the measurements, the worker's system calls per request (strace -c)")
     args = parser.parse_args()
     names = args.scenarios.split(",")
     unknown = [name for name in names if name not in SCENARIOS]
@@ -188,6 +219,9 @@ def main() -> None:
                 for name in names:
                     profile(work.parent / f"frontd-gw-{name}.raw", worker, port, SCENARIOS[name].lstrip("/"),
                             args.seconds, args.connections)
+            if args.syscalls:
+                for name in names:
+                    syscalls(name, worker, port, SCENARIOS[name].lstrip("/"), args.seconds, args.connections)
         finally:
             if proc is not None:
                 stop(proc)
