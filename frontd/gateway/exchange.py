@@ -36,7 +36,7 @@ from typing import Final
 
 from frontd.errors import BadGateway, GatewayTimeout, HTTPError
 from frontd.gateway.sockets import SocketStream
-from frontd.gateway.spool import BodySource, BufferedWriter
+from frontd.gateway.spool import DIRECT_WRITE, BodySource, BufferedWriter
 from frontd.http.file_answer import FileAnswer, file_answer
 from frontd.http.headers import HOP_BY_HOP
 from frontd.http.target import parse_target
@@ -435,8 +435,16 @@ class _Exchange:
             declared = len(head.body_start)
             headers.append((b"content-length", b"%d" % declared))
         await sink.start(head.status, headers, head.reason)
-        if buffered:
-            await self._relay_buffered(head.body_start, declared, no_content)
+        first = head.body_start
+        if buffered and declared is not None and declared <= len(first) <= DIRECT_WRITE:
+            # The whole body came with the head (most responses): what `_relay_buffered` does
+            # with it, without a BufferedWriter: to the sink, then the application released.
+            await self._body(first, declared, no_content, sink.write)
+            if self.body_done:
+                await self.transport.close()
+                self.closed = True
+        elif buffered:
+            await self._relay_buffered(first, declared, no_content)
         else:
             await self._body(head.body_start, declared, no_content, sink.write)
         await sink.end()
