@@ -288,10 +288,12 @@ _watch: _SilenceWatch | None = None
 
 
 def _silence_watch(loop: asyncio.AbstractEventLoop) -> _SilenceWatch:
+    """The watch of `loop`: the worker's one loop keeps it; a new loop (tests) gets a new one."""
     global _watch
-    if _watch is None or _watch.loop is not loop:
-        _watch = _SilenceWatch(loop)
-    return _watch
+    watch = _watch
+    if watch is None or watch.loop is not loop:
+        watch = _watch = _SilenceWatch(loop)
+    return watch
 
 
 class _Exchange:
