@@ -74,11 +74,16 @@ def start(tree: Path, work: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     # The file cache keeps a file once its ctime (now: it cannot be set back) is two seconds old.
     created = time.time()
     wait_until(lambda: time.time() - created > SETTLED, SETTLED + 5, "the files' ctime to settle")
+    return launch(tree, work, f'[[vhost]]\nnames = ["localhost"]\ndefault = true\nroot = "{docroot}"\n')
+
+
+def launch(tree: Path, work: Path, vhosts: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    """frontd from `tree` with one worker, no access log and these `[[vhost]]` tables: its
+    process, its port and its one worker's pid."""
     error_log = work / "error.log"
     conf = work / "frontd.conf"
     conf.write_text(f'listen = ["127.0.0.1:0"]\nworkers = 1\nerror_log = "{error_log}"\naccess_log = "off"\n'
-                    f'pid_file = "{work}/frontd.pid"\n\n[[vhost]]\nnames = ["localhost"]\ndefault = true\n'
-                    f'root = "{docroot}"\n')
+                    f'pid_file = "{work}/frontd.pid"\n\n{vhosts}')
     env = dict(os.environ, PYTHONPATH=str(tree))
     proc = subprocess.Popen([sys.executable, "-m", "frontd", "-c", str(conf)], cwd=work, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -118,6 +123,27 @@ def run_wrk(port: int, path: str, seconds: int, connections: int) -> int:
     return int(m.group(1))
 
 
+def measure(label: str, worker: int, port: int, path: str, seconds: int, connections: int) -> None:
+    """One wrk run against `path`; prints requests/s and the worker's CPU per request."""
+    load = os.getloadavg()[0]
+    before = cpu_seconds(worker)
+    requests = run_wrk(port, path, seconds, connections)
+    used = cpu_seconds(worker) - before
+    print(f"{label:15} {requests / seconds:9.0f} req/s {used * 1e6 / requests:7.1f} µs CPU/req"
+          f"  (load {load:.2f})", flush=True)
+
+
+def profile(out: Path, worker: int, port: int, path: str, seconds: int, connections: int) -> None:
+    """py-spy record (raw, 200 Hz) the worker for `seconds` under wrk's load on `path`."""
+    spy = Path(sys.executable).with_name("py-spy")
+    record = subprocess.Popen([str(spy), "record", "-r", "200", "-f", "raw", "--nonblocking",
+                               "-d", str(seconds), "--pid", str(worker), "-o", str(out)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_wrk(port, path, seconds + 1, connections)
+    record.wait(seconds + 30)
+    print(f"profile: {out}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tree", type=Path, default=HERE.parent, help="the checkout whose frontd runs")
@@ -134,21 +160,10 @@ def main() -> None:
             for key in args.files.split(","):
                 name = FILES[key][0]
                 for _ in range(args.repeat):
-                    load = os.getloadavg()[0]
-                    before = cpu_seconds(worker)
-                    requests = run_wrk(port, name, args.seconds, args.connections)
-                    used = cpu_seconds(worker) - before
-                    print(f"{key:6} {requests / args.seconds:9.0f} req/s {used * 1e6 / requests:7.1f} µs CPU/req"
-                          f"  (load {load:.2f})", flush=True)
+                    measure(key, worker, port, name, args.seconds, args.connections)
             if args.profile:
-                spy = Path(sys.executable).with_name("py-spy")
                 out = Path(tmp).parent / f"frontd-{args.profile}.raw"
-                record = subprocess.Popen([str(spy), "record", "-r", "200", "-f", "raw", "--nonblocking",
-                                           "-d", str(args.seconds), "--pid", str(worker), "-o", str(out)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                run_wrk(port, FILES[args.profile][0], args.seconds + 1, args.connections)
-                record.wait(args.seconds + 30)
-                print(f"profile: {out}")
+                profile(out, worker, port, FILES[args.profile][0], args.seconds, args.connections)
         finally:
             stop(proc)
 

@@ -162,6 +162,11 @@ class BackendConnection:
         return f"<BackendConnection {self.address} reused={self.reused}>"
 
 
+def _give_up(waiter: asyncio.Future[BackendConnection | None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 PoolKey = tuple[str, Address]  # ("fastcgi", address): connections of one protocol to one address
 
 
@@ -285,18 +290,20 @@ class ConnectionPool:
         queue = self._queue.get(key)
         if queue is None:
             queue = self._queue[key] = collections.deque()
-        waiter: asyncio.Future[BackendConnection | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[BackendConnection | None] = loop.create_future()
         queue.append(waiter)
+        # A plain timer that answers None, not `asyncio.timeout()` (its context object and the
+        # task's cancel and uncancel): nearly every request waits here at a backend's capacity.
+        expiry = loop.call_later(timeout, _give_up, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except TimeoutError:
-            return None
+            return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
                 waiter.result().close()  # handed over as the request was cancelled
             raise
         finally:
+            expiry.cancel()
             if not waiter.done():
                 waiter.cancel()
 
@@ -418,6 +425,8 @@ class BackendSet:
     def order(self) -> list[Address]:
         """The addresses to try for the next request: round-robin, healthy ones first."""
         n = len(self.addresses)
+        if n == 1:
+            return list(self.addresses)  # most routes: one address, up or down, is the one to try
         start = self._next
         self._next = (start + 1) % n
         turn = [self.addresses[(start + i) % n] for i in range(n)]
@@ -440,7 +449,9 @@ class BackendSet:
             key = self._keys[address]
             counted = self.yield_idle and self.keepalive > 0  # busy connections are counted
             if not fresh and self.keepalive > 0:
-                pooled = await self._pooled(address)
+                # A SocketStream is asked directly whether the backend closed it (`take`): no
+                # coroutine and no turn of the event loop.
+                pooled = self._take(address) if address in self._bare else await self._pooled(address)
                 if pooled is None and counted and self.pool.at_capacity(key):
                     pooled = await self.pool.wait_for_release(key, self.connect_timeout)
                     if pooled is not None:
@@ -530,15 +541,15 @@ class BackendSet:
         self.pool.close()
 
     async def _pooled(self, address: Address) -> BackendConnection | None:
-        key = self._keys[address]
-        if not self.pool.idle_count([key]):
+        if not self.pool.idle_count([self._keys[address]]):
             return None
-        if address not in self._bare:
-            # One turn of the event loop lets a FIN that has already arrived reach the protocol,
-            # so a connection the backend closed while idle is caught here rather than by the
-            # request. (A SocketStream is asked directly, in `take`.)
-            await asyncio.sleep(0)
-        conn = self.pool.take(key)
+        # One turn of the event loop lets a FIN that has already arrived reach the protocol, so
+        # a connection the backend closed while idle is caught here rather than by the request.
+        await asyncio.sleep(0)
+        return self._take(address)
+
+    def _take(self, address: Address) -> BackendConnection | None:
+        conn = self.pool.take(self._keys[address])
         if conn is None:
             return None
         conn.reused = True

@@ -350,6 +350,7 @@ class CGITransport(Transport):
             return False
         if info is None or info.si_code != os.CLD_EXITED:
             return False  # still running, or killed: `read` finds out as it always did
+        self._exited = True  # `close` reaps it without asking again
         self._stdout_eof = False
         self._close_stdout()
         return True

@@ -36,7 +36,7 @@ from typing import Final
 
 from frontd.errors import BadGateway, GatewayTimeout, HTTPError
 from frontd.gateway.sockets import SocketStream
-from frontd.gateway.spool import BodySource, BufferedWriter
+from frontd.gateway.spool import DIRECT_WRITE, BodySource, BufferedWriter
 from frontd.http.file_answer import FileAnswer, file_answer
 from frontd.http.headers import HOP_BY_HOP
 from frontd.http.target import parse_target
@@ -239,10 +239,67 @@ class StreamTransport(Transport):
             self.reader.set_exception(ConnectionAbortedError(f"{self.name}: exchange aborted"))
 
 
+class _SilenceWatch:
+    """The silence timeouts of every exchange running on one event loop, on one timer.
+
+    An exchange that reads asks to be looked at by its deadline (`arm`); the timer runs at the
+    earliest deadline asked for, looks at every exchange (`_Exchange.check_silence`), and is set
+    again for the earliest that is left. A request costs a set insertion and removal instead of a
+    timer of its own, armed and cancelled (a TimerHandle, the loop's heap, and the cancelled
+    handles the heap carries until they reach its top).
+    """
+
+    __slots__ = ("loop", "active", "timer", "due")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.active: set[_Exchange] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        self.due = 0.0  # when `timer` runs
+
+    def arm(self, exchange: _Exchange, due: float) -> None:
+        self.active.add(exchange)
+        if self.timer is None or due < self.due:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.due = due
+            self.timer = self.loop.call_at(due, self._run)
+
+    def _run(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        due: float | None = None
+        for exchange in list(self.active):
+            try:
+                next_check = exchange.check_silence(now)
+            except Exception:  # one transport's failing abort must not stop the others' clocks
+                log.exception("aborting %s after its timeout failed", exchange.transport.name)
+                next_check = None
+            if next_check is None:
+                self.active.discard(exchange)
+            elif due is None or next_check < due:
+                due = next_check
+        if due is not None:
+            self.due = due
+            self.timer = self.loop.call_at(due, self._run)
+
+
+_watch: _SilenceWatch | None = None
+
+
+def _silence_watch(loop: asyncio.AbstractEventLoop) -> _SilenceWatch:
+    """The watch of `loop`: the worker's one loop keeps it; a new loop (tests) gets a new one."""
+    global _watch
+    watch = _watch
+    if watch is None or watch.loop is not loop:
+        watch = _watch = _SilenceWatch(loop)
+    return watch
+
+
 class _Exchange:
     """The state of one `exchange()` call: the transport, the body pump, the timeouts."""
 
-    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure", "loop", "timer",
+    __slots__ = ("request", "sink", "transport", "timeout", "send_timeout", "failure", "loop", "watch",
                  "since", "reading", "timed_out", "waiting_on_client", "body_done", "closed")
 
     def __init__(self, request: Request, sink: ResponseSink, transport: Transport,
@@ -257,11 +314,11 @@ class _Exchange:
         # The silence timeout. `timeout` measures the application's silence while a read waits
         # for it: body bytes it accepts restart it, and time spent waiting for the client's body
         # (or for the client to take the response) does not count (issue 13 §1: a 5 s upload to
-        # a script reading as it came got a 504 at a 3 s timeout). One timer per exchange,
-        # checked when it fires and re-armed for what is left (a read moves only `since`); when
-        # the silence is over, it aborts the transport, which wakes the read.
-        self.loop = asyncio.get_running_loop()
-        self.timer: asyncio.TimerHandle | None = None
+        # a script reading as it came got a 504 at a 3 s timeout). The loop's `_SilenceWatch`
+        # looks at the exchange by its deadline (a read moves only `since`); when the silence is
+        # over, it aborts the transport, which wakes the read.
+        self.loop = loop = asyncio.get_running_loop()
+        self.watch = _silence_watch(loop)
         self.since = 0.0  # when the current silence started
         self.reading = False  # a read waits for the application
         self.timed_out = False
@@ -304,34 +361,26 @@ class _Exchange:
             self.failure = exc
             transport.abort()
 
-    def _check_silence(self) -> None:
-        """The timer: 504 once a read has waited `timeout` since the last sign of life."""
-        self.timer = None
-        now = self.loop.time()
+    def check_silence(self, now: float) -> float | None:
+        """For the watch: 504 once a read has waited `timeout` since the last sign of life.
+        When to look again; None once timed out."""
         if self.reading and not self.waiting_on_client:
             due = self.since + self.timeout
             if now >= due:
                 self.timed_out = True
                 self.transport.abort()  # wakes the read, which reports the timeout
-                return
-            self.timer = self.loop.call_at(due, self._check_silence)
-        else:
-            self.timer = self.loop.call_at(now + self.timeout, self._check_silence)
+                return None
+            return due
+        return now + self.timeout
 
     def stop_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.watch.active.discard(self)
 
     async def read(self) -> bytes:
         """The transport's next bytes; 504 after `timeout` seconds of silence, 502 when the
         application's connection fails."""
         self.since = since = self.loop.time()
-        timer = self.timer
-        if timer is None or timer.when() > since + self.timeout:
-            if timer is not None:
-                timer.cancel()
-            self.timer = self.loop.call_at(since + self.timeout, self._check_silence)
+        self.watch.arm(self, since + self.timeout)
         self.reading = True
         try:
             data = await self.transport.read()
@@ -388,8 +437,16 @@ class _Exchange:
             declared = len(head.body_start)
             headers.append((b"content-length", b"%d" % declared))
         await sink.start(head.status, headers, head.reason)
-        if buffered:
-            await self._relay_buffered(head.body_start, declared, no_content)
+        first = head.body_start
+        if buffered and declared is not None and declared <= len(first) <= DIRECT_WRITE:
+            # The whole body came with the head (most responses): what `_relay_buffered` does
+            # with it, without a BufferedWriter: to the sink, then the application released.
+            await self._body(first, declared, no_content, sink.write)
+            if self.body_done:
+                await self.transport.close()
+                self.closed = True
+        elif buffered:
+            await self._relay_buffered(first, declared, no_content)
         else:
             await self._body(head.body_start, declared, no_content, sink.write)
         await sink.end()

@@ -21,12 +21,16 @@ writer and transport, with the same method names) on the socket itself:
   of the reader (b"" for EOF or an error), as `BackendConnection.watch_idle` asks; `peek` tells,
   with one MSG_PEEK `recv` instead of a turn of the event loop, whether anything came since.
 
-`connect` opens one to a numeric address or a Unix socket (names go through asyncio).
+`connect` opens one to a numeric address or a Unix socket (names go through asyncio). On loopback
+a TCP connect that says EINPROGRESS has nearly always completed by the time the call returns (the
+handshake runs in the kernel as the call releases the socket): a second `connect` tells, and only
+one still in progress waits for writability.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 from collections.abc import Callable
@@ -293,11 +297,19 @@ async def connect(family: int, address: str | tuple[str, int], timeout: float) -
         try:
             sock.connect(address)
         except (BlockingIOError, InterruptedError):
-            await _connected(loop, sock, timeout)
+            # Asked again: 0 (or EISCONN) once the handshake is done, the error if it failed.
+            err = sock.connect_ex(address)
+            if err in _IN_PROGRESS:
+                await _connected(loop, sock, timeout)
+            elif err and err != errno.EISCONN:
+                raise OSError(err, os.strerror(err))
     except BaseException:
         sock.close()
         raise
     return SocketStream(loop, sock)
+
+
+_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EINTR})
 
 
 async def _connected(loop: asyncio.AbstractEventLoop, sock: socket.socket, timeout: float) -> None:

@@ -198,8 +198,8 @@ def test_silence_is_504_and_aborts() -> None:
 
 
 def test_silence_is_counted_per_read_not_per_exchange() -> None:
-    # Six pauses of 0.04 s with a 0.1 s timeout: 0.24 s in all, never 0.1 s of silence. The one
-    # timer of the exchange is re-armed for what is left of each silence, never fired early.
+    # Six pauses of 0.04 s with a 0.1 s timeout: 0.24 s in all, never 0.1 s of silence. The
+    # loop's watch looks again when what is left of each silence is over, never fires early.
     output: list[bytes | float] = [b"Content-Type: text/plain\n\n"]
     for i in range(6):
         output += [0.04, b"%d" % i]
@@ -207,6 +207,26 @@ def test_silence_is_counted_per_read_not_per_exchange() -> None:
     sink = FakeSink()
     run(transport, sink, timeout=0.1)
     assert bytes(sink.body) == b"012345" and sink.ended and transport.closed and not transport.aborted
+
+
+def test_exchanges_on_one_loop_each_time_out_by_their_own_deadline() -> None:
+    # One watch serves every exchange of the loop: a short timeout that starts after a long one
+    # is still kept, and the long one is not cut by the short one's firing.
+    async def main() -> tuple[BaseException | None, bytes, bool]:
+        patient = FakeTransport([b"Content-Type: text/plain\n\n", 0.3, b"late but in time"])
+        hasty = FakeTransport([b"Content-Type: text/plain\n\n", 30.0, b"never"])
+        patient_sink, hasty_sink = FakeSink(), FakeSink()
+        first = asyncio.ensure_future(exchange(request(), patient_sink, patient, {}, NoBody(), timeout=5.0))
+        await asyncio.sleep(0.01)  # its deadline (5 s) is the watch's when the next one starts
+        async with asyncio.timeout(3):
+            second = await asyncio.gather(
+                exchange(request(), hasty_sink, hasty, {}, NoBody(), timeout=0.05), return_exceptions=True)
+            await first
+        return second[0], bytes(patient_sink.body), hasty.aborted
+
+    error, body, aborted = asyncio.run(main())
+    assert isinstance(error, GatewayTimeout) and aborted
+    assert body == b"late but in time"
 
 
 def test_time_the_client_takes_is_not_the_applications_silence() -> None:
