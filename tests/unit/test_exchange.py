@@ -217,7 +217,13 @@ def test_exchanges_on_one_loop_each_time_out_by_their_own_deadline() -> None:
         hasty = FakeTransport([b"Content-Type: text/plain\n\n", 30.0, b"never"])
         patient_sink, hasty_sink = FakeSink(), FakeSink()
         first = asyncio.ensure_future(exchange(request(), patient_sink, patient, {}, NoBody(), timeout=5.0))
-        await asyncio.sleep(0.01)  # its deadline (5 s) is the watch's when the next one starts
+        # Until the first waits in its 0.3 s silence: its deadline (5 s) is the watch's when the
+        # next one starts.
+        for _ in range(1000):
+            if len(patient.output) == 1:
+                break
+            await asyncio.sleep(0)
+        assert len(patient.output) == 1
         async with asyncio.timeout(3):
             second = await asyncio.gather(
                 exchange(request(), hasty_sink, hasty, {}, NoBody(), timeout=0.05), return_exceptions=True)
